@@ -1,0 +1,43 @@
+"""One error hierarchy for every device, real or simulated.
+
+Callers catch `DeviceError` to handle any device failure; the subclasses say
+what kind, so a runner can retry a timeout but stop on a disconnect.
+"""
+
+from __future__ import annotations
+
+
+class LabrigError(Exception):
+    """Base of every error labrig raises on purpose."""
+
+
+class ConfigError(LabrigError, ValueError):
+    """A profile or setting is malformed; the message names the key and the file."""
+
+
+class DeviceError(LabrigError):
+    """A device refused a command or failed; the message names the device."""
+
+
+class DeviceTimeout(DeviceError, TimeoutError):
+    """A device did not answer (or deliver a frame) in time."""
+
+
+class DeviceDisconnected(DeviceError, ConnectionError):
+    """The device went away (cable, power, driver); it must be reopened."""
+
+
+class DeviceNotOpen(DeviceError):
+    """A command was sent to a device that is closed."""
+
+
+class OutOfRange(DeviceError, ValueError):
+    """A setting is outside the device's bounds; the message gives both."""
+
+
+class PatternError(DeviceError, ValueError):
+    """A pattern for an SLM has the wrong shape, dtype or range."""
+
+
+class SafetyError(DeviceError):
+    """A safety precondition (shutter, interlock) is not met."""
