@@ -1,0 +1,180 @@
+"""Putting K output channels on one camera: spatial tiles, or several frames.
+
+Spatial multiplexing: each channel's kernel gets its own grating (a linear
+phase on its spectrum) so its output lands on its own camera tile; the masks
+are summed into one Fourier-plane pattern. Tiles must not overlap, nor touch
+the zero order (light through the SLM's dead space images the input on the
+axis) or the double-phase residual (at the grid corners). When they do not
+fit, channels are split over several frames (time multiplexing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from labrig.optics.conv import kernel_to_mask
+from labrig.optics.grid import Grid
+
+
+class LayoutError(ValueError):
+    """The channels do not fit on the camera as asked; the message says why."""
+
+
+Rect = tuple[int, int, int, int]  # top, left, bottom (excl.), right (excl.) in centred sample coords
+
+
+def _rect(centre: tuple[int, int], shape: tuple[int, int]) -> Rect:
+    top = centre[0] - shape[0] // 2
+    left = centre[1] - shape[1] // 2
+    return (top, left, top + shape[0], left + shape[1])
+
+
+def _intersects(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where each channel lands in the output plane, in output-grid samples.
+
+    `offsets[k]` is the centre of tile k relative to the optical axis; a tile is
+    `tile_shape` samples (the full linear-convolution size n + k - 1).
+    """
+
+    grid_shape: tuple[int, int]
+    tile_shape: tuple[int, int]
+    offsets: tuple[tuple[int, int], ...]
+    forbidden: tuple[Rect, ...] = ()
+
+    @property
+    def channels(self) -> int:
+        return len(self.offsets)
+
+    def rects(self) -> list[Rect]:
+        return [_rect(o, self.tile_shape) for o in self.offsets]
+
+    def check(self) -> None:
+        """Raise `LayoutError` if tiles overlap, leave the grid or hit a forbidden zone."""
+        half = (self.grid_shape[0] // 2, self.grid_shape[1] // 2)
+        rects = self.rects()
+        for k, r in enumerate(rects):
+            if r[0] < -half[0] or r[1] < -half[1] or r[2] > self.grid_shape[0] - half[0] or r[3] > self.grid_shape[1] - half[1]:
+                raise LayoutError(f"tile {k} at {self.offsets[k]} leaves the {self.grid_shape} output grid")
+            for j in range(k):
+                if _intersects(r, rects[j]):
+                    raise LayoutError(f"tiles {j} and {k} overlap (centres {self.offsets[j]}, {self.offsets[k]})")
+            for z in self.forbidden:
+                if _intersects(r, z):
+                    raise LayoutError(f"tile {k} at {self.offsets[k]} overlaps a forbidden zone {z}")
+
+    def kernel_shifts(self) -> list[tuple[int, int]]:
+        """Kernel displacement for each channel: the 4f inversion maps a kernel
+        shifted by s to an output at -s."""
+        return [(-o[0], -o[1]) for o in self.offsets]
+
+    def extract(self, output: torch.Tensor) -> torch.Tensor:
+        """Cut the tiles out of an output-plane array (..., N, N) -> (..., K, th, tw),
+        already un-inverted so each tile reads like the convolution it computed."""
+        from labrig.optics.grid import invert_centered
+
+        half = (output.shape[-2] // 2, output.shape[-1] // 2)
+        tiles = [output[..., r[0] + half[0] : r[2] + half[0], r[1] + half[1] : r[3] + half[1]] for r in self.rects()]
+        return invert_centered(torch.stack(tiles, dim=-3))
+
+    def camera_rois(self, output_grid: Grid, camera_pitch_m: float, camera_shape: tuple[int, int]) -> list[Rect]:
+        """Tile rectangles in camera pixel indices (top, left, bottom, right), for an
+        aligned camera centred on the axis."""
+        rois = []
+        for r in self.rects():
+            box = []
+            for d, (lo, hi) in enumerate(((r[0], r[2]), (r[1], r[3]))):
+                pitch = output_grid.pitch_m[d]
+                a = (lo - 0.5) * pitch / camera_pitch_m + camera_shape[d] // 2 + 0.5
+                b = (hi - 0.5) * pitch / camera_pitch_m + camera_shape[d] // 2 + 0.5
+                box.append((math.floor(a), math.ceil(b)))
+            rois.append((box[0][0], box[1][0], box[0][1], box[1][1]))
+        return rois
+
+
+def forbidden_zones(
+    grid_shape: tuple[int, int], input_shape: tuple[int, int], zero_order: bool, corners: bool
+) -> tuple[Rect, ...]:
+    """Output regions reserved for the zero order (around the axis) and the
+    double-phase residual (around the four grid corners)."""
+    zones: list[Rect] = []
+    if zero_order:
+        zones.append(_rect((0, 0), (input_shape[0] + 2, input_shape[1] + 2)))
+    if corners:
+        hy, hx = grid_shape[0] // 2, grid_shape[1] // 2
+        ry, rx = input_shape[0] // 2 + 1, input_shape[1] // 2 + 1
+        for sy in (-1, 1):
+            for sx in (-1, 1):
+                cy, cx = sy * hy, sx * hx
+                zones.append((cy - ry, cx - rx, cy + ry, cx + rx))
+    return tuple(zones)
+
+
+def plan_tiles(
+    channels: int,
+    grid_shape: tuple[int, int],
+    tile_shape: tuple[int, int],
+    *,
+    input_shape: tuple[int, int] | None = None,
+    gap: int = 2,
+    avoid_zero_order: bool = False,
+    avoid_corners: bool = False,
+) -> TileLayout:
+    """Place `channels` tiles on a centred lattice, nearest the axis first.
+
+    Lattice spacing is tile + gap (the tile is already n + k - 1, the DESIGN's
+    minimum spacing). Raises `LayoutError` saying how many fit otherwise.
+    """
+    if channels < 1:
+        raise LayoutError("need at least one channel")
+    zones = forbidden_zones(grid_shape, input_shape or tile_shape, avoid_zero_order, avoid_corners)
+    step = (tile_shape[0] + gap, tile_shape[1] + gap)
+    reach = (grid_shape[0] // (2 * step[0]) + 1, grid_shape[1] // (2 * step[1]) + 1)
+    candidates = []
+    # with an even count of tiles per axis the lattice is offset by half a step
+    for parity in ((0.0, 0.0), (0.5, 0.5), (0.5, 0.0), (0.0, 0.5)):
+        layout_points = []
+        for i in range(-reach[0] - 1, reach[0] + 2):
+            for j in range(-reach[1] - 1, reach[1] + 2):
+                centre = (round((i + parity[0]) * step[0]), round((j + parity[1]) * step[1]))
+                single = TileLayout(grid_shape, tile_shape, (centre,), zones)
+                try:
+                    single.check()
+                except LayoutError:
+                    continue
+                layout_points.append(centre)
+        layout_points.sort(key=lambda c: (c[0] ** 2 + c[1] ** 2, c))
+        candidates.append(layout_points)
+    best = max(candidates, key=lambda pts: (min(len(pts), channels), -sum(c[0] ** 2 + c[1] ** 2 for c in pts[:channels])))
+    if len(best) < channels:
+        raise LayoutError(
+            f"{channels} tiles of {tile_shape} do not fit in a {grid_shape} output grid "
+            f"(at most {len(best)} fit with gap {gap}); use time multiplexing"
+        )
+    chosen = sorted(best[:channels])
+    layout = TileLayout(grid_shape, tile_shape, tuple(chosen), zones)
+    layout.check()
+    return layout
+
+
+def multiplexed_mask(kernels: torch.Tensor, layout: TileLayout) -> torch.Tensor:
+    """One Fourier-plane mask for K kernels (K, k, k): each kernel's spectrum
+    times its grating, summed."""
+    if kernels.shape[0] != layout.channels:
+        raise LayoutError(f"{kernels.shape[0]} kernels for a layout of {layout.channels} tiles")
+    masks = [kernel_to_mask(h, layout.grid_shape, shift) for h, shift in zip(kernels, layout.kernel_shifts(), strict=True)]
+    return torch.stack(masks).sum(0)
+
+
+def time_multiplex_groups(channels: int, per_frame: int) -> list[list[int]]:
+    """Channel indices for each frame when at most `per_frame` fit on one frame."""
+    if per_frame < 1:
+        raise LayoutError("no channel fits on one frame")
+    return [list(range(s, min(s + per_frame, channels))) for s in range(0, channels, per_frame)]

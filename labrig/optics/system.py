@@ -1,0 +1,175 @@
+"""The digital twin: the small optical elements composed into a 4f bench.
+
+    input modulator -> illumination -> lens f1 -> aberrations -> filter SLM
+      -> lens f2 -> camera (area integration, square law, noise, ADC)
+
+Coherent light: the camera sees |u (*) h|^2. Incoherent light: it sees
+I (*) |h|^2. The same object serves training (differentiable), the mask
+compiler (expected frames) and the simulated bench (with the truth as its
+imperfections), so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from labrig.optics.aberrations import zernike_phase
+from labrig.optics.camera import CameraModel
+from labrig.optics.conv import mask_to_kernel
+from labrig.optics.field import Field
+from labrig.optics.grid import invert_centered
+from labrig.optics.imperfections import Imperfections
+from labrig.optics.lens import FourierLens, centered_fft2, centered_ifft2
+from labrig.optics.modulators import FilterSLM, Illumination, InputModulator
+from labrig.optics.specs import BenchGeometry
+
+
+def _zero(t: torch.Tensor) -> bool:
+    return not t.requires_grad and bool(torch.all(t == 0))
+
+
+class Twin(nn.Module):
+    """A differentiable model of one 4f bench with given imperfections.
+
+    Batched over leading dims of the input; float32 or float64 (`dtype`), on
+    whatever device it is moved to.
+    """
+
+    def __init__(
+        self,
+        geometry: BenchGeometry,
+        imperfections: Imperfections | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.geometry = geometry
+        self.imperfections = imperfections if imperfections is not None else Imperfections.ideal(geometry)
+        self.input_modulator = InputModulator(geometry.input, geometry.input_grid)
+        self.illumination = Illumination()
+        self.lens1 = FourierLens(geometry.focal1_m)
+        self.filter_slm = FilterSLM(geometry.filter, geometry.fourier_grid)
+        self.lens2 = FourierLens(geometry.focal2_m)
+        self.camera = CameraModel(geometry.camera, geometry.output_grid, geometry.photon_energy_j)
+        self.to(dtype)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.imperfections.camera_gain.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.imperfections.camera_gain.device
+
+    # -- input plane -------------------------------------------------------------
+    def irradiance_w_m2(self, laser_power_w: float) -> float:
+        """Irradiance on the input modulator: laser power through the optics,
+        spread over the modulator's area (before the illumination profile)."""
+        rows, cols = self.geometry.input.resolution
+        area = rows * cols * self.geometry.input.pitch_m**2
+        return laser_power_w * self.geometry.transmission / area
+
+    def input_amplitude(self, gray: torch.Tensor) -> torch.Tensor:
+        """Field amplitude sqrt(T) of each modulator pixel for gray levels."""
+        t = self.input_modulator.transmission(gray, self.imperfections.input_contrast)
+        return torch.sqrt(t.to(self.dtype))
+
+    def input_field(self, amplitude: torch.Tensor, laser_power_w: float) -> Field:
+        """Field on the simulation grid for per-pixel amplitudes in [0, 1]."""
+        imp = self.imperfections
+        field = self.input_modulator.field_from_amplitude(
+            amplitude, self.irradiance_w_m2(laser_power_w), self.geometry.wavelength_m,
+            imp.input_shift_px, imp.input_rotation_rad,
+        )
+        return self.illumination(field, imp.illumination_waist_m, imp.illumination_center_m)
+
+    # -- Fourier plane -------------------------------------------------------------
+    def filter_transmission(self, gray: torch.Tensor) -> torch.Tensor:
+        """Complex transmission of the filter SLM showing gray levels."""
+        imp = self.imperfections
+        response = self.filter_slm.response(gray, imp.slm_lut)
+        if self.geometry.filter.modulation == "phase":
+            return self.filter_slm.transmission_from_phase(response, imp.slm_crosstalk_px, imp.filter_shift_px)
+        return self.filter_slm.transmission_from_intensity(response, imp.filter_shift_px)
+
+    def filter_transmission_from_phase(self, phase: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        """Transmission for a wanted phase pattern (training path): quantised to
+        the SLM's LUT levels with a straight-through gradient when `quantize`."""
+        imp = self.imperfections
+        lut = imp.slm_lut if quantize else None
+        return self.filter_slm.transmission_from_phase(phase, imp.slm_crosstalk_px, imp.filter_shift_px, lut)
+
+    def pupil(self) -> torch.Tensor | None:
+        """exp(i W) of the aberrations over the Fourier plane, or None if there are none."""
+        z = self.imperfections.zernike_rad
+        if _zero(z):
+            return None
+        w = zernike_phase(z, self.geometry.fourier_grid)
+        return torch.polar(torch.ones_like(w), w)
+
+    def effective_mask(self, transmission: torch.Tensor) -> torch.Tensor:
+        pupil = self.pupil()
+        return transmission if pupil is None else transmission * pupil
+
+    # -- output plane --------------------------------------------------------------
+    def output_field(self, field: Field, transmission: torch.Tensor) -> Field:
+        """Coherent propagation input plane -> output plane through the mask."""
+        spectrum = self.lens1(field)
+        filtered = self.filter_slm(spectrum, self.effective_mask(transmission))
+        return self.lens2(filtered)
+
+    def output_power(self, amplitude: torch.Tensor, transmission: torch.Tensor, laser_power_w: float) -> torch.Tensor:
+        """Power per output-grid sample (W) for modulator amplitudes and a mask."""
+        field = self.input_field(amplitude, laser_power_w)
+        if self.geometry.illumination == "coherent":
+            return self.output_field(field, transmission).power()
+        return incoherent_output(field.power(), self.effective_mask(transmission))
+
+    def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
+        imp = self.imperfections
+        return self.camera.integrate(output_power, imp.camera_shift_px, imp.camera_rotation_rad, imp.camera_scale)
+
+    def expected_dn(self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0) -> torch.Tensor:
+        """Noise-free camera reading (DN, not rounded): differentiable."""
+        imp = self.imperfections
+        e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
+        return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
+
+    def sample_dn(
+        self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """One noisy reading (DN, not rounded) with shot, dark and read noise."""
+        imp = self.imperfections
+        mean_e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
+        e = self.camera.sample_electrons(mean_e, generator)
+        return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
+
+    def frame(
+        self,
+        input_gray: torch.Tensor,
+        filter_gray: torch.Tensor,
+        *,
+        laser_power_w: float,
+        exposure_s: float,
+        gain: float = 1.0,
+        noise: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Camera frames (float tensor of integer DN values) for modulator and SLM gray levels."""
+        amplitude = self.input_amplitude(input_gray)
+        transmission = self.filter_transmission(filter_gray)
+        power = self.camera_power(self.output_power(amplitude, transmission, laser_power_w))
+        dn = self.sample_dn(power, exposure_s, gain, generator) if noise else self.expected_dn(power, exposure_s, gain)
+        return self.camera.quantize(dn)
+
+
+def incoherent_output(input_power: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Output power of an incoherent 4f system: the input intensity convolved
+    with the intensity PSF |h|^2 (h = the mask's impulse response), inverted."""
+    psf = mask_to_kernel(mask)
+    psf = psf.real.square() + psf.imag.square()
+    n = math.sqrt(input_power.shape[-2] * input_power.shape[-1])
+    spectrum = centered_fft2(input_power.to(psf.dtype)) * centered_fft2(psf) * n
+    return invert_centered(centered_ifft2(spectrum).real)
