@@ -130,6 +130,10 @@ class Section:
             raise self.error(name, f"range [{lo:g}, {hi:g}] has min > max")
         return lo, hi
 
+    def accept(self, *names: str) -> None:
+        """Mark keys as known without reading them here (another layer reads them)."""
+        self._read.update(names)
+
     def unused(self) -> list[str]:
         """Keys present in the table that nobody read (likely typos)."""
         return sorted(self.key(k) for k in self.data if k not in self._read)

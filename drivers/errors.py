@@ -41,3 +41,7 @@ class PatternError(DeviceError, ValueError):
 
 class SafetyError(DeviceError):
     """A safety precondition (shutter, interlock) is not met."""
+
+
+class FrameDropped(DeviceError):
+    """A frame was lost or arrived incomplete; the next grab may succeed."""

@@ -79,6 +79,14 @@ class BenchGeometry:
         for name in ("wavelength_m", "focal1_m", "focal2_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        window = self.input_grid.extent_m
+        size = (self.input.resolution[0] * self.input.pitch_m, self.input.resolution[1] * self.input.pitch_m)
+        if size[0] > window[0] * (1 + 1e-9) or size[1] > window[1] * (1 + 1e-9):
+            raise ValueError(
+                f"the input modulator ({size[0] * 1e3:.3g} x {size[1] * 1e3:.3g} mm) is larger than the "
+                f"input window the filter SLM samples ({window[0] * 1e3:.3g} x {window[1] * 1e3:.3g} mm = "
+                "wavelength * focal1 / filter pitch): shorten focal1_m or use fewer input pixels"
+            )
 
     @property
     def fourier_grid(self) -> Grid:

@@ -158,8 +158,24 @@ class Twin(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Camera frames (float tensor of integer DN values) for modulator and SLM gray levels."""
+        return self.frame_from_transmission(
+            input_gray, self.filter_transmission(filter_gray), laser_power_w=laser_power_w,
+            exposure_s=exposure_s, gain=gain, noise=noise, generator=generator,
+        )
+
+    def frame_from_transmission(
+        self,
+        input_gray: torch.Tensor,
+        transmission: torch.Tensor,
+        *,
+        laser_power_w: float,
+        exposure_s: float,
+        gain: float = 1.0,
+        noise: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """`frame` with the filter's transmission computed once (it rarely changes)."""
         amplitude = self.input_amplitude(input_gray)
-        transmission = self.filter_transmission(filter_gray)
         power = self.camera_power(self.output_power(amplitude, transmission, laser_power_w))
         dn = self.sample_dn(power, exposure_s, gain, generator) if noise else self.expected_dn(power, exposure_s, gain)
         return self.camera.quantize(dn)

@@ -1,0 +1,138 @@
+"""The simulated optical table: what the simulated devices share.
+
+One `SimWorld` per bench holds the geometry, the hidden truth, the fault plan,
+what each modulator shows, the laser and shutter state and a simulated clock.
+Frames come from `labrig.optics.Twin` with the truth as its imperfections, so
+with the truth off the simulated camera reads exactly what the twin predicts.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from drivers.config import Section
+from drivers.errors import DeviceDisconnected, DeviceTimeout, FrameDropped
+from labrig.geometry import geometry_from_profile
+from labrig.optics.specs import BenchGeometry
+from labrig.optics.system import Twin
+from sim_backend.truth import FaultPlan, Truth, read_faults, read_truth
+
+#: the key under which the devices of one bench share their world
+SHARED_KEY = "sim.world"
+#: frames rendered per chunk on the batched path (bounds memory)
+BATCH_CHUNK = 64
+
+
+class SimWorld:
+    """State and physics of one simulated bench."""
+
+    def __init__(self, geometry: BenchGeometry, truth: Truth, faults: FaultPlan) -> None:
+        self.geometry = geometry
+        self.truth = truth
+        self.faults = faults
+        self.twin = Twin(geometry, truth.imperfections, dtype=torch.float32)
+        self._camera_shift0 = truth.imperfections.camera_shift_px.detach().clone()
+        self.noise_generator = torch.Generator().manual_seed(truth.seed)
+        self.fault_rng = np.random.default_rng(faults.seed)
+        self.input_gray = torch.zeros(geometry.input.resolution, dtype=torch.long)
+        self.filter_gray = torch.zeros(geometry.filter.resolution, dtype=torch.long)
+        self._transmission: torch.Tensor | None = None
+        self.laser_enabled = False
+        self.laser_power_w = 0.0
+        self.shutter_open = False
+        self.time_s = 0.0
+        self.frames = 0
+        self.connected = True
+
+    @classmethod
+    def from_profile(cls, root: Section) -> SimWorld:
+        geometry = geometry_from_profile(root)
+        return cls(geometry, read_truth(root, geometry), read_faults(root))
+
+    # -- what the devices do ----------------------------------------------------------
+    def show_input(self, pattern: np.ndarray) -> None:
+        self.input_gray = torch.from_numpy(pattern.astype(np.int64))
+
+    def show_filter(self, pattern: np.ndarray) -> None:
+        self.filter_gray = torch.from_numpy(pattern.astype(np.int64))
+        self._transmission = None
+
+    def slm_write_fails(self) -> bool:
+        p = self.faults.slm_write_error_prob
+        return p > 0 and self.fault_rng.random() < p
+
+    @property
+    def beam_power_w(self) -> float:
+        """Laser power reaching the optics: zero unless emitting and the shutter is open."""
+        return self.laser_power_w if (self.laser_enabled and self.shutter_open) else 0.0
+
+    def transmission(self) -> torch.Tensor:
+        if self._transmission is None:
+            with torch.no_grad():
+                self._transmission = self.twin.filter_transmission(self.filter_gray)
+        return self._transmission
+
+    # -- frames ---------------------------------------------------------------------
+    def _advance(self, frames: int, exposure_s: float) -> None:
+        self.time_s += frames * (exposure_s + self.truth.latency_s)
+        self.frames += frames
+        drift = torch.tensor(self.truth.drift_px_per_s, dtype=self._camera_shift0.dtype)
+        if bool(torch.any(drift != 0)):
+            self.twin.imperfections.camera_shift_px.data = self._camera_shift0 + drift * self.time_s
+
+    def _check_faults(self, timeout_s: float) -> None:
+        plan = self.faults
+        if plan.disconnect_after_frames and self.frames >= plan.disconnect_after_frames:
+            self.connected = False
+        if not self.connected:
+            raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
+        if plan.frame_timeout_prob and self.fault_rng.random() < plan.frame_timeout_prob:
+            time.sleep(min(timeout_s, 0.05))
+            raise DeviceTimeout(f"sim camera: no frame within {timeout_s:g} s (fault injection)")
+        if plan.dropped_frame_prob and self.fault_rng.random() < plan.dropped_frame_prob:
+            self.frames += 1
+            raise FrameDropped("sim camera: frame dropped (fault injection)")
+
+    def _render(self, input_gray: torch.Tensor, exposure_s: float, gain: float) -> np.ndarray:
+        with torch.no_grad():
+            dn = self.twin.frame_from_transmission(
+                input_gray, self.transmission(), laser_power_w=self.beam_power_w,
+                exposure_s=exposure_s, gain=gain, noise=self.truth.noise, generator=self.noise_generator,
+            )
+        return dn.to(torch.int32).numpy().astype(np.uint16)
+
+    def grab(self, exposure_s: float, gain: float, timeout_s: float) -> np.ndarray:
+        """One frame of what the modulators show now."""
+        self._check_faults(timeout_s)
+        if self.truth.latency_s:
+            time.sleep(self.truth.latency_s)
+        self._advance(1, exposure_s)
+        return self._render(self.input_gray, exposure_s, gain)
+
+    def render_batch(self, input_grays: np.ndarray, exposure_s: float, gain: float) -> np.ndarray:
+        """Frames for many input patterns at once (the fast path): as if each were
+        shown on the input modulator and grabbed in turn. Only disconnects are
+        injected here; timeouts and drops belong to the frame-by-frame path."""
+        if not self.connected:
+            raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
+        inputs = torch.from_numpy(np.ascontiguousarray(input_grays).astype(np.int64))
+        out = np.empty((inputs.shape[0], *self.geometry.camera.resolution), dtype=np.uint16)
+        for start in range(0, inputs.shape[0], BATCH_CHUNK):
+            chunk = inputs[start : start + BATCH_CHUNK]
+            self._advance(chunk.shape[0], exposure_s)
+            out[start : start + chunk.shape[0]] = self._render(chunk, exposure_s, gain)
+        if inputs.shape[0]:
+            self.input_gray = inputs[-1]
+        return out
+
+
+def world_for(context_shared: dict, root: Section) -> SimWorld:
+    """The world of this bench, created by the first simulated device that asks."""
+    world = context_shared.get(SHARED_KEY)
+    if world is None:
+        world = SimWorld.from_profile(root)
+        context_shared[SHARED_KEY] = world
+    return world
