@@ -181,10 +181,10 @@ class Camera(Device):
     def _grab_hw(self, timeout_s: float) -> np.ndarray:
         """Return one frame or raise DeviceTimeout / DeviceDisconnected."""
 
-    def _set_exposure_hw(self, exposure_s: float) -> None:  # noqa: B027 - optional hook
+    def _set_exposure_hw(self, exposure_s: float) -> None:
         """Send the exposure to the hardware."""
 
-    def _set_gain_hw(self, gain: float) -> None:  # noqa: B027 - optional hook
+    def _set_gain_hw(self, gain: float) -> None:
         """Send the gain to the hardware."""
 
 

@@ -73,8 +73,8 @@ class Section:
         name: str,
         default: Any = _MISSING,
         *,
-        min: float | None = None,  # noqa: A002 - reads best at call sites
-        max: float | None = None,  # noqa: A002
+        min: float | None = None,
+        max: float | None = None,
         positive: bool = False,
     ) -> float:
         value = self._raw(name, default)
@@ -92,7 +92,7 @@ class Section:
         return value
 
     def get_int(
-        self, name: str, default: Any = _MISSING, *, min: int | None = None, max: int | None = None  # noqa: A002
+        self, name: str, default: Any = _MISSING, *, min: int | None = None, max: int | None = None
     ) -> int:
         value = self._raw(name, default)
         if isinstance(value, bool) or not isinstance(value, int):

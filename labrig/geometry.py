@@ -9,7 +9,6 @@ from __future__ import annotations
 from drivers.config import Section
 from labrig.optics.specs import BenchGeometry, CameraSpec, ModulatorSpec
 
-
 #: keys of the device tables that describe optics (read here, not by the drivers)
 MODULATOR_KEYS = ("resolution", "pitch_m", "bit_depth", "fill_factor", "modulation")
 CAMERA_KEYS = (

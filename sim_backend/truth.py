@@ -24,11 +24,8 @@ class Truth:
     seed: int
     drift_px_per_s: tuple[float, float]
     latency_s: float
-
-    @property
-    def noise(self) -> bool:
-        """Shot, dark and read noise are part of the truth: off when it is off."""
-        return self.enabled
+    noise: bool = False
+    """Shot, dark and read noise: on with the truth unless ``noise = false``."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,10 @@ def read_truth(root: Section, geometry: BenchGeometry) -> Truth:
         ),
     )
     drift = table.get_floats("drift_px_per_s", 2, [0.0, 0.0])
-    truth = Truth(imperfections, True, seed, (drift[0], drift[1]), table.get_float("latency_s", 0.0, min=0.0))
+    truth = Truth(
+        imperfections, True, seed, (drift[0], drift[1]), table.get_float("latency_s", 0.0, min=0.0),
+        noise=table.get_bool("noise", True),
+    )
     table.check_unused()
     return truth
 

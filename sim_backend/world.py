@@ -39,7 +39,7 @@ class SimWorld:
         self.fault_rng = np.random.default_rng(faults.seed)
         self.input_gray = torch.zeros(geometry.input.resolution, dtype=torch.long)
         self.filter_gray = torch.zeros(geometry.filter.resolution, dtype=torch.long)
-        self._transmission: torch.Tensor | None = None
+        self._prepared: torch.Tensor | None = None
         self.laser_enabled = False
         self.laser_power_w = 0.0
         self.shutter_open = False
@@ -58,7 +58,7 @@ class SimWorld:
 
     def show_filter(self, pattern: np.ndarray) -> None:
         self.filter_gray = torch.from_numpy(pattern.astype(np.int64))
-        self._transmission = None
+        self._prepared = None
 
     def slm_write_fails(self) -> bool:
         p = self.faults.slm_write_error_prob
@@ -69,11 +69,12 @@ class SimWorld:
         """Laser power reaching the optics: zero unless emitting and the shutter is open."""
         return self.laser_power_w if (self.laser_enabled and self.shutter_open) else 0.0
 
-    def transmission(self) -> torch.Tensor:
-        if self._transmission is None:
+    def prepared_mask(self) -> torch.Tensor:
+        """The filter's effective mask, recomputed only when the pattern changes."""
+        if self._prepared is None:
             with torch.no_grad():
-                self._transmission = self.twin.filter_transmission(self.filter_gray)
-        return self._transmission
+                self._prepared = self.twin.prepare_mask(self.twin.filter_transmission(self.filter_gray))
+        return self._prepared
 
     # -- frames ---------------------------------------------------------------------
     def _advance(self, frames: int, exposure_s: float) -> None:
@@ -98,8 +99,8 @@ class SimWorld:
 
     def _render(self, input_gray: torch.Tensor, exposure_s: float, gain: float) -> np.ndarray:
         with torch.no_grad():
-            dn = self.twin.frame_from_transmission(
-                input_gray, self.transmission(), laser_power_w=self.beam_power_w,
+            dn = self.twin.frame_prepared(
+                input_gray, self.prepared_mask(), laser_power_w=self.beam_power_w,
                 exposure_s=exposure_s, gain=gain, noise=self.truth.noise, generator=self.noise_generator,
             )
         return dn.to(torch.int32).numpy().astype(np.uint16)

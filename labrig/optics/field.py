@@ -28,6 +28,8 @@ class Field:
 
     def power(self) -> torch.Tensor:
         """Power per sample (W)."""
+        if not torch.is_complex(self.data):  # e.g. the input field of a real amplitude pattern
+            return self.data.square()
         return self.data.real.square() + self.data.imag.square()
 
     def total_power(self) -> torch.Tensor:

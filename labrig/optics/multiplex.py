@@ -72,17 +72,16 @@ class TileLayout:
 
     def kernel_shifts(self) -> list[tuple[int, int]]:
         """Kernel displacement for each channel: the 4f inversion maps a kernel
-        shifted by s to an output at -s."""
+        shifted by s to an output at -s (`multiplexed_mask` adds `tile_alignment`)."""
         return [(-o[0], -o[1]) for o in self.offsets]
 
     def extract(self, output: torch.Tensor) -> torch.Tensor:
         """Cut the tiles out of an output-plane array (..., N, N) -> (..., K, th, tw),
-        already un-inverted so each tile reads like the convolution it computed."""
-        from labrig.optics.grid import invert_centered
-
+        already un-inverted so each tile reads like the convolution it computed
+        (a tile holds the point-reflected full convolution exactly, so a flip undoes it)."""
         half = (output.shape[-2] // 2, output.shape[-1] // 2)
         tiles = [output[..., r[0] + half[0] : r[2] + half[0], r[1] + half[1] : r[3] + half[1]] for r in self.rects()]
-        return invert_centered(torch.stack(tiles, dim=-3))
+        return torch.flip(torch.stack(tiles, dim=-3), dims=(-2, -1))
 
     def camera_rois(self, output_grid: Grid, camera_pitch_m: float, camera_shape: tuple[int, int]) -> list[Rect]:
         """Tile rectangles in camera pixel indices (top, left, bottom, right), for an
@@ -164,12 +163,28 @@ def plan_tiles(
     return layout
 
 
+def tile_alignment(tile_shape: tuple[int, int], kernel_shape: tuple[int, int]) -> tuple[int, int]:
+    """Extra kernel shift (0 or 1 samples per axis) that makes the inverted full
+    convolution of an (L - k + 1)-sample image with a k-sample kernel fill its
+    L-sample tile exactly (convolution sample m at tile index L - 1 - m): 0 when
+    image and kernel are both odd along the axis, 1 otherwise."""
+    out = []
+    for size, k in zip(tile_shape, kernel_shape, strict=True):
+        n = size - k + 1
+        if n < 1:
+            raise LayoutError(f"a {tuple(kernel_shape)} kernel does not fit a {tuple(tile_shape)} tile")
+        out.append(n // 2 + k // 2 + size // 2 - size + 1)
+    return (out[0], out[1])
+
+
 def multiplexed_mask(kernels: torch.Tensor, layout: TileLayout) -> torch.Tensor:
     """One Fourier-plane mask for K kernels (K, k, k): each kernel's spectrum
     times its grating, summed."""
     if kernels.shape[0] != layout.channels:
         raise LayoutError(f"{kernels.shape[0]} kernels for a layout of {layout.channels} tiles")
-    masks = [kernel_to_mask(h, layout.grid_shape, shift) for h, shift in zip(kernels, layout.kernel_shifts(), strict=True)]
+    align = tile_alignment(layout.tile_shape, tuple(kernels.shape[-2:]))
+    shifts = [(s[0] + align[0], s[1] + align[1]) for s in layout.kernel_shifts()]
+    masks = [kernel_to_mask(h, layout.grid_shape, shift) for h, shift in zip(kernels, shifts, strict=True)]
     return torch.stack(masks).sum(0)
 
 

@@ -48,7 +48,7 @@ class AxisOverlap:
         half_dst = 0.5 * dst_fill * d_dst * scale
         left, right = centres - half_dst, centres + half_dst
         half_src = 0.5 * src_fill * d_src
-        band = int(math.ceil(float(dst_fill * d_dst * float(scale.detach().max())) / d_src)) + 2
+        band = math.ceil(float(dst_fill * d_dst * float(scale.detach().max())) / d_src) + 2
         first = torch.floor((left.detach() + half_src) / d_src + n_src // 2).long() - 1
         index = first[:, None] + torch.arange(band + 1, device=device)[None, :]
         src_c = (index.to(dtype) - n_src // 2) * d_src
@@ -62,14 +62,31 @@ class AxisOverlap:
         self.n_src = n_src
 
     def apply(self, x: torch.Tensor, dim: int, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """sum_j W[i, j] x[..., j, ...] along `dim`, with W = `weight` or the overlaps."""
+        """sum_j W[i, j] x[..., j, ...] along `dim`, with W = `weight` or the overlaps.
+
+        Loops over the few band columns that carry weight (one for aligned
+        lattices), so no (..., n_dst, band) intermediate is built.
+        """
         w = self.weight if weight is None else weight
         dim = dim % x.ndim
-        x = x.movedim(dim, -1)
-        gathered = x[..., self.index]  # (..., n_dst, band)
-        w = w.to(gathered.real.dtype if torch.is_complex(gathered) else gathered.dtype)
-        out = (gathered * w).sum(-1)
-        return out.movedim(-1, dim)
+        real = x.real.dtype if torch.is_complex(x) else x.dtype
+        w = w.to(real)
+        shape = [1] * x.ndim
+        shape[dim] = w.shape[0]
+        out = None
+        for b in self._active_bands(w):
+            term = x.index_select(dim, self.index[:, b]) * w[:, b].reshape(shape)
+            out = term if out is None else out + term
+        if out is None:
+            size = list(x.shape)
+            size[dim] = w.shape[0]
+            return x.new_zeros(size)
+        return out
+
+    def _active_bands(self, w: torch.Tensor) -> list[int]:
+        if w.requires_grad:
+            return list(range(w.shape[1]))
+        return [b for b in range(w.shape[1]) if bool(torch.any(w[:, b] != 0))]
 
     def dense(self) -> torch.Tensor:
         """The (n_dst, n_src) matrix, for tests and small problems."""

@@ -120,12 +120,26 @@ class Twin(nn.Module):
         filtered = self.filter_slm(spectrum, self.effective_mask(transmission))
         return self.lens2(filtered)
 
+    def prepare_mask(self, transmission: torch.Tensor) -> torch.Tensor:
+        """The effective mask (aberrations included) in FFT order, computed once per
+        filter pattern and reused for every input frame."""
+        return torch.fft.ifftshift(self.effective_mask(transmission), dim=(-2, -1))
+
     def output_power(self, amplitude: torch.Tensor, transmission: torch.Tensor, laser_power_w: float) -> torch.Tensor:
         """Power per output-grid sample (W) for modulator amplitudes and a mask."""
+        return self.output_power_prepared(amplitude, self.prepare_mask(transmission), laser_power_w)
+
+    def output_power_prepared(self, amplitude: torch.Tensor, prepared: torch.Tensor, laser_power_w: float) -> torch.Tensor:
+        """`output_power` for a `prepare_mask` result. The coherent path is the
+        composition lens1 -> mask -> lens2 of `output_field` with the inner
+        fftshift/ifftshift pair cancelled (tested equal)."""
         field = self.input_field(amplitude, laser_power_w)
-        if self.geometry.illumination == "coherent":
-            return self.output_field(field, transmission).power()
-        return incoherent_output(field.power(), self.effective_mask(transmission))
+        dims = (-2, -1)
+        if self.geometry.illumination == "incoherent":
+            return incoherent_output(field.power(), torch.fft.fftshift(prepared, dim=dims))
+        spectrum = torch.fft.fft2(torch.fft.ifftshift(field.data, dim=dims), norm="ortho") * prepared
+        out = torch.fft.fft2(spectrum, norm="ortho")
+        return torch.fft.fftshift(out.real.square() + out.imag.square(), dim=dims)
 
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
@@ -158,15 +172,16 @@ class Twin(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Camera frames (float tensor of integer DN values) for modulator and SLM gray levels."""
-        return self.frame_from_transmission(
-            input_gray, self.filter_transmission(filter_gray), laser_power_w=laser_power_w,
+        prepared = self.prepare_mask(self.filter_transmission(filter_gray))
+        return self.frame_prepared(
+            input_gray, prepared, laser_power_w=laser_power_w,
             exposure_s=exposure_s, gain=gain, noise=noise, generator=generator,
         )
 
-    def frame_from_transmission(
+    def frame_prepared(
         self,
         input_gray: torch.Tensor,
-        transmission: torch.Tensor,
+        prepared: torch.Tensor,
         *,
         laser_power_w: float,
         exposure_s: float,
@@ -174,9 +189,9 @@ class Twin(nn.Module):
         noise: bool = False,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """`frame` with the filter's transmission computed once (it rarely changes)."""
+        """`frame` for a `prepare_mask` result (the filter rarely changes; inputs do)."""
         amplitude = self.input_amplitude(input_gray)
-        power = self.camera_power(self.output_power(amplitude, transmission, laser_power_w))
+        power = self.camera_power(self.output_power_prepared(amplitude, prepared, laser_power_w))
         dn = self.sample_dn(power, exposure_s, gain, generator) if noise else self.expected_dn(power, exposure_s, gain)
         return self.camera.quantize(dn)
 
