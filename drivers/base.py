@@ -25,7 +25,7 @@ from drivers.errors import (
 __all__ = ["SLM", "Camera", "Device", "LaserController", "Shutter"]
 
 
-class Device(ABC):
+class Device(ABC):  # noqa: B024 - abstract hooks live in the subclasses
     """A device that is opened, used and closed; a context manager.
 
     `close()` is idempotent and never raises for an already closed device, so

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from labrig.optics.conv import kernel_to_mask
-from labrig.optics.grid import Grid
+from labrig.optics.grid import Grid, fast_size
 
 
 class LayoutError(ValueError):
@@ -193,3 +193,18 @@ def time_multiplex_groups(channels: int, per_frame: int) -> list[list[int]]:
     if per_frame < 1:
         raise LayoutError("no channel fits on one frame")
     return [list(range(s, min(s + per_frame, channels))) for s in range(0, channels, per_frame)]
+
+
+def fast_size_for_tiles(channels: int, n_input: int, kernel: int, gap: int = 2) -> int:
+    """Smallest FFT-friendly square grid that holds `channels` tiles of an
+    n_input image convolved with a kernel, clear of the zero order and the
+    double-phase residual: the filter-SLM size a bench designer would pick."""
+    tile = n_input + kernel - 1
+    n = fast_size(tile)
+    while True:
+        try:
+            plan_tiles(channels, (n, n), (tile, tile), input_shape=(n_input, n_input), gap=gap,
+                       avoid_zero_order=True, avoid_corners=True)
+            return n
+        except LayoutError:
+            n = fast_size(n + 1)

@@ -56,10 +56,37 @@ class AxisOverlap:
             torch.minimum(right[:, None], src_c + half_src) - torch.maximum(left[:, None], src_c - half_src),
             min=0.0,
         )
-        valid = (index >= 0) & (index < n_src)
+        # overlaps this small are floating-point slivers of aligned lattices
+        self._tol = 64 * torch.finfo(dtype).eps
+        valid = (index >= 0) & (index < n_src) & (weight > self._tol * float(weight.detach().max()))
         self.weight = torch.where(valid, weight, torch.zeros_like(weight))
         self.index = index.clamp(0, n_src - 1)
         self.n_src = n_src
+        self.placement = self._as_placement()
+
+    def _as_placement(self) -> tuple[int, float] | None:
+        """(c, w) when the map is out[i] = w * x[i + c] (aligned lattices of equal
+        pitch): then `apply` pads or crops instead of gathering."""
+        if self.weight.requires_grad:
+            return None
+        bands = self._active_bands(self.weight)
+        if len(bands) != 1:
+            return None
+        w = self.weight[:, bands[0]]
+        nonzero = w != 0
+        rows = torch.nonzero(nonzero).squeeze(1)
+        offsets = self.index[rows, bands[0]] - rows
+        if not bool(torch.all(offsets == offsets[0])):
+            return None
+        if float((w[rows] - w[rows[0]]).abs().max()) > self._tol * float(w[rows[0]]):
+            return None
+        c = int(offsets[0])
+        # every row whose source exists must carry the weight (no partial edges)
+        expected = torch.arange(len(w)) + c
+        inside = (expected >= 0) & (expected < self.n_src)
+        if not bool(torch.equal(inside, nonzero)):
+            return None
+        return c, float(w[rows].mean())
 
     def apply(self, x: torch.Tensor, dim: int, weight: torch.Tensor | None = None) -> torch.Tensor:
         """sum_j W[i, j] x[..., j, ...] along `dim`, with W = `weight` or the overlaps.
@@ -69,6 +96,9 @@ class AxisOverlap:
         """
         w = self.weight if weight is None else weight
         dim = dim % x.ndim
+        if self.placement is not None and (weight is None or not weight.requires_grad):
+            scale = self.placement[1] if weight is None else float(weight[weight != 0].mean())
+            return _shift_axis(x, dim, self.placement[0], self.index.shape[0]) * scale
         real = x.real.dtype if torch.is_complex(x) else x.dtype
         w = w.to(real)
         shape = [1] * x.ndim
@@ -93,6 +123,19 @@ class AxisOverlap:
         m = torch.zeros(self.index.shape[0], self.n_src, dtype=self.weight.dtype)
         m.scatter_add_(1, self.index, self.weight)
         return m
+
+
+def _shift_axis(x: torch.Tensor, dim: int, offset: int, n_out: int) -> torch.Tensor:
+    """out[i] = x[i + offset] along `dim`, zero where that index is outside x."""
+    n_in = x.shape[dim]
+    lo, hi = max(0, -offset), min(n_out, n_in - offset)
+    if lo >= hi:
+        size = list(x.shape)
+        size[dim] = n_out
+        return x.new_zeros(size)
+    core = x.narrow(dim, lo + offset, hi - lo)
+    pad = [0, 0] * (x.ndim - 1 - dim) + [lo, n_out - hi]
+    return torch.nn.functional.pad(core, pad) if (lo or n_out - hi) else core
 
 
 def affine_warp(
