@@ -264,3 +264,18 @@ def test_magnification_and_inversion(f2_over_f1, ab):
     )[None, :]
     assert math.isclose(float(cam[near].sum()), float(cam.sum()), rel_tol=1e-12)
     assert math.isclose(float(cam.sum()), _sample_power(twin), rel_tol=1e-12)
+
+
+def test_filter_dead_space_leaves_an_unmodulated_zero_order():
+    """Filter SLM fill factor F: the pixel transmits F exp(i phi) + (1 - F). With a
+    blazed grating of m cycles the image moves by m output samples with power F^2
+    and a copy stays on the axis with (1 - F)^2 (no overlap: exact)."""
+    fill, m = 0.9, 12
+    geometry = bench(48, (5, 5), filter_fill=fill)
+    twin = Twin(geometry, dtype=torch.float64)
+    amp = torch.rand(5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ramp = (2 * math.pi * m * torch.arange(48, dtype=torch.float64) / 48)[None, :].expand(48, 48)
+    flat = twin.output_power(amp, torch.ones(48, 48, dtype=torch.complex128), LASER_W)
+    out = twin.output_power(amp, twin.filter_transmission_from_phase(ramp, quantize=False), LASER_W)
+    expected = fill**2 * torch.roll(flat, m, dims=1) + (1 - fill) ** 2 * flat
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12 * float(flat.max()))

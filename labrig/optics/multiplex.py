@@ -93,9 +93,18 @@ class TileLayout:
                 pitch = output_grid.pitch_m[d]
                 a = (lo - 0.5) * pitch / camera_pitch_m + camera_shape[d] // 2 + 0.5
                 b = (hi - 0.5) * pitch / camera_pitch_m + camera_shape[d] // 2 + 0.5
-                box.append((math.floor(a), math.ceil(b)))
+                box.append((_floor(a), _ceil(b)))
             rois.append((box[0][0], box[1][0], box[0][1], box[1][1]))
         return rois
+
+
+def _floor(v: float, tol: float = 1e-6) -> int:
+    """floor that ignores floating-point error of an exact integer."""
+    return round(v) if abs(v - round(v)) < tol else math.floor(v)
+
+
+def _ceil(v: float, tol: float = 1e-6) -> int:
+    return round(v) if abs(v - round(v)) < tol else math.ceil(v)
 
 
 def forbidden_zones(

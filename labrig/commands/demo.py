@@ -1,0 +1,30 @@
+"""``labrig demo``: the whole chain on the simulated bench, in a couple of minutes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from labrig.commands import common_options
+
+__all__ = ["add_parser", "cmd_demo"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser("demo", parents=[common_options()],
+                                 help="run the main job on the simulated benches (sim-ideal and sim)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
+    demo.add_argument("--data", type=Path, default=None,
+                      help="Fashion-MNIST folder (default: $LABRIG_DATA or ../shared/data/fashion-mnist)")
+    demo.add_argument("--images", type=int, default=256, help="test images to stream (default: 256)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(handler=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from labrig.demo import format_summary, run_demo
+
+    summary = run_demo(args.out, args.data, args.images, progress=not args.no_progress)
+    print(format_summary(summary))
+    print(f"\nwrote {args.out / 'summary.json'} and {args.out / 'demo.png'}")
+    return 0

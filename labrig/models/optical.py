@@ -1,0 +1,265 @@
+"""The SCLC front end run through the digital twin of the bench.
+
+Two paths share tile planning and read-out:
+
+- `OpticalPath.detect` / `field` (mode ``optical``): the exact complex mask of
+  each kernel on an ideal filter plane; with ideal optics this equals the
+  collapsed convolution to float precision (tested), and output is in the
+  same units (divided by the power an open pixel puts on a camera pixel).
+- `OpticalPath.measure` (mode ``optics_aware``): what the bench can show and
+  see: the multiplexed mask normalised to |H| <= 1, double-phase encoded,
+  quantised to the SLM's levels (straight-through), the input quantised to the
+  input modulator's levels, camera DN with shot and read noise
+  (reparameterised: expected + std * ε) and ADC rounding (straight-through).
+  The host then subtracts the dark level and undoes the known gains (exposure,
+  mask normalisation) so the output is on the same scale as the ideal path.
+
+Channels share a frame through spatial multiplexing (`plan_tiles`); when they
+do not fit, frames are added (time multiplexing) and batched as a frame axis.
+The twin's imperfections start ideal (what the host knows before calibration);
+calibration may overwrite them in `twin.imperfections`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from labrig.bench.profile import load_profile
+from labrig.geometry import geometry_from_profile
+from labrig.models.detection import Detection, psf_pair, safe_sqrt, subtract_pairs
+from labrig.models.errors import ModelConfigError
+from labrig.optics import (
+    CameraModel,
+    Imperfections,
+    LayoutError,
+    TileLayout,
+    Twin,
+    double_phase,
+    multiplexed_mask,
+    normalise_mask,
+    place_centered,
+    plan_tiles,
+)
+from labrig.optics.specs import BenchGeometry
+
+Layout = Literal["auto", "multiplexed", "per_channel"]
+LAYOUTS: tuple[str, ...] = ("auto", "multiplexed", "per_channel")
+
+
+@dataclass(frozen=True)
+class OpticsConfig:
+    """Which bench (profile) the optical modes simulate, and how they use it.
+
+    `layout`: ``multiplexed`` puts every channel on one frame (error if they do
+    not fit), ``per_channel`` one channel per frame, ``auto`` as many per frame
+    as fit. The remaining fields matter for ``optics_aware`` only: the laser
+    power and exposure set the signal level against noise and saturation.
+    """
+
+    profile: str = "sim"
+    layout: Layout = "auto"
+    gap: int = 2
+    laser_power_w: float = 0.05
+    exposure_s: float = 1e-3
+    gain: float = 1.0
+    noise: bool = True
+    quantize_slm: bool = True
+    quantize_input: bool = True
+    quantize_camera: bool = True
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ModelConfigError(f"optics layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.gap < 0 or self.laser_power_w <= 0 or self.exposure_s <= 0 or self.gain <= 0:
+            raise ModelConfigError("optics gap must be >= 0 and laser power, exposure and gain > 0")
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """How T channels go onto frames: `per_frame` tiles laid out by `layout`."""
+
+    layout: TileLayout
+    channels: int
+    per_frame: int
+
+    @property
+    def frames(self) -> int:
+        return math.ceil(self.channels / self.per_frame)
+
+
+def bench_geometry(profile: str, detection: Detection) -> BenchGeometry:
+    """The profile's geometry, with the illumination the detection model needs."""
+    geometry = geometry_from_profile(load_profile(profile).root)
+    illumination = "incoherent" if detection == "incoherent" else "coherent"
+    if geometry.illumination != illumination:
+        geometry = dataclasses.replace(geometry, illumination=illumination)
+    return geometry
+
+
+class OpticalPath(nn.Module):
+    """Runs collapsed kernels (T, S, S) on images (B, H, W) through a `Twin`."""
+
+    def __init__(self, config: OpticsConfig, detection: Detection) -> None:
+        super().__init__()
+        self.config = config
+        self.detection = detection
+        geometry = bench_geometry(config.profile, detection)
+        self.twin = Twin(geometry, Imperfections.ideal(geometry))
+        self._plans: dict[tuple, FramePlan] = {}
+        camera, out = geometry.camera, geometry.output_grid
+        same_pitch = all(abs(camera.pitch_m / p - 1) < 1e-9 for p in out.pitch_m)
+        if not same_pitch or tuple(camera.resolution) != tuple(out.shape):
+            # tiles are cut at output-grid sample positions; another camera sampling
+            # would resample them (the bench program's readout ROIs handle that)
+            raise ModelConfigError(
+                f"profile {config.profile!r}: the optical modes need the camera to sample the "
+                f"output grid one pixel per sample ({out.shape} at {out.pitch_m[0]:g} m), got "
+                f"{camera.resolution} at {camera.pitch_m:g} m"
+            )
+
+    @property
+    def geometry(self) -> BenchGeometry:
+        return self.twin.geometry
+
+    # -- planning -----------------------------------------------------------------------
+    def plan(self, channels: int, image_shape: tuple[int, int], kernel_shape: tuple[int, int], physical: bool) -> FramePlan:
+        """Tile layout for `channels` kernels on images of `image_shape` (cached)."""
+        key = (channels, tuple(image_shape), tuple(kernel_shape), physical)
+        if key not in self._plans:
+            self._plans[key] = self._make_plan(channels, image_shape, kernel_shape, physical)
+        return self._plans[key]
+
+    def _make_plan(self, channels: int, image_shape, kernel_shape, physical: bool) -> FramePlan:
+        grid = self.geometry.fourier_grid.shape
+        modulator = self.geometry.input.resolution
+        if image_shape[0] > modulator[0] or image_shape[1] > modulator[1]:
+            raise ModelConfigError(f"{tuple(image_shape)} images do not fit the {modulator} input modulator")
+        tile = (image_shape[0] + kernel_shape[0] - 1, image_shape[1] + kernel_shape[1] - 1)
+
+        def layout(n: int) -> TileLayout:
+            # physical masks leak a zero order (SLM dead space) and a double-phase
+            # residual (grid corners): keep tiles off both
+            return plan_tiles(n, grid, tile, input_shape=tuple(image_shape), gap=self.config.gap,
+                              avoid_zero_order=physical, avoid_corners=physical)
+
+        mode = self.config.layout
+        counts = {"multiplexed": [channels], "per_channel": [1]}.get(mode, range(channels, 0, -1))
+        error: LayoutError | None = None
+        for n in counts:
+            try:
+                return FramePlan(layout(n), channels, n)
+            except LayoutError as exc:
+                error = error or exc
+        hint = " (try layout='auto')" if mode == "multiplexed" else ""
+        raise ModelConfigError(f"optics profile {self.config.profile!r}: {error}{hint}") from error
+
+    # -- shared pieces ------------------------------------------------------------------
+    def _kernels(self, kernels: torch.Tensor) -> torch.Tensor:
+        """What goes on the filter: the kernels (coherent), or the amplitude of the
+        PSF pair relu(±W) (incoherent: PSF = |h|^2)."""
+        return safe_sqrt(psf_pair(kernels)) if self.detection == "incoherent" else kernels
+
+    def _input_amplitude(self, images: torch.Tensor) -> torch.Tensor:
+        """Modulator amplitudes (B, 1, rows, cols): the image is the field amplitude
+        (coherent) or the intensity (incoherent), centred on the axis."""
+        a = safe_sqrt(images.clamp_min(0)) if self.detection == "incoherent" else images
+        return place_centered(a, self.geometry.input.resolution)[:, None]
+
+    def _masks(self, kernels: torch.Tensor, plan: FramePlan) -> torch.Tensor:
+        """One multiplexed mask per frame (F, N, N); the last frame is padded with zero kernels."""
+        padded = plan.frames * plan.per_frame - kernels.shape[0]
+        if padded:
+            kernels = torch.cat((kernels, kernels.new_zeros(padded, *kernels.shape[1:])))
+        groups = kernels.reshape(plan.frames, plan.per_frame, *kernels.shape[1:])
+        return torch.stack([multiplexed_mask(g, plan.layout) for g in groups])
+
+    @staticmethod
+    def _tiles(frames: torch.Tensor, plan: FramePlan) -> torch.Tensor:
+        """(B, F, N, N) output planes -> (B, T, th, tw) tiles, un-inverted."""
+        tiles = plan.layout.extract(frames)  # (B, F, per_frame, th, tw)
+        return tiles.flatten(1, 2)[:, : plan.channels]
+
+    def _unit_power(self, dtype: torch.dtype, device: torch.device, camera: bool) -> torch.Tensor:
+        """Power an open pixel on the axis puts on its camera pixel (output sample)
+        through an all-pass mask: the scale between twin and convolution."""
+        res = self.geometry.input.resolution
+        delta = torch.zeros(res, dtype=dtype, device=device)
+        delta[res[0] // 2, res[1] // 2] = 1
+        ones = torch.ones(self.geometry.fourier_grid.shape, dtype=dtype, device=device)
+        power = self.twin.output_power(delta, torch.complex(ones, torch.zeros_like(ones)), self.config.laser_power_w)
+        if camera:
+            power = self.twin.camera_power(power)
+        return power.amax()
+
+    # -- mode "optical" --------------------------------------------------------------------
+    def detect(self, images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """Ideal optics: camera power per tile / unit power, (B, K, H', W')."""
+        filt = self._kernels(kernels)
+        plan = self.plan(filt.shape[0], images.shape[-2:], kernels.shape[-2:], physical=False)
+        power = self.twin.output_power(self._input_amplitude(images), self._masks(filt, plan), self.config.laser_power_w)
+        tiles = self._tiles(self.twin.camera_power(power), plan)
+        tiles = tiles / self._unit_power(images.dtype, images.device, camera=True)
+        return subtract_pairs(tiles) if self.detection == "incoherent" else tiles
+
+    def field(self, images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """Ideal optics, before the camera: the output field per tile (coherent),
+        or the signed intensity (incoherent, which has no field to speak of)."""
+        if self.detection == "incoherent":
+            return self.detect(images, kernels)
+        plan = self.plan(kernels.shape[0], images.shape[-2:], kernels.shape[-2:], physical=False)
+        twin = self.twin
+        source = twin.input_field(self._input_amplitude(images), self.config.laser_power_w)
+        out = twin.output_field(source, self._masks(kernels, plan)).data
+        return self._tiles(out, plan) / torch.sqrt(self._unit_power(images.dtype, images.device, camera=False))
+
+    # -- mode "optics_aware" -------------------------------------------------------------
+    def measure(self, images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """Physical filter, quantised input, noisy camera; read out and rescaled."""
+        cfg, twin = self.config, self.twin
+        filt = self._kernels(kernels)
+        plan = self.plan(filt.shape[0], images.shape[-2:], kernels.shape[-2:], physical=True)
+        mask, peak = normalise_mask(self._masks(filt, plan))
+        # angle() has no gradient at an exact zero; a zero there is a zero-amplitude pixel
+        mask = torch.where(mask.abs() > 0, mask, torch.full_like(mask, torch.finfo(peak.dtype).tiny))
+        transmission = twin.filter_transmission_from_phase(double_phase(mask), quantize=cfg.quantize_slm)
+        amplitude = self._input_amplitude(images)
+        if cfg.quantize_input:
+            amplitude = twin.input_amplitude(twin.input_modulator.gray_for_amplitude(amplitude))
+        power = twin.output_power_prepared(amplitude, twin.prepare_mask(transmission), cfg.laser_power_w)
+        dn = self._read_camera(twin.camera_power(power))
+        signal = (dn - self._dark_dn()) / self._dn_per_unit(images.dtype, images.device)
+        # undo the known mask normalisation (per frame) so the scale matches `detect`
+        tiles = plan.layout.extract(signal) * peak.reshape(1, -1, 1, 1, 1).square()
+        tiles = tiles.flatten(1, 2)[:, : plan.channels]
+        return subtract_pairs(tiles) if self.detection == "incoherent" else tiles
+
+    def _read_camera(self, power: torch.Tensor) -> torch.Tensor:
+        """DN: expected + std * ε (shot + read noise, reparameterised), clipped, rounded."""
+        cfg, twin = self.config, self.twin
+        dn = twin.expected_dn(power, cfg.exposure_s, cfg.gain)
+        if cfg.noise:
+            spec = self.geometry.camera
+            electrons = twin.camera.mean_electrons(power, cfg.exposure_s, twin.imperfections.hot_pixels_e_per_s)
+            dn_per_e = spec.conversion_dn_per_e * cfg.gain * twin.imperfections.camera_gain
+            variance = electrons.clamp_min(0) + spec.read_noise_e**2
+            std = dn_per_e * torch.sqrt(variance.clamp_min(torch.finfo(power.dtype).tiny))
+            dn = (dn + std * torch.randn_like(dn)).clamp(0, spec.max_dn)
+        return CameraModel.quantize(dn) if cfg.quantize_camera else dn
+
+    def _dark_dn(self) -> float:
+        """Reading with no light (the nominal offset plus dark current), as a dark frame gives."""
+        spec, cfg = self.geometry.camera, self.config
+        return spec.offset_dn + spec.dark_current_e_per_s * cfg.exposure_s * spec.conversion_dn_per_e * cfg.gain
+
+    def _dn_per_unit(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """DN per unit |x ⊛ h|^2 for a passive mask, fill factor of the filter SLM included."""
+        spec, cfg = self.geometry.camera, self.config
+        unit = self._unit_power(dtype, device, camera=True) * self.geometry.filter.fill_factor**2
+        photons = unit * cfg.exposure_s / self.geometry.photon_energy_j
+        return photons * spec.quantum_efficiency * spec.conversion_dn_per_e * cfg.gain
