@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/labrig demo --out runs/demo
+	$(BIN)/labrig demo --out runs/demo $(if $(DATA),--data $(DATA))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not gpu and not hardware"
