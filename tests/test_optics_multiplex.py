@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from optics_helpers import bench, direct_conv, rel_err
+from optics_helpers import bench, direct_conv, rel_err, single_thread
 
 from labrig.optics import (
     LayoutError,
@@ -22,6 +22,12 @@ from labrig.optics import (
 from labrig.optics.multiplex import _intersects, _rect, tile_alignment
 
 LASER_W = 1e-3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
 
 
 def _setup(n_slm, n, k, channels, seed, **plan_kw):
@@ -133,7 +139,7 @@ def _residuals_hit_tiles(layout: TileLayout) -> bool:
 # limits both: a weak kernel alone is mostly residual, hence the large ratios at K=9.
 ENCODED = [
     ((7, 7), (3, 3), 4, 0.40, 0.01),
-    ((7, 7), (3, 3), 9, 0.75, 0.15),
+    ((7, 7), (3, 3), 9, 0.75, 0.25),
     ((8, 6), (2, 3), 4, 0.25, 0.005),
     ((8, 6), (2, 3), 9, 0.70, 0.50),
 ]
@@ -145,13 +151,13 @@ def test_multiplexed_double_phase_mask(n, k, channels, fidelity_bound, crosstalk
     """Phase-only SLM: normalise_mask -> double_phase -> filter_transmission_from_phase
     (continuous, or 8-bit through the ideal LUT), layout clear of the zero order and
     the grid corners. Bounds (table above): double-phase K=4 7x7/3x3: in-tile
-    rel. L2 error < 40 %, crosstalk < 1 %; K=9: < 75 %, < 15 %; 8x6/2x3 K=4: < 25 %,
+    rel. L2 error < 40 %, crosstalk < 1 %; K=9: < 75 %, < 25 % (max 0.20 over seeds 0-7); 8x6/2x3 K=4: < 25 %,
     < 0.5 %; K=9: < 70 %, < 50 %."""
     for seed in range(3):
         twin, layout, amp, kernels, expected = _setup(
-            96, n, k, channels, seed, input_shape=n, avoid_zero_order=True, avoid_corners=True
+            96, n, k, channels, seed, input_shape=n, avoid_zero_order=True, avoid_residual=True
         )
-        assert not _residuals_hit_tiles(layout)  # see test_avoid_corners_misses_shifted_residuals
+        assert not _residuals_hit_tiles(layout)  # see test_avoid_residual_keeps_shifted_residuals_off_tiles
         mask, peak = normalise_mask(multiplexed_mask(kernels, layout))
         assert float(mask.abs().max()) == pytest.approx(1.0)
         phase = double_phase(mask)
@@ -176,8 +182,8 @@ def test_double_phase_single_kernel_is_faithful():
     """One kernel normalised on its own: double phase reproduces its tile to
     rel. L2 < 3 % (measured 0.5-1 %): the encoding itself is right; the multiplexed
     bounds above come from sharing one normalisation and one residual."""
-    twin, layout, amp, kernels, expected = _setup(64, (8, 8), (3, 3), 4, seed=0, input_shape=(8, 8),
-                                                  avoid_zero_order=True, avoid_corners=True)
+    twin, layout, amp, kernels, expected = _setup(96, (8, 8), (3, 3), 4, seed=0, input_shape=(8, 8),
+                                                  avoid_zero_order=True, avoid_residual=True)
     for j in range(4):
         mask, peak = normalise_mask(multiplexed_mask(_alone(kernels, j), layout))
         t = twin.filter_transmission_from_phase(double_phase(mask), quantize=False)
@@ -186,14 +192,13 @@ def test_double_phase_single_kernel_is_faithful():
         assert float((tile - wanted).norm() / wanted.norm()) < 0.03
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="plan_tiles(avoid_corners=True) reserves only the grid corners, but a channel's "
-                   "double-phase residual lands half a grid from its own tile (reported)")
-def test_avoid_corners_misses_shifted_residuals():
-    """Known limitation: with N=64, 8x8 images, 3x3 kernels, K=9, channel residuals
-    land on other tiles and the alone-crosstalk reaches ~10x (measured 9.8)."""
-    twin, layout, amp, kernels, _ = _setup(64, (8, 8), (3, 3), 9, seed=0, input_shape=(8, 8),
-                                           avoid_zero_order=True, avoid_corners=True)
+def test_avoid_residual_keeps_shifted_residuals_off_tiles():
+    """Each channel's double-phase residual lands half a grid from its own tile;
+    with the tiles kept in the central half of the grid (N=96, 8x8 images, 3x3
+    kernels, K=9) no residual lands on a tile (before the fix, tiles at the edge
+    took up to 9.8x crosstalk)."""
+    twin, layout, amp, kernels, _ = _setup(96, (8, 8), (3, 3), 9, seed=0, input_shape=(8, 8),
+                                           avoid_zero_order=True, avoid_residual=True)
     peak = normalise_mask(multiplexed_mask(kernels, layout))[1]
     crosstalk = 0.0
     for j in range(9):
@@ -221,7 +226,7 @@ def test_plan_tiles_raises_when_too_many_channels():
 
 def test_plan_tiles_respects_forbidden_zones_and_spacing():
     n, tile = (8, 8), (10, 10)
-    layout = plan_tiles(8, (96, 96), tile, input_shape=n, avoid_zero_order=True, avoid_corners=True)
+    layout = plan_tiles(8, (96, 96), tile, input_shape=n, avoid_zero_order=True, avoid_residual=True)
     rects = layout.rects()
     assert len(layout.forbidden) == 5
     for a in rects:

@@ -46,7 +46,7 @@ def compile_kernels(
     in_samples = _input_samples(geometry, input_shape)
     layout = plan_tiles(
         kernels.shape[0], geometry.filter.resolution, tile, input_shape=in_samples, gap=gap,
-        avoid_zero_order=geometry.filter.fill_factor < 1, avoid_corners=True,
+        avoid_zero_order=geometry.filter.fill_factor < 1, avoid_residual=True,
     )
     mask, peak = normalise_mask(multiplexed_mask(kernels, layout))
     phase = double_phase(mask)

@@ -65,6 +65,10 @@ class OpticsConfig:
     profile: str = "sim"
     layout: Layout = "auto"
     gap: int = 2
+    max_per_frame: int | None = None
+    """Cap on tiles per frame (``auto``). With a physical filter the double-phase
+    residual of a busy multiplexed mask spills onto other tiles; fewer tiles per
+    frame (more frames) trade bench time for fidelity."""
     laser_power_w: float = 0.05
     exposure_s: float = 1e-3
     gain: float = 1.0
@@ -76,6 +80,8 @@ class OpticsConfig:
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ModelConfigError(f"optics layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.max_per_frame is not None and self.max_per_frame < 1:
+            raise ModelConfigError(f"optics max_per_frame must be >= 1, got {self.max_per_frame}")
         if self.gap < 0 or self.laser_power_w <= 0 or self.exposure_s <= 0 or self.gain <= 0:
             raise ModelConfigError("optics gap must be >= 0 and laser power, exposure and gain > 0")
 
@@ -146,10 +152,11 @@ class OpticalPath(nn.Module):
             # physical masks leak a zero order (SLM dead space) and a double-phase
             # residual (grid corners): keep tiles off both
             return plan_tiles(n, grid, tile, input_shape=tuple(image_shape), gap=self.config.gap,
-                              avoid_zero_order=physical, avoid_corners=physical)
+                              avoid_zero_order=physical, avoid_residual=physical)
 
         mode = self.config.layout
-        counts = {"multiplexed": [channels], "per_channel": [1]}.get(mode, range(channels, 0, -1))
+        most = min(channels, self.config.max_per_frame or channels)
+        counts = {"multiplexed": [channels], "per_channel": [1]}.get(mode, range(most, 0, -1))
         error: LayoutError | None = None
         for n in counts:
             try:

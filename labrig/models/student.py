@@ -55,11 +55,15 @@ class StudentModel(nn.Module):
     def mode(self, mode: str) -> None:
         self.front.mode = mode
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        """Logits; with `with_features`, (logits, normalised optical channels) for the
+        hint loss (a flag, not a second method, so it passes through DDP's forward)."""
+        if with_features:
+            return self.forward_with_features(x)
         return self.back(self.front(x))
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, normalised optical channels): the channels feed the hint loss."""
+        """(logits, normalised optical channels (B, C, H', W'))."""
         tiles = self.back.tiles(self.front(x))
         return self.back.classifier(self.back.pool(tiles)), tiles
 

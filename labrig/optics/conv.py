@@ -2,8 +2,9 @@
 
 `kernel_to_mask` gives the Fourier-plane transmission that makes a 4f system
 convolve with a kernel; `fourier_conv2d` is the same linear convolution done
-digitally (the fast path for training). The twin's output equals
-``invert_centered(fourier_conv2d(x, h))`` placed on the grid (tested).
+digitally (the fast path for training). `full_conv_from_output` reads the
+full convolution back out of a 4f output plane (tested against a direct
+convolution for odd and even sizes).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import math
 
 import torch
 
-from labrig.optics.grid import fast_size, linear_conv_size, place_centered
+from labrig.optics.grid import (
+    crop_centered,
+    fast_size,
+    invert_centered,
+    linear_conv_size,
+    place_centered,
+)
 from labrig.optics.lens import centered_fft2, centered_ifft2
 
 
@@ -42,15 +49,21 @@ def fourier_conv2d(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 
 def full_conv_offset(n: tuple[int, int], k: tuple[int, int]) -> tuple[int, int]:
-    """Where the centre of a full convolution lands, in samples from the axis.
-
-    With the image centred (index n//2 on the axis) and the kernel's index k//2
-    on the axis, the full convolution's index L//2 (L = n + k - 1) sits this
-    many samples from the axis (0 or 1 per dim, 1 for even k with odd n etc.).
-    """
+    """(n//2 + k//2) - L//2 per dim (L = n + k - 1): 0 or 1, the misalignment
+    between a centred full convolution and the product of a centred image and
+    kernel. After the 4f inversion the full convolution's index L//2 sits
+    ``-full_conv_offset`` samples from the axis (see `full_conv_from_output`)."""
     return tuple(
         (ni // 2 + ki // 2) - linear_conv_size(ni, ki) // 2 for ni, ki in zip(n, k, strict=True)
     )
+
+
+def full_conv_from_output(output: torch.Tensor, n: tuple[int, int], k: tuple[int, int]) -> torch.Tensor:
+    """The (n + k - 1) full convolution from a 4f output plane (..., N, N), for a
+    centred image of size n and a kernel of size k placed by `kernel_to_mask`."""
+    shape = (linear_conv_size(n[0], k[0]), linear_conv_size(n[1], k[1]))
+    offset = tuple(-o for o in full_conv_offset(n, k))
+    return crop_centered(invert_centered(output), shape, offset)
 
 
 def kernel_to_mask(h: torch.Tensor, shape: tuple[int, int], shift: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:

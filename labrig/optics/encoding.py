@@ -30,8 +30,9 @@ def double_phase(mask: torch.Tensor) -> torch.Tensor:
 
     A e^{i phi} = (e^{i(phi + acos A)} + e^{i(phi - acos A)}) / 2: neighbouring
     pixels take the two phases, so the local average is the wanted mask and the
-    error term is modulated by the checkerboard, which sends it to the corners
-    of the output plane (half the grid away from the axis), clear of the tiles.
+    error term is modulated by the checkerboard, which moves it half a grid (N/2
+    in both axes) away from the tile it belongs to: tiles kept in the central
+    half of the output plane (`plan_tiles(avoid_residual=True)`) stay clear.
     """
     amplitude = mask.abs().clamp(max=1 - _EPS)
     phi = torch.angle(mask)

@@ -4,7 +4,7 @@ Spatial multiplexing: each channel's kernel gets its own grating (a linear
 phase on its spectrum) so its output lands on its own camera tile; the masks
 are summed into one Fourier-plane pattern. Tiles must not overlap, nor touch
 the zero order (light through the SLM's dead space images the input on the
-axis) or the double-phase residual (at the grid corners). When they do not
+axis) or the double-phase residuals (each half a grid from its tile). When they do not
 fit, channels are split over several frames (time multiplexing).
 """
 
@@ -108,20 +108,28 @@ def _ceil(v: float, tol: float = 1e-6) -> int:
 
 
 def forbidden_zones(
-    grid_shape: tuple[int, int], input_shape: tuple[int, int], zero_order: bool, corners: bool
+    grid_shape: tuple[int, int], input_shape: tuple[int, int], zero_order: bool, residual: bool
 ) -> tuple[Rect, ...]:
-    """Output regions reserved for the zero order (around the axis) and the
-    double-phase residual (around the four grid corners)."""
+    """Output regions no tile may touch.
+
+    zero_order: the unmodulated image of the input on the axis (light through the
+    SLM's dead space). residual: a double-phase mask sends every channel's
+    encoding error half a grid away from its own tile (the checkerboard shifts it
+    by N/2 in both axes), so tiles must stay inside the central half of the grid;
+    the four returned bands cover the rest.
+    """
     zones: list[Rect] = []
     if zero_order:
         zones.append(_rect((0, 0), (input_shape[0] + 2, input_shape[1] + 2)))
-    if corners:
+    if residual:
         hy, hx = grid_shape[0] // 2, grid_shape[1] // 2
-        ry, rx = input_shape[0] // 2 + 1, input_shape[1] // 2 + 1
-        for sy in (-1, 1):
-            for sx in (-1, 1):
-                cy, cx = sy * hy, sx * hx
-                zones.append((cy - ry, cx - rx, cy + ry, cx + rx))
+        qy, qx = grid_shape[0] // 4, grid_shape[1] // 4
+        zones += [
+            (-hy, -hx, -qy, grid_shape[1] - hx),  # top band
+            (grid_shape[0] - hy - qy, -hx, grid_shape[0] - hy, grid_shape[1] - hx),  # bottom band
+            (-qy, -hx, grid_shape[0] - hy - qy, -qx),  # left band
+            (-qy, grid_shape[1] - hx - qx, grid_shape[0] - hy - qy, grid_shape[1] - hx),  # right band
+        ]
     return tuple(zones)
 
 
@@ -133,7 +141,7 @@ def plan_tiles(
     input_shape: tuple[int, int] | None = None,
     gap: int = 2,
     avoid_zero_order: bool = False,
-    avoid_corners: bool = False,
+    avoid_residual: bool = False,
 ) -> TileLayout:
     """Place `channels` tiles on a centred lattice, nearest the axis first.
 
@@ -142,7 +150,7 @@ def plan_tiles(
     """
     if channels < 1:
         raise LayoutError("need at least one channel")
-    zones = forbidden_zones(grid_shape, input_shape or tile_shape, avoid_zero_order, avoid_corners)
+    zones = forbidden_zones(grid_shape, input_shape or tile_shape, avoid_zero_order, avoid_residual)
     step = (tile_shape[0] + gap, tile_shape[1] + gap)
     reach = (grid_shape[0] // (2 * step[0]) + 1, grid_shape[1] // (2 * step[1]) + 1)
     candidates = []
@@ -213,7 +221,7 @@ def fast_size_for_tiles(channels: int, n_input: int, kernel: int, gap: int = 2) 
     while True:
         try:
             plan_tiles(channels, (n, n), (tile, tile), input_shape=(n_input, n_input), gap=gap,
-                       avoid_zero_order=True, avoid_corners=True)
+                       avoid_zero_order=True, avoid_residual=True)
             return n
         except LayoutError:
             n = fast_size(n + 1)

@@ -4,7 +4,7 @@ The documented surrogate: the forward pass shows the nearest LUT phase (mod
 2 pi); the backward pass treats the quantiser as the identity on the wrapped
 phase, d(shown)/d(wanted) = 1. `QuantizePhase` implements exactly that, so a
 gradcheck of the twin with quantisation replaced by the identity checks the
-gradient the STE uses (tests/test_optics_quantize.py).
+gradient the STE uses (tests/test_optics_gradcheck.py).
 """
 
 from __future__ import annotations
