@@ -68,7 +68,7 @@ class TileNorm(nn.Module):
             x = torch.log1p(x.clamp_min(0))  # intensities; a signed field is clipped
         return x
 
-    def flops(self, inputs: tuple, output: torch.Tensor) -> int:
+    def extra_flops(self, inputs: tuple, output: torch.Tensor) -> int:
         n = output[0].numel()
         return {"scale": 3 * n, "log1p": 2 * n, "scale_log1p": 5 * n, "none": 0}[self.norm]
 

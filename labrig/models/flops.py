@@ -2,7 +2,7 @@
 
 A multiply-add counts as 2 FLOPs; element-wise ops (ReLU, BatchNorm's scale
 and shift, normalisation) as 1 or 2 per element; pooling as one per input
-element. A module may define ``flops(inputs, output) -> int`` for its own
+element. A module may define ``extra_flops(inputs, output) -> int`` for its own
 functional work (e.g. a log1p in its forward); its children are counted too.
 """
 
@@ -26,7 +26,7 @@ def _per_image(t: torch.Tensor) -> int:
 
 def module_flops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
     """FLOPs per image of one forward of a leaf module (0 for unknown/free modules)."""
-    custom = getattr(module, "flops", None)
+    custom = getattr(module, "extra_flops", None)
     if callable(custom):
         return int(custom(inputs, output))
     x = inputs[0] if inputs else None
@@ -53,7 +53,7 @@ def count_flops(
 ) -> int:
     """FLOPs per image of what `run()` does with `model`'s counted modules.
 
-    Leaves are counted by type, and any module with its own ``flops`` method
+    Leaves are counted by type, and any module with its own ``extra_flops`` method
     (plus its children). `skip(module)` excludes a subtree.
     """
     total = 0
@@ -67,7 +67,7 @@ def count_flops(
         if skip is not None and skip(module):
             return
         children = list(module.children())
-        if callable(getattr(module, "flops", None)) or not children:
+        if callable(getattr(module, "extra_flops", None)) or not children:
             handles.append(module.register_forward_hook(hook))
         for child in children:
             visit(child)

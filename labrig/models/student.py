@@ -92,7 +92,7 @@ class StudentModel(nn.Module):
         """FLOPs per image on the host: camera read-out plus back end (optics free)."""
         size = tuple(input_size or self.config.input_size)
         out = self.front.output_size(size)
-        p = next(self.back.parameters(), None) or self.front.stack.weights[0]
+        p = self.front.stack.weights[0]
         tiles = torch.zeros(1, self.front.out_channels, *out, dtype=p.dtype, device=p.device)
         return self.front.readout_flops(size) + count_flops(self.back, lambda: self.back(tiles))
 
