@@ -9,6 +9,7 @@ Anything unreadable, truncated, foreign or of the wrong kind is a
 from __future__ import annotations
 
 import datetime as _dt
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ def save_checkpoint(
         "trainer": trainer,
         "extra": dict(extra or {}),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"labrig": labrig.__version__, "torch": torch.__version__},
+        "versions": {"labrig": str(labrig.__version__), "torch": str(torch.__version__)},
     }
     path = Path(path)
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -92,7 +93,14 @@ def read_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, garbage bytes, foreign pickle: all the same to a user
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read ({exc})") from exc
+        raise CheckpointError(
+            f"{path} holds Python objects other than tensors and plain data: not a labrig checkpoint "
+            "(refused unread, as loading it could run code)"
+        ) from exc
+    except Exception as exc:  # truncated zip, garbage bytes: all the same to a user
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated and cannot be read ({type(exc).__name__}: {exc})"
         ) from exc

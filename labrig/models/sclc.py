@@ -124,12 +124,15 @@ class LinearConvStack(nn.Module):
     def collapse(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """One kernel per (output, input) channel pair, (K, C_in, S, S), S = Σ(k_l - 1) + 1.
 
-        Composes the kernels by convolving them: H[o, i] = Σ_j w2[o, j] ⊛ w1[j, i],
-        i.e. the stack applied to the first layer's kernels with the input channel
-        as batch. Differentiable; pass ``torch.float64`` for an exact export.
+        Pushes one impulse per input channel through the stack (batch = input
+        channel), which composes the kernels by convolution:
+        H[o, i] = Σ_j w2[o, j] ⊛ w1[j, i]. Differentiable; pass ``torch.float64``
+        for an exact export.
         """
-        h = self.kernel(0, dtype).transpose(0, 1)  # (I, C1, k, k): batch = input channel
-        for layer in range(1, len(self.weights)):
+        w = self.weights[0] if dtype is None else self.weights[0].to(dtype)
+        cin = self.config.in_channels
+        h = torch.eye(cin, dtype=w.dtype, device=w.device).reshape(cin, cin, 1, 1)
+        for layer in range(len(self.weights)):
             h = full_conv2d(h, self.kernel(layer, dtype))
         return h.transpose(0, 1)
 

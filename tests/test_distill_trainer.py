@@ -1,0 +1,187 @@
+"""The trainer on a small synthetic task: loss goes down for every recipe, runs are
+reproducible, early stopping, cancellation, best-weight restore, the schedule,
+augmentation and the paper's two-stage protocol."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from labrig.data import ImageDataset
+from labrig.distill import (
+    AugmentConfig,
+    DistillConfig,
+    ProtocolConfig,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    paper_protocol,
+    random_crop,
+    random_hflip,
+    seed_everything,
+)
+from labrig.models import (
+    BackendConfig,
+    ModelConfigError,
+    SCLCConfig,
+    StudentConfig,
+    StudentModel,
+    TeacherCNN,
+    TeacherConfig,
+)
+
+SIZE = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def toy_dataset(n: int = 320, seed: int = 0) -> ImageDataset:
+    """10 classes: a bright 4x4 square at a class-dependent place, on noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.rand(n, 1, SIZE, SIZE, generator=g) * 0.3
+    for i, c in enumerate(labels.tolist()):
+        r, col = 2 + 3 * (c // 4), 1 + 4 * (c % 4)
+        images[i, 0, r : r + 4, col : col + 4] += 0.7
+    return ImageDataset((images.clamp(0, 1) * 255).to(torch.uint8), labels, [str(i) for i in range(10)], name="toy")
+
+
+def student(seed: int = 0, **backend) -> StudentModel:
+    seed_everything(seed)
+    return StudentModel(StudentConfig(frontend=SCLCConfig(channels=(4, 4), kernel_sizes=(3, 3)),
+                                      backend=BackendConfig(**backend), input_size=(SIZE, SIZE)))
+
+
+def teacher(seed: int = 0) -> TeacherCNN:
+    seed_everything(seed)
+    return TeacherCNN(TeacherConfig(input_size=(SIZE, SIZE), width=8, blocks=2, hidden=32, dropout=0.1))
+
+
+def config(**kw) -> TrainConfig:
+    base = dict(epochs=3, batch_size=32, lr=3e-3, progress=False, seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------ recipes
+@pytest.mark.parametrize("recipe", ["teacher", "student", "kd", "hint"])
+def test_short_training_lowers_the_loss(recipe):
+    train, val = toy_dataset(), toy_dataset(100, seed=1)
+    if recipe == "teacher":
+        trainer = Trainer(teacher(), config())
+    else:
+        method = {"student": "none"}.get(recipe, recipe)
+        t = teacher() if method != "none" else None
+        if t is not None:
+            Trainer(t, config()).fit(train)
+        trainer = Trainer(student(), config(), teacher=t, distill=DistillConfig(method=method, temperature=4.0))
+    before = trainer.evaluate(val)
+    result = trainer.fit(train, val)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.final["loss"] < before["loss"]
+    assert result.final["accuracy"] > 0.3  # chance is 0.1
+    assert {"train_loss", "val_accuracy", "images_per_s", "lr"} <= set(result.history[0])
+
+
+def test_runs_are_reproducible():
+    train = toy_dataset()
+    cfg = config(epochs=2, augment=AugmentConfig(crop_padding=2, hflip=True))
+    a, b = student(dropout=0.2), student(dropout=0.2)
+    Trainer(a, cfg).fit(train)
+    Trainer(b, cfg).fit(train)
+    for k, v in weights(a).items():
+        assert torch.equal(v, weights(b)[k]), k
+
+
+def test_kd_needs_a_teacher():
+    with pytest.raises(ModelConfigError, match="teacher"):
+        Trainer(student(), config(), distill=DistillConfig(method="kd"))
+
+
+# ------------------------------------------------------------------------------ stopping
+def test_early_stopping_on_validation_accuracy():
+    result = Trainer(student(), config(epochs=10, patience=1, min_delta=1.0)).fit(toy_dataset(), toy_dataset(50, 1))
+    assert result.stopped_early and result.epochs_run == 2 and result.best_epoch == 1
+
+
+def test_restore_best_returns_the_best_epochs_weights():
+    model = student()
+    val = toy_dataset(100, seed=1)
+    result = Trainer(model, config(epochs=3)).fit(toy_dataset(), val)
+    best = result.history[result.best_epoch - 1]["val_accuracy"]
+    assert result.final["accuracy"] == best == result.best_accuracy
+    assert evaluate(model, val, device="cpu")["accuracy"] == pytest.approx(best)
+
+
+def test_cancellation_between_and_within_epochs():
+    event = threading.Event()
+    trainer = Trainer(student(), config(epochs=5), cancel=event, on_epoch=lambda record: event.set())
+    result = trainer.fit(toy_dataset())
+    assert result.cancelled and result.epochs_run == 1
+    steps = []
+    trainer = Trainer(student(), config(epochs=5), cancel=lambda: len(steps) > 3)
+    trainer.on_epoch = steps.append
+    original = trainer._loss
+
+    def counting(x, y):
+        steps.append(None)
+        return original(x, y)
+
+    trainer._loss = counting
+    result = trainer.fit(toy_dataset())
+    assert result.cancelled and result.epochs_run == 0 and len(steps) == 4
+
+
+# ------------------------------------------------------------------------------ pieces
+def test_schedule_warmup_then_cosine():
+    trainer = Trainer(student(), config(epochs=2, lr=1.0, warmup_epochs=1.0, min_lr_ratio=0.1))
+    assert trainer.lr_at(0, 10) == pytest.approx(0.1)
+    assert trainer.lr_at(9, 10) == pytest.approx(1.0)
+    assert trainer.lr_at(10, 10) == pytest.approx(1.0)
+    assert trainer.lr_at(15, 10) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(0.5 * torch.pi)).item()))
+    step = Trainer(student(), config(epochs=30, lr=1.0, schedule="step", step_epochs=10, step_gamma=0.5))
+    assert step.lr_at(10 * 5 - 1, 5) == 1.0 and step.lr_at(10 * 5, 5) == 0.5
+
+
+def test_augmentation_is_seeded_and_shape_preserving():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
+    a = random_crop(x, 2, torch.Generator().manual_seed(0))
+    b = random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b)
+    shifted = random_crop(x[:1], 1, torch.Generator().manual_seed(3))
+    # every output row is a (zero-filled) shift of the input: values come from x or are 0
+    assert set(shifted.unique().tolist()) <= set(x[0].unique().tolist()) | {0.0}
+    flips = random_hflip(x.repeat(16, 1, 1, 1), torch.Generator().manual_seed(0))
+    flipped = [torch.equal(f, x[i % 2].flip(-1)) for i, f in enumerate(flips)]
+    assert any(flipped) and not all(flipped)
+
+
+def test_paper_protocol_freezes_the_optics_in_stage_two():
+    train, val = toy_dataset(), toy_dataset(100, seed=1)
+    t = teacher()
+    Trainer(t, config()).fit(train)
+    model = student()
+    optical_after_stage1 = {}
+
+    def remember(record):
+        if not optical_after_stage1:
+            optical_after_stage1.update({i: p.detach().clone() for i, p in enumerate(model.optical_parameters())})
+
+    cfg = ProtocolConfig(pretrain=config(epochs=1), finetune=config(epochs=2))
+    result = paper_protocol(model, t, train, val, cfg, on_epoch=remember)
+    assert result.pretrain.epochs_run == 1 and result.distill.epochs_run == 2
+    assert not any(p.requires_grad for p in model.optical_parameters())
+    for i, p in enumerate(model.optical_parameters()):
+        assert torch.equal(p, optical_after_stage1[i])
