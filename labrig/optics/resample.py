@@ -16,7 +16,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-
 #: overlaps below this fraction of a cell are floating-point slivers of aligned
 #: lattices (positions carry float error ~ eps * extent); physically meaningless
 SLIVER = 1e-4
