@@ -322,12 +322,22 @@ class Shutter(Device):
         self._set_shutter_hw(False)
         self._shutter_open = False
 
+    def confirm_closed(self) -> bool:
+        """Ask the hardware whether the beam is blocked (the safety guard does, before
+        enabling a laser); a shutter without a position sensor trusts its last command."""
+        self._require_open()
+        return bool(self._closed_hw())
+
     def settings(self) -> dict[str, Any]:
         return {"shutter_open": self._shutter_open}
 
     @abstractmethod
     def _set_shutter_hw(self, open_: bool) -> None:
         """Move the shutter."""
+
+    def _closed_hw(self) -> bool:
+        """Whether the hardware reports the shutter closed (override where it can tell)."""
+        return not self._shutter_open
 
     def _close_hw(self) -> None:
         self._set_shutter_hw(False)

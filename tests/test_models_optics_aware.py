@@ -43,8 +43,9 @@ def test_forward_backward_gives_finite_mask_gradients(detection):
 
 
 def test_physical_path_stays_close_to_the_ideal_one():
-    """With 4 tiles on a frame the physical filter and the noisy camera deviate from
-    the ideal twin by a few percent (more tiles per frame: more double-phase spill)."""
+    """With 4 tiles on a frame the physical filter, the auto-exposed noisy camera and
+    the quantisers deviate from the ideal twin by a few percent (more tiles per
+    frame: more double-phase spill)."""
     torch.manual_seed(0)
     fe = SCLCFrontEnd(SCLCConfig(channels=(4, 4), kernel_sizes=(3, 3)), OpticsConfig()).double()
     x = images(dtype=torch.float64)
@@ -78,3 +79,30 @@ def test_time_multiplexing_when_tiles_are_capped():
     assert (plan.per_frame, plan.frames) == (2, 3)
     with torch.no_grad():
         assert fe(images(b=2)).shape == (2, 5, 32, 32)
+
+
+def test_noise_free_unquantised_single_channel_frames_match_the_ideal_twin():
+    """What is left when noise, quantisers and multiplexing are off is only the
+    encoding (double phase, fill factor) and the read-out scaling: it must vanish."""
+    torch.manual_seed(0)
+    off = OpticsConfig(layout="per_channel", noise=False, quantize_slm=False, quantize_input=False,
+                       quantize_camera=False)
+    fe = SCLCFrontEnd(SCLCConfig(channels=(3, 3), kernel_sizes=(3, 3)), off).double()
+    x = images(b=2, dtype=torch.float64)
+    with torch.no_grad():
+        ideal, physical = fe(x, "optical"), fe(x, "optics_aware")
+    assert float((physical - ideal).norm() / ideal.norm()) < 1e-3
+
+
+def test_auto_exposure_keeps_the_camera_out_of_saturation():
+    torch.manual_seed(0)
+    fe = SCLCFrontEnd(SCLCConfig(channels=(2, 1), kernel_sizes=(3, 3)), OpticsConfig(noise=False)).double()
+    x = images(b=2, dtype=torch.float64)
+    with torch.no_grad():
+        ideal = fe(x, "optical")
+        fixed = SCLCFrontEnd(fe.config, OpticsConfig(noise=False, exposure_s=1e-2)).double()
+        fixed.load_state_dict(fe.state_dict())
+        saturated = fixed(x, "optics_aware")
+        auto = fe(x, "optics_aware")
+    assert float((auto - ideal).norm() / ideal.norm()) < 0.05
+    assert float(saturated.max()) < 0.5 * float(ideal.max())  # clipped at full well

@@ -111,3 +111,20 @@ def test_cuda_matches_cpu(mode):
     cpu = model.front(x).detach()
     gpu = model.cuda().front(x.cuda()).detach().cpu()
     assert float((gpu - cpu).abs().max() / cpu.abs().max()) < 1e-6
+
+
+def test_config_records_the_current_mode():
+    model = StudentModel(small())
+    model.mode = "optical"
+    assert model.config.frontend.mode == "optical"
+    assert build_model("student", config_to_dict(model.config)).mode == "optical"
+
+
+def test_calibrated_imperfections_replace_the_ideal_ones():
+    from labrig.optics import Imperfections
+
+    model = StudentModel(small()).double()
+    optics = model.front.optics
+    optics.set_imperfections(Imperfections(optics.geometry, camera_gain=1.1))
+    assert optics.twin.imperfections.camera_gain.dtype == torch.float64
+    assert float(optics.twin.imperfections.camera_gain) == pytest.approx(1.1)

@@ -80,12 +80,13 @@ class SafetyGuard:
 
         Any failure on the way makes the bench safe again before the error propagates.
         """
+        self._reclaim_signals()
         try:
             if self.shutter is not None:
                 if not self.shutter.is_open:
                     raise SafetyError(f"shutter {self.shutter.name} is not connected; cannot arm")
                 self.shutter.close_shutter()
-                if self.shutter.shutter_open:
+                if self.shutter.shutter_open or not self.shutter.confirm_closed():
                     raise SafetyError(f"shutter {self.shutter.name} did not confirm closed")
             if self.laser is not None:
                 if not self.laser.is_open:
@@ -129,6 +130,19 @@ class SafetyGuard:
             if signal.getsignal(signum) == self._on_signal:
                 signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
                 del self._previous[signum]
+
+    def _reclaim_signals(self) -> None:
+        """Before the light goes on, put our handlers back if a library replaced them since
+        `install()` (harvesters does so for SIGINT when it opens a camera); theirs is chained."""
+        if not self._installed or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in _SIGNALS:
+            current = signal.getsignal(signum)
+            if current != self._on_signal:
+                log.warning("signal %d handler was replaced by %r; reinstalling the safety handler",
+                            signum, current)
+                self._previous[signum] = current
+                signal.signal(signum, self._on_signal)
 
     def _on_exit(self) -> None:
         try:

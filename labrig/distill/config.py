@@ -80,7 +80,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     """What the student learns from: labels only (``none``, the no-KD baseline),
-    Hinton KD (``kd``), or KD plus a feature hint (``hint``)."""
+    Hinton KD (``kd``: α·T²·KL + (1−α)·CE), or KD plus `hint_weight` times the
+    feature-hint MSE between the student's optical channels and a teacher stage
+    (``hint``)."""
 
     method: Method = "none"
     temperature: float = 10.0

@@ -58,8 +58,10 @@ class OpticsConfig:
 
     `layout`: ``multiplexed`` puts every channel on one frame (error if they do
     not fit), ``per_channel`` one channel per frame, ``auto`` as many per frame
-    as fit. The remaining fields matter for ``optics_aware`` only: the laser
-    power and exposure set the signal level against noise and saturation.
+    as fit. The remaining fields matter for ``optics_aware`` only. The exposure
+    sets the signal against noise and saturation (a saturated pixel passes no
+    gradient); None means auto-exposure per image and frame, the brightest tile
+    pixel at `exposure_fill` of the full well, as a lab would set it.
     """
 
     profile: str = "sim"
@@ -67,10 +69,12 @@ class OpticsConfig:
     gap: int = 2
     max_per_frame: int | None = None
     """Cap on tiles per frame (``auto``). With a physical filter the double-phase
-    residual of a busy multiplexed mask spills onto other tiles; fewer tiles per
-    frame (more frames) trade bench time for fidelity."""
-    laser_power_w: float = 0.05
-    exposure_s: float = 1e-3
+    residual of a busy multiplexed mask spills onto other tiles (16 random 9x9
+    channels on 28 px: ~20-35 % deviation from the ideal twin at 8 per frame,
+    ~10 % at 6, ~5 % at 2, none at 1); more frames trade bench time for fidelity."""
+    laser_power_w: float = 0.01
+    exposure_s: float | None = None
+    exposure_fill: float = 0.8
     gain: float = 1.0
     noise: bool = True
     quantize_slm: bool = True
@@ -82,8 +86,10 @@ class OpticsConfig:
             raise ModelConfigError(f"optics layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.max_per_frame is not None and self.max_per_frame < 1:
             raise ModelConfigError(f"optics max_per_frame must be >= 1, got {self.max_per_frame}")
-        if self.gap < 0 or self.laser_power_w <= 0 or self.exposure_s <= 0 or self.gain <= 0:
+        if self.gap < 0 or self.laser_power_w <= 0 or self.gain <= 0 or (self.exposure_s or 1) <= 0:
             raise ModelConfigError("optics gap must be >= 0 and laser power, exposure and gain > 0")
+        if not 0 < self.exposure_fill <= 1:
+            raise ModelConfigError(f"optics exposure_fill must be in (0, 1], got {self.exposure_fill}")
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,10 @@ class OpticalPath(nn.Module):
     def geometry(self) -> BenchGeometry:
         return self.twin.geometry
 
+    def set_imperfections(self, imperfections: Imperfections) -> None:
+        """Replace what the twin assumes about the bench (e.g. with calibrated values)."""
+        self.twin.imperfections = imperfections.to(device=self.twin.device, dtype=self.twin.dtype)
+
     # -- planning -----------------------------------------------------------------------
     def plan(self, channels: int, image_shape: tuple[int, int], kernel_shape: tuple[int, int], physical: bool) -> FramePlan:
         """Tile layout for `channels` kernels on images of `image_shape` (cached)."""
@@ -149,8 +159,8 @@ class OpticalPath(nn.Module):
         tile = (image_shape[0] + kernel_shape[0] - 1, image_shape[1] + kernel_shape[1] - 1)
 
         def layout(n: int) -> TileLayout:
-            # physical masks leak a zero order (SLM dead space) and a double-phase
-            # residual (grid corners): keep tiles off both
+            # physical masks leak a zero order (SLM dead space, on the axis) and a
+            # double-phase residual (half a grid from each tile): keep tiles off both
             return plan_tiles(n, grid, tile, input_shape=tuple(image_shape), gap=self.config.gap,
                               avoid_zero_order=physical, avoid_residual=physical)
 
@@ -187,10 +197,23 @@ class OpticalPath(nn.Module):
         return torch.stack([multiplexed_mask(g, plan.layout) for g in groups])
 
     @staticmethod
-    def _tiles(frames: torch.Tensor, plan: FramePlan) -> torch.Tensor:
+    def _cut(planes: torch.Tensor, layout: TileLayout) -> torch.Tensor:
+        """`layout.extract` as one gather: (..., N, N) -> (..., P, th, tw), un-inverted.
+
+        One indexing op instead of a slice per tile, so the backward pass writes
+        one zero frame instead of one per tile (the frames are 256 x 256).
+        """
+        half = (planes.shape[-2] // 2, planes.shape[-1] // 2)
+        rects = torch.tensor(layout.rects(), device=planes.device)
+        th, tw = layout.tile_shape
+        # the flip that undoes the 4f inversion is folded into the index order
+        rows = rects[:, 0:1] + half[0] + torch.arange(th - 1, -1, -1, device=planes.device)
+        cols = rects[:, 1:2] + half[1] + torch.arange(tw - 1, -1, -1, device=planes.device)
+        return planes[..., rows[:, :, None], cols[:, None, :]]
+
+    def _tiles(self, frames: torch.Tensor, plan: FramePlan) -> torch.Tensor:
         """(B, F, N, N) output planes -> (B, T, th, tw) tiles, un-inverted."""
-        tiles = plan.layout.extract(frames)  # (B, F, per_frame, th, tw)
-        return tiles.flatten(1, 2)[:, : plan.channels]
+        return self._cut(frames, plan.layout).flatten(1, 2)[:, : plan.channels]
 
     def _unit_power(self, dtype: torch.dtype, device: torch.device, camera: bool) -> torch.Tensor:
         """Power an open pixel on the axis puts on its camera pixel (output sample)
@@ -239,34 +262,50 @@ class OpticalPath(nn.Module):
         if cfg.quantize_input:
             amplitude = twin.input_amplitude(twin.input_modulator.gray_for_amplitude(amplitude))
         power = twin.output_power_prepared(amplitude, twin.prepare_mask(transmission), cfg.laser_power_w)
-        dn = self._read_camera(twin.camera_power(power))
-        signal = (dn - self._dark_dn()) / self._dn_per_unit(images.dtype, images.device)
+        # the camera chain is per pixel: run it on the tiles only (the ROIs a bench reads)
+        power = self._cut(twin.camera_power(power), plan.layout)  # (B, F, P, th, tw)
+        exposure = self._exposure(power)
+        dn = self._read_camera(power, plan.layout, exposure)
+        signal = (dn - self._dark_dn(exposure)) / self._dn_per_unit(images.dtype, images.device, exposure)
         # undo the known mask normalisation (per frame) so the scale matches `detect`
-        tiles = plan.layout.extract(signal) * peak.reshape(1, -1, 1, 1, 1).square()
-        tiles = tiles.flatten(1, 2)[:, : plan.channels]
+        tiles = (signal * peak.reshape(1, -1, 1, 1, 1).square()).flatten(1, 2)[:, : plan.channels]
         return subtract_pairs(tiles) if self.detection == "incoherent" else tiles
 
-    def _read_camera(self, power: torch.Tensor) -> torch.Tensor:
-        """DN: expected + std * ε (shot + read noise, reparameterised), clipped, rounded."""
-        cfg, twin = self.config, self.twin
-        dn = twin.expected_dn(power, cfg.exposure_s, cfg.gain)
+    def _exposure(self, power: torch.Tensor) -> torch.Tensor | float:
+        """The configured exposure, or per image and frame (B, F, 1, 1, 1) the one that
+        puts the brightest tile pixel at `exposure_fill` of the full well (not trained)."""
+        cfg, spec = self.config, self.geometry.camera
+        if cfg.exposure_s is not None:
+            return cfg.exposure_s
+        e_per_s = power.detach().amax(dim=(2, 3, 4), keepdim=True) * (
+            spec.quantum_efficiency / self.geometry.photon_energy_j)
+        return cfg.exposure_fill * spec.full_well_e / e_per_s.clamp_min(torch.finfo(power.dtype).tiny)
+
+    def _read_camera(self, power: torch.Tensor, layout: TileLayout, exposure: torch.Tensor | float) -> torch.Tensor:
+        """DN of tile pixels: the twin's expected reading (`Twin.expected_dn`: electrons,
+        full well, gain, offset, ADC range) + std * ε (shot + read noise,
+        reparameterised), clipped, rounded with a straight-through gradient."""
+        cfg, imp = self.config, self.twin.imperfections
+        spec, camera = self.geometry.camera, self.twin.camera
+        hot = imp.hot_pixels_e_per_s
+        hot = None if hot is None else self._cut(hot.to(power.dtype), layout)
+        electrons = camera.mean_electrons(power, exposure, hot)
+        dn = camera.to_dn(electrons, cfg.gain, imp.camera_gain, imp.camera_offset_dn)
         if cfg.noise:
-            spec = self.geometry.camera
-            electrons = twin.camera.mean_electrons(power, cfg.exposure_s, twin.imperfections.hot_pixels_e_per_s)
-            dn_per_e = spec.conversion_dn_per_e * cfg.gain * twin.imperfections.camera_gain
+            dn_per_e = spec.conversion_dn_per_e * cfg.gain * imp.camera_gain
             variance = electrons.clamp_min(0) + spec.read_noise_e**2
             std = dn_per_e * torch.sqrt(variance.clamp_min(torch.finfo(power.dtype).tiny))
             dn = (dn + std * torch.randn_like(dn)).clamp(0, spec.max_dn)
         return CameraModel.quantize(dn) if cfg.quantize_camera else dn
 
-    def _dark_dn(self) -> float:
+    def _dark_dn(self, exposure: torch.Tensor | float) -> torch.Tensor | float:
         """Reading with no light (the nominal offset plus dark current), as a dark frame gives."""
         spec, cfg = self.geometry.camera, self.config
-        return spec.offset_dn + spec.dark_current_e_per_s * cfg.exposure_s * spec.conversion_dn_per_e * cfg.gain
+        return spec.offset_dn + spec.dark_current_e_per_s * exposure * spec.conversion_dn_per_e * cfg.gain
 
-    def _dn_per_unit(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    def _dn_per_unit(self, dtype: torch.dtype, device: torch.device, exposure: torch.Tensor | float) -> torch.Tensor:
         """DN per unit |x ⊛ h|^2 for a passive mask, fill factor of the filter SLM included."""
         spec, cfg = self.geometry.camera, self.config
         unit = self._unit_power(dtype, device, camera=True) * self.geometry.filter.fill_factor**2
-        photons = unit * cfg.exposure_s / self.geometry.photon_energy_j
+        photons = unit * exposure / self.geometry.photon_energy_j
         return photons * spec.quantum_efficiency * spec.conversion_dn_per_e * cfg.gain

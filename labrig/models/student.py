@@ -7,7 +7,7 @@ electronic side: the read-out and the back end; the optics compute for free.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -43,9 +43,16 @@ class StudentModel(nn.Module):
 
     def __init__(self, config: StudentConfig | None = None) -> None:
         super().__init__()
-        self.config = config = config or StudentConfig()
+        self._config = config = config or StudentConfig()
         self.front = SCLCFrontEnd(config.frontend, config.optics)
         self.back = ElectronicBackend(config.backend, self.front.out_channels, config.num_classes)
+
+    @property
+    def config(self) -> StudentConfig:
+        """The config, with the front end's current mode (what a checkpoint records)."""
+        if self._config.frontend.mode == self.front.mode:
+            return self._config
+        return replace(self._config, frontend=replace(self._config.frontend, mode=self.front.mode))
 
     @property
     def mode(self) -> str:

@@ -1,0 +1,1033 @@
+"""GenICam cameras through harvesters: any GenTL producer (.cti) as a labrig `Camera`.
+
+A bench profile names the producers (``cti = [...]``, else every ``*.cti`` in the
+directories of ``GENICAM_GENTL64_PATH``) and the camera (serial number, model,
+user id, device id, vendor, or an index into what matches). Features are set by
+their SFNC node names; a feature the camera lacks is a `DeviceError` naming the
+node, never a silent no-op, because a bench that ignored an exposure setting
+produces wrong data without a sign.
+
+Frames are Mono8/10/12/14/16 (packed variants too, unpacked by harvesters);
+anything else (RGB, Bayer, 3-D) is refused with the formats the camera offers
+that would work. Every buffer is handed back to the producer (`with buffer:`),
+stale frames queued before a grab are dropped (so a frame follows the SLM pattern
+shown before it), and a lost device is reported as `DeviceDisconnected` and can
+be reopened with `reconnect()` (or automatically, ``reconnect_attempts``).
+
+A GenTL producer library can be loaded once per process, so cameras that use
+the same producers share one harvester; it is reset when its last camera closes.
+harvesters replaces the process's SIGINT handler whenever it opens a camera (its
+handler swallows Ctrl-C); the driver puts the previous one back, so the bench's
+safety handler stays in charge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivers.base import Camera
+from drivers.config import Section
+from drivers.errors import (
+    DeviceDisconnected,
+    DeviceError,
+    DeviceTimeout,
+    FrameDropped,
+    OutOfRange,
+)
+from drivers.plugin import DeviceContext
+
+__all__ = [
+    "PIXEL_FORMATS",
+    "DeviceSelector",
+    "Feature",
+    "GenICamCamera",
+    "NodeAccess",
+    "enumerate_devices",
+    "find_producers",
+    "frame_from_component",
+    "live_acquirers",
+]
+
+log = logging.getLogger(__name__)
+
+GENTL_PATH_VAR = "GENICAM_GENTL64_PATH"
+
+#: pixel formats labrig turns into a 2-D integer array, with their bit depth
+PIXEL_FORMATS: dict[str, int] = {
+    "Mono8": 8,
+    "Mono10": 10,
+    "Mono10p": 10,
+    "Mono10Packed": 10,
+    "Mono12": 12,
+    "Mono12p": 12,
+    "Mono12Packed": 12,
+    "Mono14": 14,
+    "Mono16": 16,
+}
+
+#: device-information fields a profile may select a camera by (profile key -> harvesters name)
+SELECTOR_KEYS: dict[str, str] = {
+    "serial_number": "serial_number",
+    "model": "model",
+    "user_id": "user_defined_name",
+    "device_id": "id_",
+    "vendor": "vendor",
+}
+
+_VISIBILITY = ("Beginner", "Expert", "Guru", "Invisible")
+
+
+# -- producers and devices ----------------------------------------------------------------------
+
+
+def find_producers(cti: Sequence[str | os.PathLike[str]] = (), *, base: Path | None = None,
+                   environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The GenTL producer files to load: `cti` (files or folders), else ``$GENICAM_GENTL64_PATH``.
+
+    Relative paths are taken relative to `base` (the profile's folder). A named
+    file that does not exist is an error: harvesters would skip it silently.
+    """
+    env = os.environ if environ is None else environ
+    entries: list[Path] = []
+    if cti:
+        for item in cti:
+            path = Path(item).expanduser()
+            if base is not None and not path.is_absolute():
+                path = base / path
+            if not path.exists():
+                raise DeviceError(f"GenTL producer {path} does not exist")
+            entries.append(path)
+    else:
+        entries = [Path(p) for p in env.get(GENTL_PATH_VAR, "").split(os.pathsep) if p]
+    files: list[Path] = []
+    for entry in entries:
+        found = sorted(entry.glob("*.cti")) if entry.is_dir() else [entry] if entry.is_file() else []
+        for path in found:
+            resolved = path.resolve()
+            if resolved not in files:
+                files.append(resolved)
+    if not files:
+        where = ", ".join(map(str, entries)) if cti else f"${GENTL_PATH_VAR}={env.get(GENTL_PATH_VAR, '')!r}"
+        raise DeviceError(
+            f"no GenTL producer (.cti) found in {where}; name one with cti = [...] "
+            f"or install your camera vendor's producer"
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class DeviceSelector:
+    """Which camera of the enumerated ones: fields to match, then an index among the matches."""
+
+    fields: Mapping[str, str] = field(default_factory=dict)
+    """Profile key (serial_number, model, user_id, device_id, vendor) -> required value."""
+    index: int | None = None
+
+    def describe(self) -> str:
+        parts = [f"{k}={v!r}" for k, v in self.fields.items()]
+        if self.index is not None:
+            parts.append(f"index={self.index}")
+        return ", ".join(parts) or "any camera"
+
+    def pick(self, devices: Sequence[Mapping[str, Any]]) -> int:
+        """Position of the selected device in `devices` (harvesters' property dicts)."""
+        matches = [
+            i for i, info in enumerate(devices)
+            if all(str(info.get(SELECTOR_KEYS[k]) or "") == v for k, v in self.fields.items())
+        ]
+        listing = "; ".join(_describe_device(d) for d in devices) or "none"
+        if self.index is not None:
+            if not 0 <= self.index < len(matches):
+                raise DeviceError(
+                    f"no camera at index {self.index} of {len(matches)} matching "
+                    f"{self.describe()}; cameras found: {listing}"
+                )
+            return matches[self.index]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise DeviceError(f"no camera matches {self.describe()}; cameras found: {listing}")
+        raise DeviceError(
+            f"{len(matches)} cameras match {self.describe()}; add serial_number (or index) "
+            f"to pick one: {listing}"
+        )
+
+
+def _describe_device(info: Mapping[str, Any]) -> str:
+    return (f"{info.get('vendor') or '?'} {info.get('model') or '?'} "
+            f"serial={info.get('serial_number') or '?'} id={info.get('id_') or '?'}"
+            + (f" user_id={info['user_defined_name']}" if info.get("user_defined_name") else ""))
+
+
+class _Harvesters:
+    """One harvester per process and set of producers (a producer library loads only once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, ...], list[Any]] = {}  # key -> [harvester, users]
+        self.live: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def acquire(self, files: Sequence[Path]) -> Any:
+        from harvesters.core import Harvester
+
+        key = tuple(str(f) for f in files)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                for other in self._entries:
+                    shared = set(other) & set(key)
+                    if shared:
+                        raise DeviceError(
+                            f"GenTL producer {sorted(shared)[0]} is already loaded with a different "
+                            "producer list by another camera; give every GenICam camera the same cti list"
+                        )
+                harvester = Harvester()
+                try:
+                    for path in files:
+                        harvester.add_file(str(path))
+                    harvester.update()
+                except BaseException:
+                    harvester.reset()
+                    raise
+                entry = self._entries[key] = [harvester, 0]
+                self.live.add(harvester)
+            entry[1] += 1
+            return entry[0]
+
+    def release(self, harvester: Any) -> None:
+        with self._lock:
+            for key, entry in list(self._entries.items()):
+                if entry[0] is harvester:
+                    entry[1] -= 1
+                    if entry[1] <= 0:
+                        del self._entries[key]
+                        harvester.reset()  # destroys acquirers, closes producers
+                    return
+
+    def users(self, harvester: Any) -> int:
+        with self._lock:
+            return next((e[1] for e in self._entries.values() if e[0] is harvester), 0)
+
+
+_HARVESTERS = _Harvesters()
+
+
+def live_acquirers() -> int:
+    """Image acquirers still valid in harvesters this module created (0 when every camera closed)."""
+    return sum(
+        1 for h in list(_HARVESTERS.live) for ia in list(h.image_acquirers) if ia.is_valid()
+    )
+
+
+def enumerate_devices(cti: Sequence[str | os.PathLike[str]] = ()) -> list[dict[str, Any]]:
+    """Vendor, model, serial number, ids and access status of every camera the producers see."""
+    harvester = _HARVESTERS.acquire(find_producers(cti))
+    try:
+        return [_device_info(d) for d in harvester.device_info_list]
+    finally:
+        _HARVESTERS.release(harvester)
+
+
+def _device_info(info: Any) -> dict[str, Any]:
+    props = dict(info.property_dict)
+    props.pop("parent", None)
+    props.pop("thisown", None)
+    return props
+
+
+# -- node access --------------------------------------------------------------------------------
+
+
+class NodeAccess:
+    """Reads and writes of GenICam features by name, with errors that name the node.
+
+    Works on a harvesters node map or on any object whose attributes are nodes
+    with ``value`` (and ``min``/``max``/``inc``/``unit``/``symbolics``/``execute()``
+    where they apply), raising `AttributeError` for an absent node, as genicam does.
+    """
+
+    def __init__(self, node_map: Any, owner: str) -> None:
+        self.node_map = node_map
+        self.owner = owner
+
+    def has(self, name: str) -> bool:
+        try:
+            getattr(self.node_map, name)
+        except AttributeError:
+            return False
+        return True
+
+    def node(self, name: str) -> Any:
+        try:
+            return getattr(self.node_map, name)
+        except AttributeError:
+            raise DeviceError(f"{self.owner}: the camera has no {name} node "
+                              "(it does not support this feature)") from None
+
+    def first(self, *names: str) -> str:
+        """The first of `names` the camera has (SFNC names first, legacy ones after)."""
+        for name in names:
+            if self.has(name):
+                return name
+        raise DeviceError(f"{self.owner}: the camera has no {' / '.join(names)} node "
+                          "(it does not support this feature)")
+
+    def get(self, name: str) -> Any:
+        node = self.node(name)
+        try:
+            return node.value
+        except Exception as exc:
+            raise DeviceError(f"{self.owner}: reading {name} failed: {_short(exc)}") from exc
+
+    def bounds(self, name: str) -> tuple[float, float]:
+        node = self.node(name)
+        try:
+            return float(node.min), float(node.max)
+        except Exception as exc:
+            raise DeviceError(f"{self.owner}: {name} has no readable range: {_short(exc)}") from exc
+
+    def unit(self, name: str) -> str:
+        try:
+            return str(getattr(self.node(name), "unit", "") or "")
+        except Exception:
+            return ""
+
+    def choices(self, name: str) -> tuple[str, ...]:
+        try:
+            return tuple(str(s) for s in self.node(name).symbolics)
+        except DeviceError:
+            raise
+        except Exception:
+            return ()
+
+    def set(self, name: str, value: Any) -> None:
+        """Write a feature after checking choices, range and increment; the error names the node."""
+        node = self.node(name)
+        if isinstance(value, str):
+            options = self.choices(name)
+            if options and value not in options:
+                raise OutOfRange(f"{self.owner}: {name} cannot be {value!r}; "
+                                 f"the camera offers {', '.join(options)}")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            self._check_range(name, node, value)
+        try:
+            node.value = value
+        except Exception as exc:
+            raise DeviceError(f"{self.owner}: setting {name} = {value!r} failed: {_short(exc)}") from exc
+
+    def _check_range(self, name: str, node: Any, value: float) -> None:
+        try:
+            lo, hi = float(node.min), float(node.max)
+        except Exception:
+            return  # no range published; the camera will say
+        if not lo <= value <= hi:
+            raise OutOfRange(f"{self.owner}: {name} {value!r} is outside [{lo:g}, {hi:g}]")
+        inc = getattr(node, "inc", None)
+        if isinstance(value, int) and isinstance(inc, int) and inc > 1 and (value - int(lo)) % inc:
+            raise OutOfRange(f"{self.owner}: {name} {value} is not min {int(lo)} plus a multiple of {inc}")
+
+    def execute(self, name: str) -> None:
+        node = self.node(name)
+        try:
+            node.execute()
+        except Exception as exc:
+            raise DeviceError(f"{self.owner}: executing {name} failed: {_short(exc)}") from exc
+
+    def set_if_present(self, name: str, value: Any) -> None:
+        """For switches that only some cameras have (ExposureAuto, AcquisitionFrameRateEnable)."""
+        if self.has(name):
+            with contextlib.suppress(DeviceError):
+                self.set(name, value)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.split(" : ")[0]  # genicam appends file/line details after " : "
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One user-level GenICam feature, as a GUI needs it to draw a control."""
+
+    name: str
+    kind: str  # int, float, bool, str, enum, command
+    value: Any
+    writable: bool
+    visibility: str
+    display_name: str = ""
+    description: str = ""
+    unit: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    increment: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def list_features(node_map: Any, max_visibility: str = "Expert") -> list[Feature]:
+    """The node map's features up to `max_visibility` (Beginner, Expert, Guru)."""
+    from genicam.genapi import EAccessMode, EInterfaceType
+
+    kinds = {
+        EInterfaceType.intfIInteger: "int",
+        EInterfaceType.intfIFloat: "float",
+        EInterfaceType.intfIBoolean: "bool",
+        EInterfaceType.intfIString: "str",
+        EInterfaceType.intfIEnumeration: "enum",
+        EInterfaceType.intfICommand: "command",
+    }
+    limit = _VISIBILITY.index(max_visibility)
+    features = []
+    for wrapper in node_map.nodes:
+        node = wrapper.node
+        try:
+            kind = kinds.get(node.principal_interface_type)
+            if kind is None or not node.is_feature() or int(node.visibility) > limit:
+                continue
+            access = node.get_access_mode()
+            if access not in (EAccessMode.RO, EAccessMode.RW, EAccessMode.WO):
+                continue  # not implemented or not available in the current state
+            readable = access in (EAccessMode.RO, EAccessMode.RW) and kind != "command"
+            value = wrapper.value if readable else None
+            extra: dict[str, Any] = {}
+            if kind in ("int", "float") and readable:
+                extra = {"minimum": wrapper.min, "maximum": wrapper.max,
+                         "unit": str(getattr(wrapper, "unit", "") or "")}
+                if kind == "int":
+                    extra["increment"] = wrapper.inc
+            elif kind == "enum":
+                extra = {"choices": tuple(wrapper.symbolics)}
+            features.append(Feature(
+                name=node.name, kind=kind, value=value,
+                writable=access in (EAccessMode.RW, EAccessMode.WO),
+                visibility=_VISIBILITY[int(node.visibility)],
+                display_name=node.display_name, description=node.tooltip, **extra,
+            ))
+        except Exception as exc:  # one odd node must not hide the others
+            log.debug("skipping GenICam node %s: %s", getattr(node, "name", "?"), exc)
+    return features
+
+
+# -- frames -------------------------------------------------------------------------------------
+
+
+def frame_from_component(component: Any, owner: str) -> np.ndarray:
+    """A 2-D copy of a harvesters image component (the buffer goes back to the producer)."""
+    fmt = str(component.data_format)
+    if fmt not in PIXEL_FORMATS:
+        raise DeviceError(
+            f"{owner}: frame has pixel format {fmt}, which labrig cannot turn into a 2-D array "
+            f"(it takes {', '.join(PIXEL_FORMATS)})"
+        )
+    width, height = int(component.width), int(component.height)
+    data = component.data
+    if data is None or height <= 0 or width <= 0 or data.size < width * height:
+        raise FrameDropped(f"{owner}: incomplete frame ({0 if data is None else data.size} "
+                           f"values for {height}x{width})")
+    if data.size % height == 0 and data.size // height >= width:  # rows may carry padding
+        return np.array(data.reshape(height, -1)[:, :width])
+    return np.array(data[: width * height].reshape(height, width))
+
+
+# -- the camera ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Roi:
+    """Sensor window in pixels; None keeps what the camera has."""
+
+    width: int | None = None
+    height: int | None = None
+    offset_x: int | None = None
+    offset_y: int | None = None
+
+
+@dataclass
+class GenICamSettings:
+    """What a profile asks of the camera; reapplied on every (re)open."""
+
+    pixel_format: str | None = None
+    roi: Roi = field(default_factory=Roi)
+    exposure_s: float | None = None
+    gain: float | None = None
+    frame_rate_hz: float | None = None
+    trigger_source: str | None = None  # None: free run; "Software" or a line name
+    features: dict[str, Any] = field(default_factory=dict)
+
+
+class GenICamCamera(Camera):
+    """A GenICam camera through harvesters; see the module docstring for the behaviour."""
+
+    def __init__(
+        self,
+        name: str = "GenICam camera",
+        *,
+        cti: Sequence[str | os.PathLike[str]] = (),
+        cti_base: Path | None = None,
+        selector: DeviceSelector | None = None,
+        settings: GenICamSettings | None = None,
+        expected_resolution: tuple[int, int] | None = None,
+        pixel_pitch_m: float = 0.0,
+        exposure_bounds_s: tuple[float, float] | None = None,
+        gain_bounds: tuple[float, float] | None = None,
+        num_buffers: int = 4,
+        reconnect_attempts: int = 0,
+        drop_stale_frames: bool = True,
+    ) -> None:
+        bits = PIXEL_FORMATS.get(settings.pixel_format or "", 8) if settings else 8
+        super().__init__(
+            name,
+            resolution=expected_resolution or (0, 0),
+            bit_depth=bits,
+            pixel_pitch_m=pixel_pitch_m,
+            exposure_bounds_s=exposure_bounds_s or (1e-6, 10.0),
+            gain_bounds=gain_bounds or (1.0, 1.0),
+        )
+        self.cti = list(cti)
+        self.cti_base = cti_base
+        self.selector = selector or DeviceSelector()
+        self.config = settings or GenICamSettings()
+        self.expected_resolution = expected_resolution
+        self._profile_exposure_bounds = exposure_bounds_s
+        self._profile_gain_bounds = gain_bounds
+        self.num_buffers = int(num_buffers)
+        self.reconnect_attempts = int(reconnect_attempts)
+        self.drop_stale_frames = bool(drop_stale_frames)
+        self.harvester: Any = None
+        self.acquirer: Any = None
+        self.nodes: NodeAccess | None = None
+        self.producers: list[Path] = []
+        self.device_info: dict[str, Any] = {}
+        self._gain_db = False
+        self.has_exposure = False
+        self.has_gain = False
+
+    # -- profile ------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, section: Section, context: DeviceContext) -> GenICamCamera:
+        from labrig.geometry import CAMERA_KEYS
+
+        section.accept(*CAMERA_KEYS)
+        cti = _str_list(section, "cti")
+        source = Path(section.source)
+        fields = {key: section.get_str(key) for key in SELECTOR_KEYS if key in section}
+        index = section.get_int("index", min=0) if "index" in section else None
+        resolution = section.get_shape("resolution") if "resolution" in section else None
+        fmt = section.get_str("pixel_format") if "pixel_format" in section else None
+        if fmt is not None and fmt not in PIXEL_FORMATS:
+            raise section.error("pixel_format", f"{fmt!r} cannot be turned into a 2-D array; "
+                                f"use one of {', '.join(PIXEL_FORMATS)}")
+        if "bit_depth" in section:
+            bits = section.get_int("bit_depth", min=1, max=16)
+            if fmt is None:
+                fmt = f"Mono{bits}"
+                if fmt not in PIXEL_FORMATS:
+                    raise section.error("bit_depth", f"no Mono pixel format has {bits} bits")
+            elif PIXEL_FORMATS[fmt] != bits:
+                raise section.error("bit_depth", f"{bits} disagrees with pixel_format {fmt} "
+                                    f"({PIXEL_FORMATS[fmt]} bits)")
+        roi = Roi(
+            width=_opt_int(section, "width", resolution[1] if resolution else None),
+            height=_opt_int(section, "height", resolution[0] if resolution else None),
+            offset_x=_opt_int(section, "offset_x", None, minimum=0),
+            offset_y=_opt_int(section, "offset_y", None, minimum=0),
+        )
+        if resolution and (roi.height, roi.width) != resolution:
+            raise section.error("resolution", f"{list(resolution)} disagrees with height x width "
+                                f"{roi.height} x {roi.width}")
+        trigger = section.get_str("trigger_source", "off")
+        features = section.section("features", required=False).data
+        for key, value in features.items():
+            if not isinstance(value, bool | int | float | str):
+                raise section.error(f"features.{key}", f"expected a number, string or boolean, got {value!r}")
+        settings = GenICamSettings(
+            pixel_format=fmt,
+            roi=roi,
+            exposure_s=section.get_float("exposure_s", positive=True) if "exposure_s" in section else None,
+            gain=section.get_float("gain", positive=True) if "gain" in section else None,
+            frame_rate_hz=section.get_float("frame_rate_hz", positive=True) if "frame_rate_hz" in section else None,
+            trigger_source=None if trigger.lower() == "off" else trigger,
+            features=dict(features),
+        )
+        camera = cls(
+            f"GenICam camera ({context.role})",
+            cti=cti,
+            cti_base=source.parent if source.is_file() else None,
+            selector=DeviceSelector(fields, index),
+            settings=settings,
+            expected_resolution=resolution,
+            pixel_pitch_m=section.get_float("pitch_m", 0.0, min=0.0),
+            exposure_bounds_s=section.get_range("exposure_range_s") if "exposure_range_s" in section else None,
+            gain_bounds=section.get_range("gain_range") if "gain_range" in section else None,
+            num_buffers=section.get_int("num_buffers", 4, min=1, max=64),
+            reconnect_attempts=section.get_int("reconnect_attempts", 0, min=0, max=10),
+            drop_stale_frames=section.get_bool("drop_stale_frames", True),
+        )
+        section.check_unused()
+        return camera
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _open_hw(self) -> None:
+        try:
+            import harvesters.core  # noqa: F401 - fail here, with advice, not deep inside
+            from genicam import gentl
+        except ImportError as exc:  # pragma: no cover - the hardware extra is not installed
+            raise DeviceError(f"{self.name}: harvesters/genicam are not installed "
+                              "(pip install labrig[hardware])") from exc
+        self.producers = find_producers(self.cti, base=self.cti_base)
+        self.harvester = _HARVESTERS.acquire(self.producers)
+        try:
+            devices = [_device_info(d) for d in self.harvester.device_info_list]
+            try:
+                index = self.selector.pick(devices)
+            except DeviceError as exc:
+                raise DeviceError(f"{self.name}: {exc} (producers: "
+                                  f"{', '.join(p.name for p in self.producers)})") from None
+            self.device_info = devices[index]
+            try:
+                with _keep_sigint_handler():
+                    self.acquirer = self.harvester.create(index)
+            except gentl.ResourceInUseException as exc:
+                raise DeviceError(f"{self.name}: {_describe_device(self.device_info)} is in use "
+                                  "(by another program, or another camera of this process)") from exc
+            except gentl.GenericException as exc:
+                raise DeviceError(f"{self.name}: opening {_describe_device(self.device_info)} "
+                                  f"failed: {_short(exc)}") from exc
+            self.nodes = NodeAccess(self.acquirer.remote_device.node_map, self.name)
+            self._configure()
+            self.acquirer.num_buffers = self.num_buffers
+            self.acquirer.start()
+        except BaseException:
+            self._teardown()
+            raise
+
+    def _close_hw(self) -> None:
+        self._teardown()
+
+    def _teardown(self) -> None:
+        """Stop and destroy the acquirer, hand the harvester back; never raises."""
+        acquirer, self.acquirer, self.nodes = self.acquirer, None, None
+        harvester, self.harvester = self.harvester, None
+        if acquirer is not None:
+            try:
+                acquirer.stop()
+            except Exception as exc:
+                log.debug("%s: stopping acquisition: %s", self.name, exc)
+            try:
+                acquirer.destroy()
+            except Exception as exc:
+                log.warning("%s: destroying the image acquirer: %s", self.name, exc)
+            if harvester is not None and acquirer in harvester.image_acquirers:
+                harvester.image_acquirers.remove(acquirer)
+        if harvester is not None:
+            try:
+                _HARVESTERS.release(harvester)
+            except Exception as exc:
+                log.warning("%s: releasing the harvester: %s", self.name, exc)
+
+    def reconnect(self) -> None:
+        """Reopen the same device after it was lost, with the same settings."""
+        self._teardown()
+        self._is_open = False
+        self.open()
+
+    # -- configuration ------------------------------------------------------------------------
+    def _node_access(self) -> NodeAccess:
+        if self.nodes is None:
+            self._require_open()
+            raise DeviceDisconnected(f"{self.name}: the camera was lost; reconnect()")
+        return self.nodes
+
+    @contextlib.contextmanager
+    def _paused(self) -> Iterator[NodeAccess]:
+        """Stop streaming while the payload changes (pixel format, window), then restart."""
+        nodes = self._node_access()
+        acquirer = self.acquirer
+        streaming = acquirer is not None and acquirer.is_acquiring()
+        if streaming:
+            acquirer.stop()
+        try:
+            yield nodes
+        finally:
+            if streaming and acquirer is self.acquirer:
+                acquirer.start()
+
+    def _configure(self) -> None:
+        """Apply `config` to a freshly opened device (also after a reconnect)."""
+        nodes = self._node_access()
+        cfg = self.config
+        if cfg.pixel_format is not None:
+            nodes.set("PixelFormat", cfg.pixel_format)
+        self._check_pixel_format()
+        self._apply_roi(nodes, cfg.roi)
+        for name, value in cfg.features.items():
+            nodes.set(name, value)
+        if cfg.frame_rate_hz is not None:
+            self._set_frame_rate(nodes, cfg.frame_rate_hz)
+        self._read_exposure_and_gain(nodes)
+        if cfg.exposure_s is not None:
+            self._set_exposure(nodes, cfg.exposure_s)
+        if cfg.gain is not None:
+            self._set_gain(nodes, cfg.gain)
+        self._set_trigger(nodes, cfg.trigger_source)
+        self._read_geometry()
+
+    def _check_pixel_format(self) -> None:
+        nodes = self._node_access()
+        fmt = str(nodes.get("PixelFormat"))
+        if fmt not in PIXEL_FORMATS:
+            usable = [c for c in nodes.choices("PixelFormat") if c in PIXEL_FORMATS]
+            raise DeviceError(
+                f"{self.name}: PixelFormat is {fmt}, which labrig cannot turn into a 2-D array; "
+                + (f"set pixel_format to one the camera offers: {', '.join(usable)}" if usable
+                   else "the camera offers no Mono format")
+            )
+        self.bit_depth = PIXEL_FORMATS[fmt]
+
+    def _apply_roi(self, nodes: NodeAccess, roi: Roi) -> None:
+        # offsets to 0 first, so a larger window fits; then size, then the wanted offsets
+        for axis in ("OffsetX", "OffsetY"):
+            if (roi.offset_x if axis == "OffsetX" else roi.offset_y) is not None and nodes.get(axis) != 0:
+                nodes.set(axis, 0)
+        if roi.width is not None:
+            nodes.set("Width", roi.width)
+        if roi.height is not None:
+            nodes.set("Height", roi.height)
+        if roi.offset_x is not None:
+            nodes.set("OffsetX", roi.offset_x)
+        if roi.offset_y is not None:
+            nodes.set("OffsetY", roi.offset_y)
+
+    def _read_geometry(self) -> None:
+        nodes = self._node_access()
+        self.resolution = (int(nodes.get("Height")), int(nodes.get("Width")))
+        if self.expected_resolution is not None and self.resolution != self.expected_resolution:
+            raise DeviceError(f"{self.name}: the camera delivers {self.resolution}, the profile's "
+                              f"resolution is {self.expected_resolution}")
+
+    def _exposure_node(self, nodes: NodeAccess) -> str:
+        return nodes.first("ExposureTime", "ExposureTimeAbs")
+
+    def _read_exposure_and_gain(self, nodes: NodeAccess) -> None:
+        """Bounds and current values from the camera, where it has the nodes."""
+        self.has_exposure = nodes.has("ExposureTime") or nodes.has("ExposureTimeAbs")
+        if self.has_exposure:
+            name = self._exposure_node(nodes)
+            scale = _time_scale(nodes.unit(name))
+            lo, hi = (v * scale for v in nodes.bounds(name))
+            self.exposure_bounds_s = self._narrow("exposure_range_s", self._profile_exposure_bounds, (lo, hi))
+            self._exposure_s = float(nodes.get(name)) * scale
+        self.has_gain = nodes.has("Gain")
+        if self.has_gain:
+            self._gain_db = nodes.unit("Gain").lower() == "db"
+            lo, hi = (self._gain_from_node(v) for v in nodes.bounds("Gain"))
+            self.gain_bounds = self._narrow("gain_range", self._profile_gain_bounds, (lo, hi))
+            self._gain = self._gain_from_node(float(nodes.get("Gain")))
+
+    def _narrow(self, key: str, profile: tuple[float, float] | None,
+                device: tuple[float, float]) -> tuple[float, float]:
+        """The profile's range within the camera's (the camera's when the profile gives none)."""
+        if profile is None:
+            return device
+        lo, hi = max(profile[0], device[0]), min(profile[1], device[1])
+        if lo > hi:
+            raise DeviceError(f"{self.name}: {key} [{profile[0]:g}, {profile[1]:g}] does not overlap "
+                              f"the camera's [{device[0]:g}, {device[1]:g}]")
+        return lo, hi
+
+    def _gain_from_node(self, value: float) -> float:
+        return 10 ** (value / 20) if self._gain_db else value
+
+    def _set_exposure(self, nodes: NodeAccess, exposure_s: float) -> None:
+        name = self._exposure_node(nodes)
+        nodes.set_if_present("ExposureAuto", "Off")
+        scale = _time_scale(nodes.unit(name))
+        value = exposure_s / scale
+        lo, hi = nodes.bounds(name)
+        if math.isclose(value, lo) or math.isclose(value, hi):  # seconds -> us rounding at a bound
+            value = min(max(value, lo), hi)
+        nodes.set(name, value)
+        self._exposure_s = float(nodes.get(name)) * scale
+
+    def _set_gain(self, nodes: NodeAccess, gain: float) -> None:
+        nodes.node("Gain")
+        nodes.set_if_present("GainAuto", "Off")
+        nodes.set("Gain", 20 * math.log10(gain) if self._gain_db else gain)
+        self._gain = self._gain_from_node(float(nodes.get("Gain")))
+
+    def _set_frame_rate(self, nodes: NodeAccess, hz: float) -> None:
+        name = nodes.first("AcquisitionFrameRate", "AcquisitionFrameRateAbs")
+        nodes.set_if_present("AcquisitionFrameRateEnable", True)
+        nodes.set(name, hz)
+
+    def _set_trigger(self, nodes: NodeAccess, source: str | None) -> None:
+        if source is None:
+            if nodes.has("TriggerMode"):
+                self._select_frame_start(nodes)
+                nodes.set("TriggerMode", "Off")
+            return
+        nodes.node("TriggerMode")
+        self._select_frame_start(nodes)
+        nodes.set("TriggerSource", source)
+        nodes.set("TriggerMode", "On")
+        if source == "Software":
+            nodes.node("TriggerSoftware")
+
+    @staticmethod
+    def _select_frame_start(nodes: NodeAccess) -> None:
+        if nodes.has("TriggerSelector") and "FrameStart" in nodes.choices("TriggerSelector"):
+            nodes.set("TriggerSelector", "FrameStart")
+
+    # -- public settings ----------------------------------------------------------------------
+    @property
+    def pixel_format(self) -> str:
+        return str(self._node_access().get("PixelFormat"))
+
+    @pixel_format.setter
+    def pixel_format(self, fmt: str) -> None:
+        if fmt not in PIXEL_FORMATS:
+            raise OutOfRange(f"{self.name}: pixel format {fmt!r} cannot be turned into a 2-D array; "
+                             f"use one of {', '.join(PIXEL_FORMATS)}")
+        with self._paused() as nodes:
+            nodes.set("PixelFormat", fmt)
+            self._check_pixel_format()
+        self.config = replace(self.config, pixel_format=fmt)
+
+    def set_roi(self, width: int | None = None, height: int | None = None,
+                offset_x: int | None = None, offset_y: int | None = None) -> None:
+        """Change the sensor window (streaming pauses); `resolution` follows."""
+        with self._paused() as nodes:
+            self._apply_roi(nodes, Roi(width, height, offset_x, offset_y))
+            self.resolution = (int(nodes.get("Height")), int(nodes.get("Width")))
+        old = self.config.roi
+        self.config = replace(self.config, roi=Roi(
+            width if width is not None else old.width,
+            height if height is not None else old.height,
+            offset_x if offset_x is not None else old.offset_x,
+            offset_y if offset_y is not None else old.offset_y,
+        ))
+        self.expected_resolution = None
+
+    @property
+    def roi(self) -> dict[str, int]:
+        nodes = self._node_access()
+        out = {"width": int(nodes.get("Width")), "height": int(nodes.get("Height"))}
+        for key, node in (("offset_x", "OffsetX"), ("offset_y", "OffsetY")):
+            if nodes.has(node):
+                out[key] = int(nodes.get(node))
+        return out
+
+    @property
+    def frame_rate_hz(self) -> float:
+        nodes = self._node_access()
+        return float(nodes.get(nodes.first("AcquisitionFrameRate", "AcquisitionFrameRateAbs")))
+
+    @frame_rate_hz.setter
+    def frame_rate_hz(self, hz: float) -> None:
+        self._set_frame_rate(self._node_access(), float(hz))
+        self.config = replace(self.config, frame_rate_hz=float(hz))
+
+    @property
+    def trigger_source(self) -> str | None:
+        return self.config.trigger_source
+
+    def set_trigger(self, source: str | None) -> None:
+        """None: free run; ``"Software"``: each grab fires TriggerSoftware; a line name: hardware."""
+        self._set_trigger(self._node_access(), source)
+        self.config = replace(self.config, trigger_source=source)
+
+    def software_trigger(self) -> None:
+        self._node_access().execute("TriggerSoftware")
+
+    def features(self, max_visibility: str = "Expert") -> list[Feature]:
+        """The camera's user-level features (for a GUI's property panel)."""
+        return list_features(self._node_access().node_map, max_visibility)
+
+    def get_feature(self, name: str) -> Any:
+        return self._node_access().get(name)
+
+    def set_feature(self, name: str, value: Any) -> None:
+        """Write any feature by node name; it is reapplied after a reconnect."""
+        with self._paused() as nodes:
+            nodes.set(name, value)
+        self.config = replace(self.config, features={**self.config.features, name: value})
+
+    def _set_exposure_hw(self, exposure_s: float) -> None:
+        self._set_exposure(self._node_access(), exposure_s)
+        self.config = replace(self.config, exposure_s=exposure_s)
+
+    def _set_gain_hw(self, gain: float) -> None:
+        self._set_gain(self._node_access(), gain)
+        self.config = replace(self.config, gain=gain)
+
+    # -- description --------------------------------------------------------------------------
+    def identity(self) -> dict[str, str]:
+        info = self.device_info
+        return {
+            "vendor": str(info.get("vendor") or ""),
+            "model": str(info.get("model") or ""),
+            "serial": str(info.get("serial_number") or ""),
+            "device_id": str(info.get("id_") or ""),
+            "user_id": str(info.get("user_defined_name") or ""),
+            "version": str(info.get("version") or ""),
+            "transport": str(info.get("tl_type") or ""),
+            "producer": ", ".join(p.name for p in self.producers),
+        }
+
+    def settings(self) -> dict[str, Any]:
+        out = {
+            **super().settings(),
+            "selector": self.selector.describe(),
+            "trigger_source": self.config.trigger_source or "off",
+        }
+        if self.nodes is not None:
+            if not self.has_exposure:  # no ExposureTime node: the camera decides, labrig cannot tell
+                out["exposure_s"] = out["exposure_bounds_s"] = None
+            if not self.has_gain:
+                out["gain"] = out["gain_bounds"] = None
+            out["pixel_format"] = self.pixel_format
+            out["roi"] = self.roi
+            try:
+                out["features"] = {f.name: f.value for f in self.features() if f.kind != "command"}
+            except Exception as exc:  # a description must not fail a run
+                out["features_error"] = str(exc)
+        return out
+
+    # -- frames -------------------------------------------------------------------------------
+    def _grab_hw(self, timeout_s: float) -> np.ndarray:
+        return self._with_reconnect(lambda: self._grab_fresh(timeout_s, 1)[0])
+
+    def grab_burst(self, count: int, timeout_s: float = 1.0) -> np.ndarray:
+        """`count` consecutive frames (stale ones dropped once, before the first)."""
+        if count < 1:
+            raise OutOfRange(f"{self.name}: burst count {count} must be >= 1")
+        self._require_open()
+        frames = self._with_reconnect(lambda: self._grab_fresh(float(timeout_s), count))
+        for frame in frames:
+            if frame.shape != self.resolution:
+                raise DeviceError(f"{self.name}: frame has shape {frame.shape}, expected {self.resolution}")
+        return np.stack(frames)
+
+    def _with_reconnect(self, grab: Any) -> Any:
+        for attempt in range(self.reconnect_attempts + 1):
+            try:
+                return grab()
+            except DeviceDisconnected as exc:
+                if attempt == self.reconnect_attempts:
+                    raise
+                log.warning("%s: %s; reconnecting (%d/%d)", self.name, exc, attempt + 1,
+                            self.reconnect_attempts)
+                self._teardown()
+                self._open_hw()
+        raise AssertionError("unreachable")
+
+    def _live_acquirer(self) -> Any:
+        acquirer = self.acquirer
+        if acquirer is None or not acquirer.is_valid():
+            raise DeviceDisconnected(f"{self.name}: the image acquirer is gone (device lost or "
+                                     "producer re-enumerated); reconnect()")
+        return acquirer
+
+    def _grab_fresh(self, timeout_s: float, count: int) -> list[np.ndarray]:
+        acquirer = self._live_acquirer()
+        if self.drop_stale_frames:
+            self._drop_stale(acquirer)
+        frames = []
+        for _ in range(count):
+            if self.config.trigger_source == "Software":
+                self.software_trigger()
+            frames.append(self._fetch(acquirer, timeout_s))
+        return frames
+
+    def _drop_stale(self, acquirer: Any) -> None:
+        """Hand back frames exposed before now (before the SLM pattern being measured)."""
+        for _ in range(self.num_buffers + 2):
+            buffer = self._call(lambda: acquirer.try_fetch(timeout=1e-4), 1e-4)
+            if buffer is None:
+                return
+            buffer.queue()
+
+    def _fetch(self, acquirer: Any, timeout_s: float) -> np.ndarray:
+        buffer = self._call(lambda: acquirer.fetch(timeout=max(timeout_s, 1e-3)), timeout_s)
+        if buffer is None:
+            raise FrameDropped(f"{self.name}: the producer delivered an incomplete buffer")
+        with buffer:  # always queued back, whatever happens here
+            components = buffer.payload.components if buffer.payload is not None else []
+            if not components:
+                raise FrameDropped(f"{self.name}: buffer without an image component")
+            return frame_from_component(components[0], self.name)
+
+    def _call(self, fetch: Any, timeout_s: float) -> Any:
+        """Run a harvesters fetch; its exceptions become labrig's (timeout, lost, other)."""
+        try:
+            return fetch()
+        except Exception as exc:
+            raise self._fetch_error(exc, timeout_s) from exc
+
+    def _fetch_error(self, exc: Exception, timeout_s: float) -> DeviceError:
+        from genicam import genapi, gentl
+
+        if isinstance(exc, gentl.TimeoutException):
+            waiting = " (waiting for a hardware trigger)" if self._hardware_trigger() else ""
+            return DeviceTimeout(f"{self.name}: no frame within {timeout_s:g} s{waiting}")
+        if isinstance(exc, gentl.GenericException | genapi.GenericException | IndexError):
+            return DeviceDisconnected(f"{self.name}: acquisition failed ({_short(exc)}); "
+                                      "the device may be lost; reconnect()")
+        # e.g. a payload harvesters cannot decode
+        return DeviceError(f"{self.name}: fetching a frame failed: {type(exc).__name__}: {_short(exc)}")
+
+    def _hardware_trigger(self) -> bool:
+        return self.config.trigger_source not in (None, "Software")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _keep_sigint_handler() -> Iterator[None]:
+    """Undo harvesters' SIGINT handler: creating an acquirer on the main thread replaces the
+    process's handler with one that destroys the acquirer and swallows Ctrl-C, which would
+    also remove the bench's safety handler (laser off, shutter closed) without a trace."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is not previous:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def _time_scale(unit: str) -> float:
+    """Seconds per unit of an exposure node (SFNC: microseconds)."""
+    return {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}.get(unit.strip(), 1e-6)
+
+
+def _str_list(section: Section, name: str) -> list[str]:
+    if name not in section:
+        return []
+    value = section.data[name]
+    section.accept(name)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise section.error(name, f"expected a list of paths, got {value!r}")
+    return list(value)
+
+
+def _opt_int(section: Section, name: str, default: int | None, minimum: int = 1) -> int | None:
+    if name not in section:
+        return default
+    return section.get_int(name, min=minimum)
