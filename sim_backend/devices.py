@@ -34,13 +34,21 @@ class _SimSLM(SLM):
         self.world = world
 
     @classmethod
-    def _common(cls, section: Section) -> dict[str, Any]:
-        return {
+    def _modulation(cls, world: SimWorld) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, section: Section, context: DeviceContext) -> _SimSLM:
+        world = world_for(context.shared, context.profile)
+        kwargs = {
             "resolution": section.get_shape("resolution"),
             "pitch_m": section.get_float("pitch_m", positive=True),
             "bit_depth": section.get_int("bit_depth", 8, min=1, max=16),
             "settle_s": section.get_float("settle_s", 0.0, min=0.0),
         }
+        section.accept(*MODULATOR_KEYS)
+        section.check_unused()
+        return cls(world, f"sim {context.role} SLM", modulation=cls._modulation(world), **kwargs)
 
     def identity(self) -> dict[str, str]:
         return _identity(self._model, self.world)
@@ -62,12 +70,8 @@ class SimFilterSLM(_SimSLM):
     _model = "SimPhaseSLM"
 
     @classmethod
-    def from_config(cls, section: Section, context: DeviceContext) -> SimFilterSLM:
-        world = world_for(context.shared, context.profile)
-        kwargs = cls._common(section)
-        section.accept(*MODULATOR_KEYS)
-        section.check_unused()
-        return cls(world, f"sim {context.role} SLM", modulation=world.geometry.filter.modulation, **kwargs)
+    def _modulation(cls, world: SimWorld) -> str:
+        return world.geometry.filter.modulation
 
 
 class SimInputModulator(_SimSLM):
@@ -77,12 +81,8 @@ class SimInputModulator(_SimSLM):
     _model = "SimAmplitudeSLM"
 
     @classmethod
-    def from_config(cls, section: Section, context: DeviceContext) -> SimInputModulator:
-        world = world_for(context.shared, context.profile)
-        kwargs = cls._common(section)
-        section.accept(*MODULATOR_KEYS)
-        section.check_unused()
-        return cls(world, "sim input modulator", modulation="amplitude", **kwargs)
+    def _modulation(cls, world: SimWorld) -> str:
+        return "amplitude"
 
 
 class SimCamera(Camera):
