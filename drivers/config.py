@@ -14,6 +14,13 @@ from drivers.errors import ConfigError
 
 _MISSING = object()
 
+#: keys of the device tables that describe optics (read by labrig.geometry for the optical twin; drivers `accept` them)
+MODULATOR_KEYS = ("resolution", "pitch_m", "bit_depth", "fill_factor", "modulation")
+CAMERA_KEYS = (
+    "resolution", "pitch_m", "bit_depth", "fill_factor", "quantum_efficiency", "full_well_e",
+    "conversion_dn_per_e", "read_noise_e", "dark_current_e_per_s", "offset_dn",
+)
+
 
 class Section:
     """A read-only view of a TOML table that remembers where it came from.

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from drivers.base import Camera
-from drivers.config import Section
+from drivers.config import CAMERA_KEYS, Section
 from drivers.errors import (
     DeviceDisconnected,
     DeviceError,
@@ -516,7 +516,6 @@ class GenICamCamera(Camera):
     # -- profile ------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, section: Section, context: DeviceContext) -> GenICamCamera:
-        from labrig.geometry import CAMERA_KEYS
 
         section.accept(*CAMERA_KEYS)
         cti = _str_list(section, "cti")

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from drivers.base import SLM
-from drivers.config import Section
+from drivers.config import MODULATOR_KEYS, Section
 from drivers.errors import ConfigError, DeviceError, PatternError
 from drivers.plugin import DeviceContext
 
@@ -173,7 +173,6 @@ class SlmsuiteSLM(SLM):
 
     @classmethod
     def from_config(cls, section: Section, context: DeviceContext) -> SlmsuiteSLM:
-        from labrig.geometry import MODULATOR_KEYS
 
         section.accept(*MODULATOR_KEYS)
         name = section.get_str("slmsuite_class")

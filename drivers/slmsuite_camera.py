@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from drivers.base import Camera
-from drivers.config import Section
+from drivers.config import CAMERA_KEYS, Section
 from drivers.errors import DeviceError, DeviceTimeout
 from drivers.plugin import DeviceContext
 from drivers.slm import (
@@ -76,7 +76,6 @@ class SlmsuiteCamera(Camera):
 
     @classmethod
     def from_config(cls, section: Section, context: DeviceContext) -> SlmsuiteCamera:
-        from labrig.geometry import CAMERA_KEYS
 
         section.accept(*CAMERA_KEYS)
         name = section.get_str("slmsuite_class")

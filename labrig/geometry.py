@@ -9,13 +9,6 @@ from __future__ import annotations
 from drivers.config import Section
 from labrig.optics.specs import BenchGeometry, CameraSpec, ModulatorSpec
 
-#: keys of the device tables that describe optics (read here, not by the drivers)
-MODULATOR_KEYS = ("resolution", "pitch_m", "bit_depth", "fill_factor", "modulation")
-CAMERA_KEYS = (
-    "resolution", "pitch_m", "bit_depth", "fill_factor", "quantum_efficiency", "full_well_e",
-    "conversion_dn_per_e", "read_noise_e", "dark_current_e_per_s", "offset_dn",
-)
-
 
 def modulator_spec(table: Section, modulation: str) -> ModulatorSpec:
     return ModulatorSpec(

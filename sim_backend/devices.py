@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 
 from drivers.base import SLM, Camera, LaserController, Shutter
-from drivers.config import Section
+from drivers.config import CAMERA_KEYS, MODULATOR_KEYS, Section
 from drivers.errors import DeviceError, SafetyError
 from drivers.plugin import DeviceContext
-from labrig.geometry import CAMERA_KEYS, MODULATOR_KEYS
 from sim_backend.world import SimWorld, world_for
 
 

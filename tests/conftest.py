@@ -12,6 +12,20 @@ import pytest
 
 FAKE_PLUGIN = Path(__file__).parent / "fake_plugin"
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread (restored after): the test tensors are small,
+    and on a busy 2-core machine thread spin-waits made tests up to 20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 OPTICS = """\
 [bench]
 name = "fake"

@@ -10,8 +10,6 @@ pixel is a known fraction of an output sample.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -54,18 +52,6 @@ def bench(
         camera=camera,
         illumination=illumination,
     )
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread (restored after): these grids are tiny, and on
-    a busy 2-core machine thread spin-waits made the gradchecks ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _covering_pixels(n: int, ratio: float) -> int:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import model_helpers
 import pytest
 import torch
+from model_helpers import SIZE, toy_dataset
 
 from drivers.errors import LabrigError
-from labrig.data import ImageDataset
 from labrig.distill import (
     AugmentConfig,
     CheckpointError,
@@ -23,40 +24,16 @@ from labrig.distill import (
     seed_everything,
 )
 from labrig.models import (
-    BackendConfig,
-    SCLCConfig,
     StudentConfig,
     StudentModel,
     TeacherCNN,
     TeacherConfig,
 )
 
-SIZE = 16
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def toy_dataset(n: int = 256, seed: int = 0) -> ImageDataset:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    images = torch.rand(n, 1, SIZE, SIZE, generator=g) * 0.3
-    for i, c in enumerate(labels.tolist()):
-        r, col = 2 + 3 * (c // 4), 1 + 4 * (c % 4)
-        images[i, 0, r : r + 4, col : col + 4] += 0.7
-    return ImageDataset((images.clamp(0, 1) * 255).to(torch.uint8), labels, [str(i) for i in range(10)])
-
 
 def student(seed: int = 0) -> StudentModel:
-    seed_everything(seed)
-    return StudentModel(StudentConfig(frontend=SCLCConfig(channels=(4, 4), kernel_sizes=(3, 3)),
-                                      backend=BackendConfig(kind="mlp", hidden=(16,), dropout=0.2),
-                                      input_size=(SIZE, SIZE)))
+    return model_helpers.student(seed, kind="mlp", hidden=(16,), dropout=0.2)
+
 
 
 def teacher(seed: int = 0) -> TeacherCNN:
@@ -136,7 +113,7 @@ def test_writes_are_atomic(tmp_path: Path):
 
 @pytest.mark.parametrize("method", ["none", "hint"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, method: str):
-    train, val = toy_dataset(), toy_dataset(60, seed=1)
+    train, val = toy_dataset(256), toy_dataset(60, seed=1)
     cfg = TrainConfig(epochs=3, batch_size=32, lr=3e-3, progress=False, seed=4, warmup_epochs=0.5,
                       augment=AugmentConfig(crop_padding=1, hflip=True))
     distill = DistillConfig(method=method, temperature=3.0)
@@ -164,7 +141,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, m
 
 def test_resume_without_a_checkpoint_is_an_error(tmp_path: Path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        Trainer(student(), TrainConfig(epochs=1, progress=False)).fit(toy_dataset(), checkpoint_dir=tmp_path, resume=True)
+        Trainer(student(), TrainConfig(epochs=1, progress=False)).fit(toy_dataset(256), checkpoint_dir=tmp_path, resume=True)
     result = Trainer(student(), TrainConfig(epochs=1, progress=False)).fit(
-        toy_dataset(), checkpoint_dir=tmp_path, resume="auto")
+        toy_dataset(256), checkpoint_dir=tmp_path, resume="auto")
     assert result.epochs_run == 1 and result.checkpoint == tmp_path / "last.pt"

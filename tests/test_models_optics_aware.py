@@ -11,14 +11,6 @@ import torch
 from labrig.models import OpticsConfig, SCLCConfig, SCLCFrontEnd, StudentConfig, StudentModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def images(b=4, size=28, seed=1, dtype=torch.float32):
     return torch.rand(b, 1, size, size, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 

@@ -18,15 +18,6 @@ from labrig.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI box's 2 cores are shared: one thread is faster and steadier."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach(), b.detach()
     return float((a - b).abs().max() / b.abs().max())

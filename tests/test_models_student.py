@@ -19,14 +19,6 @@ from labrig.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(**backend) -> StudentConfig:
     return StudentConfig(frontend=SCLCConfig(channels=(4, 3), kernel_sizes=(3, 3)), backend=BackendConfig(**backend))
 

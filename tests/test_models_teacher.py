@@ -8,14 +8,6 @@ import torch
 from labrig.models import ModelConfigError, TeacherCNN, TeacherConfig, build_model, config_to_dict
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("arch,size,channels", [("small", 28, 1), ("small", 64, 3), ("alexnet", 28, 1), ("alexnet", 64, 3)])
 def test_teacher_shapes(arch, size, channels):
     cfg = TeacherConfig(arch=arch, in_channels=channels, input_size=(size, size), width=16, hidden=32)

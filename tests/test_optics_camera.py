@@ -7,18 +7,13 @@ import math
 
 import pytest
 import torch
-from optics_helpers import bench, single_thread
+from optics_helpers import bench
 
 from labrig.optics import Imperfections, Twin
 from labrig.optics.camera import GAUSSIAN_SHOT_NOISE_ABOVE_E
 
 EXPOSURE_S = 0.5
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 def _twin(**camera_kw) -> Twin:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from optics_helpers import bench, single_thread
+from optics_helpers import bench
 from torch import nn
 from torch.func import functional_call
 
@@ -43,11 +43,6 @@ VALUES = {
 # gradcheck perturbs every input by the same eps: parameters in metres enter in these units
 UNITS = {"illumination_waist_m": 1e-4, "illumination_center_m": 1e-5}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 class _Chain(nn.Module):

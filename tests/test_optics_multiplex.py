@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from optics_helpers import bench, direct_conv, rel_err, single_thread
+from optics_helpers import bench, direct_conv, rel_err
 
 from labrig.optics import (
     LayoutError,
@@ -23,11 +23,6 @@ from labrig.optics.multiplex import _intersects, _rect, tile_alignment
 
 LASER_W = 1e-3
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 def _setup(n_slm, n, k, channels, seed, **plan_kw):

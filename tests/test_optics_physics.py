@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from optics_helpers import bench, centroid_m, direct_conv, output_plane, rel_err, single_thread
+from optics_helpers import bench, centroid_m, direct_conv, output_plane, rel_err
 
 from labrig.optics import (
     Field,
@@ -30,11 +30,6 @@ LASER_W = 2e-3
 # (image shape, kernel shape): odd and even kernels, non-square images and kernels
 CASES = [((9, 7), (3, 3)), ((8, 10), (4, 4)), ((6, 11), (5, 2)), ((10, 9), (2, 3)), ((7, 8), (1, 1))]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 def _random_case(n, k, seed, dtype=torch.float64):
