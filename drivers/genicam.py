@@ -516,7 +516,6 @@ class GenICamCamera(Camera):
     # -- profile ------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, section: Section, context: DeviceContext) -> GenICamCamera:
-
         section.accept(*CAMERA_KEYS)
         cti = _str_list(section, "cti")
         source = Path(section.source)

@@ -118,6 +118,14 @@ def constructor_params(cls: type) -> set[str]:
     }
 
 
+def configured_class(section: Section, kind: str) -> type:
+    """`slmsuite_class` for the profile's ``slmsuite_class`` key; errors name the key."""
+    try:
+        return slmsuite_class(section.get_str("slmsuite_class"), kind)
+    except ValueError as exc:
+        raise section.error("slmsuite_class", str(exc)) from None
+
+
 def slmsuite_args(section: Section) -> dict[str, Any]:
     """The ``slmsuite_args`` table as constructor keyword arguments."""
     return dict(section.section("slmsuite_args", required=False).data)
@@ -173,13 +181,9 @@ class SlmsuiteSLM(SLM):
 
     @classmethod
     def from_config(cls, section: Section, context: DeviceContext) -> SlmsuiteSLM:
-
         section.accept(*MODULATOR_KEYS)
+        klass = configured_class(section, "slms")
         name = section.get_str("slmsuite_class")
-        try:
-            klass = slmsuite_class(name, "slms")
-        except ValueError as exc:
-            raise section.error("slmsuite_class", str(exc)) from None
         args = slmsuite_args(section)
         default = "amplitude" if context.role == "input" else "phase"
         modulation = section.get_str("modulation", default, choices=("phase", "amplitude"))

@@ -32,9 +32,9 @@ from drivers.slm import (
     SHARED_KEY,
     SlmsuiteSLM,
     close_slmsuite,
+    configured_class,
     constructor_params,
     slmsuite_args,
-    slmsuite_class,
 )
 
 __all__ = ["SlmsuiteCamera"]
@@ -76,13 +76,9 @@ class SlmsuiteCamera(Camera):
 
     @classmethod
     def from_config(cls, section: Section, context: DeviceContext) -> SlmsuiteCamera:
-
         section.accept(*CAMERA_KEYS)
+        klass = configured_class(section, "cameras")
         name = section.get_str("slmsuite_class")
-        try:
-            klass = slmsuite_class(name, "cameras")
-        except ValueError as exc:
-            raise section.error("slmsuite_class", str(exc)) from None
         args = slmsuite_args(section)
         slm = None
         if "slm" in section:
