@@ -12,7 +12,7 @@ import argparse
 
 __all__ = ["COMMAND_MODULES", "add_profile_option", "common_options"]
 
-COMMAND_MODULES: tuple[str, ...] = ("labrig.commands.bench", "labrig.commands.demo")
+COMMAND_MODULES: tuple[str, ...] = ("labrig.commands.bench", "labrig.commands.demo", "labrig.commands.experiment")
 
 
 def common_options() -> argparse.ArgumentParser:

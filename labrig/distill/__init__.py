@@ -19,11 +19,19 @@ from labrig.distill.checkpoint import (
 from labrig.distill.config import AugmentConfig, DistillConfig, TrainConfig
 from labrig.distill.losses import HintLoss, kd_loss, soft_target_kl
 from labrig.distill.protocols import ProtocolConfig, ProtocolResult, paper_protocol
-from labrig.distill.trainer import FitResult, Trainer, TrainState, evaluate, seed_everything
+from labrig.distill.trainer import (
+    FitResult,
+    Trainer,
+    TrainState,
+    evaluate,
+    seed_everything,
+    teacher_logits_for,
+)
 
 __all__ = [
     "AugmentConfig", "Checkpoint", "CheckpointError", "DistillConfig", "FitResult", "HintLoss",
     "ProtocolConfig", "ProtocolResult", "TrainConfig", "TrainState", "Trainer", "augment", "ddp",
     "evaluate", "kd_loss", "load_model", "paper_protocol", "random_crop", "random_hflip",
     "read_checkpoint", "restore_weights", "save_checkpoint", "seed_everything", "soft_target_kl",
+    "teacher_logits_for",
 ]

@@ -46,11 +46,13 @@ def paper_protocol(
     checkpoint_dir: str | Path | None = None,
     cancel: Cancel | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    teacher_logits: Any = None,
 ) -> ProtocolResult:
     """Pre-train the student, freeze its optics, distil into the back end.
 
     Checkpoints go to ``checkpoint_dir/pretrain`` and ``checkpoint_dir/distill``.
-    The student is left with its optics frozen.
+    The student is left with its optics frozen. `teacher_logits` (see `Trainer`)
+    stand in for the teacher in a stage-2 ``kd`` without augmentation.
     """
     config = config or ProtocolConfig()
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -65,6 +67,7 @@ def paper_protocol(
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
     stage2 = Trainer(student, config.finetune, teacher=teacher, distill=config.distill,
-                     cancel=cancel, on_epoch=on_epoch)
+                     cancel=cancel, on_epoch=on_epoch,
+                     teacher_logits=teacher_logits if config.distill.method == "kd" else None)
     second = stage2.fit(train, val, checkpoint_dir=folder / "distill" if folder else None)
     return ProtocolResult(first, second)

@@ -136,6 +136,23 @@ def evaluate(
     return {"loss": float(totals[0]) / max(count, 1), "accuracy": float(totals[1]) / max(count, 1), "count": count}
 
 
+@torch.no_grad()
+def teacher_logits_for(
+    teacher: nn.Module, dataset: ImageDataset, *, batch_size: int = 512,
+    device: str | torch.device = "auto", dtype: str | torch.dtype = "float32",
+) -> torch.Tensor:
+    """The teacher's logits (N, classes) for every image of `dataset`, in order, on the CPU:
+    computed once, they serve every KD student trained on that dataset."""
+    device = resolve_device(device)
+    net = unwrap(teacher).to(device=device, dtype=resolve_dtype(dtype))
+    was_training = net.training
+    net.eval()
+    parts = [net(x.to(device=device, dtype=resolve_dtype(dtype))).cpu()
+             for x, _ in dataset.batches(batch_size, device=device)]
+    net.train(was_training)
+    return torch.cat(parts)
+
+
 class Trainer:
     """Trains `model` (a `TeacherCNN` or `StudentModel`) with one loss recipe.
 
@@ -145,6 +162,12 @@ class Trainer:
     `on_epoch(record)` is called after each epoch with its metrics. Under
     torchrun, pass `distributed=ddp.init_distributed()` (the default "auto"
     joins an already initialised process group).
+
+    `teacher_logits` (N, classes), the teacher's logits for every training image
+    in dataset order (`teacher_logits_for`), replaces the teacher's forward pass
+    in ``kd`` runs: the same soft targets at a fraction of the cost. It is only
+    exact without augmentation (the teacher would see other pixels), so it is
+    refused with augmentation on.
     """
 
     def __init__(
@@ -157,6 +180,7 @@ class Trainer:
         cancel: Cancel | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         distributed: ddp.DistInfo | Literal["auto"] | None = "auto",
+        teacher_logits: torch.Tensor | None = None,
     ) -> None:
         self.config = config = config or TrainConfig()
         self.distill = distill = distill or DistillConfig()
@@ -166,8 +190,14 @@ class Trainer:
         self.cancel = cancel
         self.on_epoch = on_epoch
         model_kind(model)  # a labrig model: checkpoints can rebuild it
-        if distill.method != "none" and teacher is None:
+        if teacher_logits is not None:
+            if distill.method != "kd":
+                raise ModelConfigError("precomputed teacher_logits serve 'kd' runs only (hints need the teacher's features)")
+            if config.augment.crop_padding or config.augment.hflip:
+                raise ModelConfigError("precomputed teacher_logits are only exact without augmentation")
+        if distill.method != "none" and teacher is None and teacher_logits is None:
             raise ModelConfigError(f"distill method {distill.method!r} needs a teacher")
+        self.teacher_logits = teacher_logits
         world = self.dist.world_size if self.dist else 1
         if config.batch_size % world:
             raise ModelConfigError(f"batch_size {config.batch_size} is not divisible by the world size {world}")
@@ -236,16 +266,19 @@ class Trainer:
         g = torch.Generator().manual_seed(_derived_seed(cfg.seed, epoch, 0))
         return torch.randperm(n, generator=g)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         method = self.distill.method
         if method == "none":
             logits = self.net(x)
             return F.cross_entropy(logits, y), logits
-        assert self.teacher is not None
         with torch.no_grad():
-            if method == "hint":
+            if self.teacher_logits is not None:
+                t_logits = self.teacher_logits[idx].to(device=self.device, dtype=self.dtype)
+            elif method == "hint":
+                assert self.teacher is not None
                 t_logits, t_feats = self.teacher.forward_with_features(x, self.distill.hint_layer)
             else:
+                assert self.teacher is not None
                 t_logits = self.teacher(x)
         d = self.distill
         if method == "kd":
@@ -264,6 +297,8 @@ class Trainer:
         world = self.dist.world_size if self.dist else 1
         local_batch = cfg.batch_size // world
         steps = self.steps_per_epoch(len(train))
+        if self.teacher_logits is not None and len(self.teacher_logits) != len(train):
+            raise ModelConfigError(f"teacher_logits has {len(self.teacher_logits)} rows for {len(train)} training images")
         indices = self._epoch_indices(len(train), epoch)
         torch.manual_seed(_derived_seed(cfg.seed, epoch, 1 + rank))  # dropout, camera noise
         gen = torch.Generator().manual_seed(_derived_seed(cfg.seed, epoch, 10_000 + rank))
@@ -291,7 +326,7 @@ class Trainer:
                 lr = self.lr_at(state.step, steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                loss, logits = self._loss(x, y)
+                loss, logits = self._loss(x, y, idx)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:

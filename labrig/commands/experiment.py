@@ -1,0 +1,110 @@
+"""``labrig experiment classification | kd-study | efficiency``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from labrig.commands import common_options
+
+__all__ = ["add_parser"]
+
+
+def _data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset folder (default: $LABRIG_DATA or ../shared/data/fashion-mnist)")
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    _data_option(parser)
+    parser.add_argument("--quick", action="store_true", help="a small version (minutes on a CPU; not the paper's numbers)")
+    parser.add_argument("--teacher", type=Path, default=None, metavar="CKPT",
+                        help="use this teacher checkpoint instead of training one")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="student seeds (default: 0 1 2; quick: 0)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    exp = subparsers.add_parser("experiment", help="the paper's experiments (classification, KD study, efficiency)")
+    sub = exp.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+
+    cls = sub.add_parser("classification", parents=[common_options()],
+                         help="teacher, no-KD and KD SCLC students, KD through the sim optics")
+    _training_options(cls)
+    cls.add_argument("--report", type=Path, required=True, help="report JSON path (a .md table is written beside it)")
+    cls.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    cls.set_defaults(handler=cmd_classification)
+
+    study = sub.add_parser("kd-study", parents=[common_options()],
+                           help="when does KD help? seeds x back ends x KD settings x budgets, protocol, hints, detection")
+    _training_options(study)
+    study.add_argument("--out", type=Path, required=True, help="folder for runs, study.json and study.md")
+    study.add_argument("--workers", type=int, default=1, help="parallel training processes (one thread each)")
+    study.set_defaults(handler=cmd_kd_study)
+
+    eff = sub.add_parser("efficiency", parents=[common_options()],
+                         help="electronic FLOPs and latency against input resolution; crossover plot")
+    eff.add_argument("--out", type=Path, default=Path("runs/efficiency"), help="folder for efficiency.json/.png")
+    eff.add_argument("--sizes", type=int, nargs="+", default=None, help="input sizes (default: 28 ... 1024)")
+    eff.add_argument("--profile", default="sim", help="bench whose frame time bounds the optical latency")
+    eff.add_argument("--repeats", type=int, default=7, help="latency repeats per point (median reported)")
+    eff.add_argument("--device", default="auto", help="where the electronic parts are timed")
+    eff.set_defaults(handler=cmd_efficiency)
+
+
+def _data_dir(path: Path | None) -> Path:
+    from labrig.paths import default_data_dir
+
+    return path if path is not None else default_data_dir()
+
+
+def cmd_classification(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from labrig.experiments.classification import ClassificationConfig, run_classification
+
+    config = ClassificationConfig.quick() if args.quick else ClassificationConfig()
+    if args.seeds:
+        config = replace(config, seeds=tuple(args.seeds))
+    out = args.out or args.report.parent / (args.report.stem + "-runs")
+    report = run_classification(_data_dir(args.data), out, config, teacher_checkpoint=args.teacher,
+                                device=args.device, progress=not args.no_progress)
+    if report is None:
+        return 130
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    from labrig.experiments.jobs import write_json
+
+    write_json(args.report, report)
+    table = (out / "report.md").read_text()
+    args.report.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"wrote {args.report} and {args.report.with_suffix('.md')}")
+    return 0
+
+
+def cmd_kd_study(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from labrig.experiments.kd_study import StudyConfig, run_study
+
+    config = StudyConfig.quick() if args.quick else StudyConfig()
+    if args.seeds:
+        config = replace(config, seeds=tuple(args.seeds))
+    study = run_study(_data_dir(args.data), args.out, config, teacher_checkpoint=args.teacher,
+                      workers=args.workers, device=args.device, progress=not args.no_progress)
+    print((args.out / "study.md").read_text())
+    for c in study["comparisons"]:
+        print(f"- {c['what']}: {c['sentence']}")
+    return 0
+
+
+def cmd_efficiency(args: argparse.Namespace) -> int:
+    from labrig.experiments.efficiency import DEFAULT_SIZES, run_efficiency
+
+    result = run_efficiency(args.out, sizes=tuple(args.sizes or DEFAULT_SIZES), profile=args.profile,
+                            repeats=args.repeats, device=args.device)
+    print(json.dumps(result["crossover"], indent=2))
+    print(f"wrote {args.out / 'efficiency.json'} and {args.out / 'efficiency.png'}")
+    return 0

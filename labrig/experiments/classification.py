@@ -1,0 +1,213 @@
+"""``labrig experiment classification``: teacher, no-KD linear student, KD student,
+and the KD student through the `sim` bench's optics, on one dataset.
+
+Every student shares the optimiser, schedule, data and epochs; KD and no-KD
+differ only in the loss. ``kd_optical`` is the KD student run through the twin
+of the bench with its physical limits (normalised double-phase mask on the
+quantised phase-only SLM, camera shot/read noise and ADC), first as trained
+and then after a short optics-aware fine-tune of the masks and back end.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labrig.distill import AugmentConfig, DistillConfig, TrainConfig, evaluate
+from labrig.distill.trainer import Cancel
+from labrig.experiments.jobs import Job, JobData, load_job_model, run_job, write_json
+from labrig.experiments.report import markdown_table
+from labrig.experiments.setup import prepare_teacher, splits_for
+from labrig.experiments.stats import spread
+from labrig.models.backends import BackendConfig
+from labrig.models.optical import OpticsConfig
+from labrig.models.sclc import SCLCConfig
+from labrig.models.serialize import config_to_dict
+from labrig.models.student import StudentConfig
+from labrig.models.teacher import TeacherConfig
+
+
+@dataclass(frozen=True)
+class ClassificationConfig:
+    """One experiment. `seeds` repeat the students (the teacher is trained once)."""
+
+    input_size: int = 28
+    val_fraction: float = 5000 / 60000
+    split_seed: int = 0
+    train_limit: int | None = None
+    val_limit: int | None = None
+    test_limit: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=18, lr=2e-3, weight_decay=5e-4, warmup_epochs=0.5,
+        augment=AugmentConfig(crop_padding=2, hflip=True)))
+    student: StudentConfig = field(default_factory=lambda: StudentConfig(
+        frontend=SCLCConfig(channels=(16, 16), kernel_sizes=(5, 5)),
+        backend=BackendConfig(kind="mlp", pool=6, norm="scale_log1p", hidden=(256,)),
+        optics=OpticsConfig(profile="sim", max_per_frame=4)))
+    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=3e-3))
+    kd: DistillConfig = field(default_factory=lambda: DistillConfig(method="kd", temperature=10.0, alpha=0.5))
+    optical_finetune: TrainConfig | None = field(default_factory=lambda: TrainConfig(
+        epochs=1, lr=3e-4, max_steps_per_epoch=80))
+    """Optics-aware fine-tune of the KD student (None: evaluate through the optics as trained)."""
+
+    @classmethod
+    def quick(cls) -> ClassificationConfig:
+        """A small version for CI and demos: minutes on a laptop CPU, not the paper's numbers."""
+        return cls(
+            train_limit=6000, val_limit=1000, test_limit=1000, seeds=(0,),
+            teacher=TeacherConfig(width=16, hidden=128),
+            teacher_train=TrainConfig(epochs=2, lr=3e-3, augment=AugmentConfig()),
+            student=replace(cls().student, frontend=SCLCConfig(channels=(8, 8), kernel_sizes=(5, 5)),
+                            backend=BackendConfig(kind="mlp", pool=4, norm="scale_log1p", hidden=(64,))),
+            student_train=TrainConfig(epochs=3, lr=5e-3),
+            optical_finetune=TrainConfig(epochs=1, lr=3e-4, max_steps_per_epoch=5, batch_size=64),
+        )
+
+
+def _student_jobs(config: ClassificationConfig, seed: int, device: str) -> dict[str, Job]:
+    train = replace(config.student_train, seed=seed, device=device, progress=False)
+    model = config_to_dict(config.student)
+    jobs = {
+        "linear": Job(f"linear/seed{seed}", "student", model, train, tags={"seed": seed}),
+        "kd": Job(f"kd/seed{seed}", "student", model, train, config.kd, tags={"seed": seed}),
+    }
+    if config.optical_finetune is not None:
+        aware = config_to_dict(replace(config.student, frontend=replace(config.student.frontend, mode="optics_aware")))
+        tune = replace(config.optical_finetune, seed=seed, device=device, progress=False)
+        jobs["kd_optical"] = Job(f"kd_optical/seed{seed}", "student", aware, tune, config.kd,
+                                 init_from=jobs["kd"].key, eval_modes=("optics_aware",), tags={"seed": seed})
+    return jobs
+
+
+def _optical_eval(config: ClassificationConfig, data: JobData, out: Path, seed: int, device: str) -> float:
+    """The KD student as trained, scored through the bench optics (no fine-tune)."""
+    job = _student_jobs(config, seed, device)["kd"]
+    model = load_job_model(out, job)
+    model.mode = "optics_aware"
+    return evaluate(model, data.test, batch_size=128, device=device, seed=seed)["accuracy"]
+
+
+def run_classification(
+    data_dir: str | Path,
+    out: str | Path,
+    config: ClassificationConfig | None = None,
+    *,
+    teacher_checkpoint: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    cancel: Cancel | None = None,
+    log: Any = print,
+) -> dict[str, Any] | None:
+    """Run (or resume) the experiment; returns the report (None if cancelled).
+
+    Writes ``report.json`` and ``report.md`` into `out`.
+    """
+    config = config or ClassificationConfig()
+    out = Path(out)
+    started = time.perf_counter()
+    train, val, test = splits_for(data_dir, config)
+    data = JobData(train, val, test)
+    teacher_config = replace(config.teacher, input_size=(config.input_size,) * 2, num_classes=train.num_classes)
+    teacher_job = Job("teacher", "teacher", config_to_dict(teacher_config),
+                      replace(config.teacher_train, device=device, progress=progress))
+    log(f"teacher: {'loading ' + str(teacher_checkpoint) if teacher_checkpoint else 'training'}")
+    teacher = prepare_teacher(data, out, teacher_job, checkpoint=teacher_checkpoint, device=device,
+                              progress=progress, cancel=cancel)
+    if teacher is None:
+        return None
+    log(f"teacher: test accuracy {100 * teacher['test_accuracy']:.2f} %")
+    results: dict[str, list[dict[str, Any]]] = {"linear": [], "kd": [], "kd_optical": []}
+    as_trained: list[float] = []
+    for seed in config.seeds:
+        for key, job in _student_jobs(config, seed, device).items():
+            log(f"{job.name}: training")
+            result = run_job(job, data, out, device=device, progress=progress, cancel=cancel)
+            if result is None:
+                return None
+            results[key].append(result)
+            log(f"{job.name}: test accuracy {100 * result['test_accuracy']:.2f} %")
+        as_trained.append(_optical_eval(config, data, out, seed, device))
+    report = build_report(config, teacher, results, as_trained, data, data_dir, teacher_checkpoint)
+    report["wall_seconds"] = time.perf_counter() - started
+    write_json(out / "report.json", report)
+    (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    accs = spread([r["test_accuracy"] for r in runs])
+    first = runs[0]
+    return {"accuracy": accs.mean, "accuracy_std": accs.std, "seeds": [r["tags"].get("seed") for r in runs],
+            "accuracies": list(accs.values), "val_accuracy": first.get("val_accuracy"),
+            "params": first["params"], "electronic_flops": first["electronic_flops"],
+            "digital_frontend_flops": first.get("digital_frontend_flops"),
+            "train_seconds": sum(r.get("train_seconds", 0.0) for r in runs)}
+
+
+def build_report(
+    config: ClassificationConfig,
+    teacher: dict[str, Any],
+    results: dict[str, list[dict[str, Any]]],
+    as_trained: list[float],
+    data: JobData,
+    data_dir: str | Path,
+    teacher_checkpoint: str | Path | None,
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "teacher": {"accuracy": teacher["test_accuracy"], "val_accuracy": teacher.get("val_accuracy"),
+                    "params": teacher["params"], "electronic_flops": teacher["electronic_flops"],
+                    "train_seconds": teacher.get("train_seconds"), "checkpoint": teacher.get("checkpoint")},
+        "linear": _summary(results["linear"]),
+        "kd": _summary(results["kd"]),
+    }
+    optical = spread(as_trained)
+    kd_optical = {"accuracy_as_trained": optical.mean, "accuracy_as_trained_std": optical.std,
+                  "profile": config.student.optics.profile if config.student.optics else None,
+                  "test_images": len(data.test)}
+    if results["kd_optical"]:
+        kd_optical = {**_summary(results["kd_optical"]), **kd_optical, "finetuned": True}
+    else:
+        kd_optical = {**kd_optical, "accuracy": optical.mean, "accuracy_std": optical.std, "finetuned": False}
+    kd_optical["gap_to_kd_points"] = 100 * (report["kd"]["accuracy"] - kd_optical["accuracy"])
+    report["kd_optical"] = kd_optical
+    report["data"] = {"dir": str(data_dir), "train": len(data.train), "val": len(data.val), "test": len(data.test),
+                      "classes": data.train.classes}
+    report["config"] = config_to_dict(config)
+    report["teacher_checkpoint"] = str(teacher_checkpoint) if teacher_checkpoint else None
+    report["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
+                         "torch": torch.__version__, "threads": torch.get_num_threads(),
+                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The results table: accuracy (mean ± std over seeds), parameters, electronic FLOPs."""
+    def acc(entry: dict[str, Any]) -> str:
+        std = entry.get("accuracy_std")
+        return f"{100 * entry['accuracy']:.2f}" + (f" ± {100 * std:.2f}" if std else "")
+
+    rows = []
+    names = {"teacher": "teacher (nonlinear CNN)", "linear": "SCLC, no KD", "kd": "SCLC, KD",
+             "kd_optical": f"SCLC, KD, through `{report['kd_optical'].get('profile')}` optics"}
+    for key, label in names.items():
+        entry = report[key]
+        params = entry.get("params", {})
+        rows.append([label, acc(entry), f"{params.get('total', '')}", f"{params.get('electronic', params.get('total', ''))}",
+                     f"{entry.get('electronic_flops', '')}"])
+    table = markdown_table(["model", "test accuracy %", "parameters", "electronic parameters",
+                            "electronic FLOPs/image"], rows)
+    kd_opt = report["kd_optical"]
+    notes = [f"Data: {report['data']['train']} train / {report['data']['val']} val / {report['data']['test']} test images "
+             f"from {report['data']['dir']}; seeds {report['linear']['seeds']}.",
+             f"Through the optics as trained (no fine-tune): {100 * kd_opt['accuracy_as_trained']:.2f} % "
+             f"on {kd_opt['test_images']} test images; gap to the ideal KD student "
+             f"{kd_opt['gap_to_kd_points']:.2f} points.",
+             f"Wall time {report.get('wall_seconds', 0):.0f} s."]
+    return table + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
