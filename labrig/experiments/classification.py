@@ -51,7 +51,7 @@ class ClassificationConfig:
         frontend=SCLCConfig(channels=(16, 16), kernel_sizes=(5, 5)),
         backend=BackendConfig(kind="mlp", pool=6, norm="scale_log1p", hidden=(256,)),
         optics=OpticsConfig(profile="sim", max_per_frame=4)))
-    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=3e-3))
+    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, lr=3e-3))
     kd: DistillConfig = field(default_factory=lambda: DistillConfig(method="kd", temperature=10.0, alpha=0.5))
     optical_finetune: TrainConfig | None = field(default_factory=lambda: TrainConfig(
         epochs=1, lr=3e-4, max_steps_per_epoch=80))
