@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_helpers import write_idx_split
+from model_helpers import SIZE, student, toy_dataset
 
 from labrig.cli import main
-from labrig.distill import AugmentConfig, DistillConfig, Trainer, TrainConfig, teacher_logits_for
+from labrig.distill import AugmentConfig, DistillConfig, TrainConfig, Trainer, teacher_logits_for
 from labrig.experiments.classification import ClassificationConfig, run_classification
 from labrig.experiments.efficiency import crossover, fft_conv_flops, run_efficiency
 from labrig.experiments.jobs import Job, JobData, job_dir, run_job
@@ -25,8 +27,6 @@ from labrig.models.errors import ModelConfigError
 from labrig.models.optical import OpticsConfig
 from labrig.models.serialize import config_to_dict
 from labrig.models.teacher import TeacherCNN, TeacherConfig
-from model_helpers import SIZE, student, toy_dataset
-from data_helpers import write_idx_split
 
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -227,3 +227,30 @@ def test_the_classification_students_are_cells_of_the_kd_study() -> None:
         jobs = _student_jobs(ClassificationConfig(), seed, "auto")
         assert jobs["linear"].key == study[f"mlp/full/none/seed{seed}"]
         assert jobs["kd"].key == study[f"mlp/full/kd_T10_a0.5/seed{seed}"]
+
+
+def _ddp_experiment(rank: int, init_file: str, data: str, out: str) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    torch.set_num_threads(1)
+    from labrig.distill import ddp
+
+    ddp.init_distributed(init_method=f"file://{init_file}", rank=rank, world_size=2, device="cpu")
+    try:
+        report = run_classification(data, out, tiny_config(), device="cpu", progress=False, log=lambda _: None)
+        Path(out, f"rank{rank}.json").write_text(json.dumps(report["kd"]["accuracy"]))
+    finally:
+        ddp.cleanup()
+
+
+def test_the_experiment_runs_data_parallel_and_only_rank_0_writes(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    data = _toy_idx(tmp_path / "toy")
+    out = tmp_path / "runs"
+    out.mkdir()
+    mp.spawn(_ddp_experiment, args=(str(tmp_path / "init"), str(data), str(out)), nprocs=2, join=True)
+    assert json.loads((out / "rank0.json").read_text()) == json.loads((out / "rank1.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert 0.0 <= report["kd_optical"]["accuracy"] <= 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from labrig.commands import common_options
@@ -60,11 +61,22 @@ def _data_dir(path: Path | None) -> Path:
     return path if path is not None else default_data_dir()
 
 
+def _join_torchrun() -> bool:
+    """Under ``torchrun --nproc_per_node=N``, join the process group (data-parallel
+    training); returns whether this process is the one that writes and prints."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    from labrig.distill import ddp
+
+    return ddp.init_distributed().is_main
+
+
 def cmd_classification(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from labrig.experiments.classification import ClassificationConfig, run_classification
 
+    main_process = _join_torchrun()
     config = ClassificationConfig.quick() if args.quick else ClassificationConfig()
     if args.seeds:
         config = replace(config, seeds=tuple(args.seeds))
@@ -73,6 +85,8 @@ def cmd_classification(args: argparse.Namespace) -> int:
                                 device=args.device, progress=not args.no_progress)
     if report is None:
         return 130
+    if not main_process:
+        return 0
     args.report.parent.mkdir(parents=True, exist_ok=True)
     from labrig.experiments.jobs import write_json
 
@@ -88,6 +102,10 @@ def cmd_kd_study(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from labrig.experiments.kd_study import StudyConfig, run_study
+    from labrig.models.errors import ModelConfigError
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ModelConfigError("kd-study trains many small jobs side by side: use --workers N, not torchrun")
 
     config = StudyConfig.quick() if args.quick else StudyConfig()
     if args.seeds:

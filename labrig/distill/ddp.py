@@ -85,6 +85,12 @@ def current() -> DistInfo | None:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
 
 
+def barrier() -> None:
+    """Wait for every rank (no-op outside a process group): e.g. until rank 0 has written a file."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -20,7 +20,14 @@ import torch
 
 from labrig.distill import AugmentConfig, DistillConfig, TrainConfig, evaluate
 from labrig.distill.trainer import Cancel
-from labrig.experiments.jobs import Job, JobData, load_job_model, run_job, write_json
+from labrig.experiments.jobs import (
+    Job,
+    JobData,
+    is_main_process,
+    load_job_model,
+    run_job,
+    write_json,
+)
 from labrig.experiments.report import markdown_table
 from labrig.experiments.setup import prepare_teacher, splits_for
 from labrig.experiments.stats import spread
@@ -136,8 +143,9 @@ def run_classification(
         as_trained.append(_optical_eval(config, data, out, seed, device))
     report = build_report(config, teacher, results, as_trained, data, data_dir, teacher_checkpoint)
     report["wall_seconds"] = time.perf_counter() - started
-    write_json(out / "report.json", report)
-    (out / "report.md").write_text(report_markdown(report))
+    if is_main_process():
+        write_json(out / "report.json", report)
+        (out / "report.md").write_text(report_markdown(report))
     return report
 
 

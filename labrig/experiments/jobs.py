@@ -28,6 +28,7 @@ from labrig.distill import (
     DistillConfig,
     TrainConfig,
     Trainer,
+    ddp,
     evaluate,
     load_model,
     read_checkpoint,
@@ -152,6 +153,7 @@ def run_job(
         return done
     folder = job_dir(out, job)
     _forget_stale_checkpoints(folder, job)
+    ddp.barrier()
     seed_everything(job.train.seed)
     model = build_model(job.kind, job.model)
     if job.init_from is not None:
@@ -188,8 +190,16 @@ def run_job(
         "checkpoint": str(folder / BEST),
         **model_costs(model),
     }
-    write_json(folder / RESULT, result)
+    if is_main_process():
+        write_json(folder / RESULT, result)
+    ddp.barrier()  # every rank may now read the checkpoints and result rank 0 wrote
     return result
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and on rank 0 under it: the one process that writes results."""
+    info = ddp.current()
+    return info is None or info.is_main
 
 
 def _forget_stale_checkpoints(folder: Path, job: Job) -> None:
@@ -203,6 +213,8 @@ def _forget_stale_checkpoints(folder: Path, job: Job) -> None:
             same = False
         if same:
             return
+    if not is_main_process():
+        return
     for name in (LAST, BEST, RESULT):
         (folder / name).unlink(missing_ok=True)
     write_json(marker, settings)
