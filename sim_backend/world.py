@@ -116,13 +116,18 @@ class SimWorld:
     def render_batch(self, input_grays: np.ndarray, exposure_s: float, gain: float) -> np.ndarray:
         """Frames for many input patterns at once (the fast path): as if each were
         shown on the input modulator and grabbed in turn. Only disconnects are
-        injected here; timeouts and drops belong to the frame-by-frame path."""
+        injected here (``disconnect_after_frames`` counts batched frames too); timeouts
+        and drops belong to the frame-by-frame path."""
         if not self.connected:
             raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
         inputs = torch.from_numpy(np.ascontiguousarray(input_grays).astype(np.int64))
         out = np.empty((inputs.shape[0], *self.geometry.camera.resolution), dtype=np.uint16)
+        limit = self.faults.disconnect_after_frames
         for start in range(0, inputs.shape[0], BATCH_CHUNK):
             chunk = inputs[start : start + BATCH_CHUNK]
+            if limit and self.frames + chunk.shape[0] > limit:  # this chunk would pass frame `limit`
+                self.connected = False
+                raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
             self._advance(chunk.shape[0], exposure_s)
             out[start : start + chunk.shape[0]] = self._render(chunk, exposure_s, gain)
         if inputs.shape[0]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -9,6 +10,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+# The console's tests (tests/test_gui_*.py) need no display; set before Qt is imported.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 FAKE_PLUGIN = Path(__file__).parent / "fake_plugin"
 

@@ -217,6 +217,18 @@ class Bench:
         atomic_write(path, lambda tmp: writer(tmp, frame, self, when))
         return frame
 
+    def run(self, program: Any, images: Any, out_path: str | Path | None = None, **options: Any) -> Any:
+        """Stream `images` through a compiled program (a `Program` or its file) on this bench.
+
+        A thin front for `labrig.deploy.run_program` (see there for the options); returns its
+        `RunResult`. Without `out_path` the run is kept in memory.
+        """
+        from labrig.deploy import load_program, run_program  # deploy sits above bench: import late
+
+        if isinstance(program, str | Path):
+            program = load_program(program)
+        return run_program(self, program, images, out_path, **options)
+
 
 def open_bench(profile: Profile | str | Path | None = None) -> Bench:
     """`Bench.open`, as a function: ``with open_bench("sim") as bench: ...``."""

@@ -1,85 +1,221 @@
-"""Compile collapsed kernels into a filter-SLM pattern, a tile layout and camera ROIs.
+"""Compile a trained student into a bench program.
 
-The kernels' masks get one grating each (spatial multiplexing), are summed,
-normalised to a passive filter, double-phase encoded for the phase-only SLM and
-quantised to gray levels through the SLM's (nominal or calibrated) LUT.
+Every optical decision is the student's own optical path's (`OpticalPath`,
+built for the target profile with the student's `OpticsConfig`): the frame
+plan (spatial or time multiplexing), the per-frame multiplexed masks and
+their normalisation, the double-phase encoding, the SLM quantisation, the
+input encoding and the readout scale. So on an ideal bench the program
+computes exactly what the student's ``optics_aware`` mode computes (with noise
+off), and the twin's prediction for the program is the bench's output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from labrig.bench.profile import Profile, load_profile
+from labrig.deploy.backend import backend_program, build_backend
+from labrig.deploy.errors import ProgramError
+from labrig.deploy.exposure import choose_exposures
+from labrig.deploy.images import ImageSource
+from labrig.deploy.inputs import encode_images, gray_dtype, make_input_encoding, nearest_level
+from labrig.deploy.multiplexing import choose_multiplexing
+from labrig.deploy.program import (
+    BenchConstraints,
+    FilterPatterns,
+    Program,
+    Readout,
+    Reference,
+    geometry_to_dict,
+)
+from labrig.deploy.readout import TileReader
+from labrig.deploy.twin import ProgramTwin
+from labrig.io import json_default
+from labrig.models.errors import ModelConfigError
+from labrig.models.optical import OpticalPath, OpticsConfig
+from labrig.models.registry import model_config
 from labrig.optics.encoding import double_phase, normalise_mask
-from labrig.optics.multiplex import TileLayout, multiplexed_mask, plan_tiles
 from labrig.optics.quantize import nearest_gray_level
-from labrig.optics.specs import BenchGeometry
+
+__all__ = ["DEFAULT_EXPOSURE_FILL", "compile_program", "state_digest"]
+
+DEFAULT_EXPOSURE_FILL = 0.85
+#: calibration images the exposure is chosen on (the brightest tile over these)
+MAX_CALIBRATION = 512
 
 
-@dataclass(frozen=True)
-class CompiledFrontEnd:
-    """What the bench needs to compute K channels in one frame."""
-
-    filter_gray: np.ndarray
-    layout: TileLayout
-    rois: tuple[tuple[int, int, int, int], ...]
-    input_shape: tuple[int, int]
-    mask_peak: float
-    """|H| of the strongest mask frequency before normalisation (the optical scale)."""
+def state_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes, values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        a = t.detach().cpu().contiguous().numpy()
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
-def compile_kernels(
-    kernels: torch.Tensor,
-    geometry: BenchGeometry,
-    input_shape: tuple[int, int],
-    slm_lut: np.ndarray,
+def _profile_ref(profile: Profile | str | Path) -> Profile | str:
+    """What `OpticsConfig.profile` takes: the name or path as given, else the Profile itself."""
+    return str(profile) if isinstance(profile, str | Path) else profile
+
+
+def _profile_label(profile: Profile | str | Path, prof: Profile) -> str:
+    """How to name the profile again later (`labrig run` without --profile): as given,
+    else the file it came from, else its embedded name."""
+    if isinstance(profile, str | Path):
+        return str(profile)
+    return prof.name if prof.source.startswith("<embedded") else prof.source
+
+
+def _bench_settings(prof: Profile, optics: OpticsConfig) -> tuple[float, float, tuple[float, float] | None]:
+    """Laser power, camera gain and exposure range the profile configures (else the student's)."""
+    devices = prof.data.get("devices", {})
+    laser = devices.get("laser", {}).get("power_w", optics.laser_power_w)
+    camera = devices.get("camera", {})
+    bounds = camera.get("exposure_range_s")
+    return (float(laser), float(camera.get("gain", optics.gain)),
+            None if bounds is None else (float(bounds[0]), float(bounds[1])))
+
+
+def _filter_gray(masks: torch.Tensor, lut: torch.Tensor, modulation: str, levels: int) -> tuple[np.ndarray, str]:
+    """Normalised masks (F, N, N) -> gray levels: double-phase on a phase SLM (as
+    `OpticalPath.measure`), |H|² through the intensity LUT on an amplitude SLM."""
+    if modulation == "phase":
+        # angle() of an exact zero is 0; measure() does the same substitution
+        masks = torch.where(masks.abs() > 0, masks, torch.full_like(masks, torch.finfo(lut.dtype).tiny))
+        gray = nearest_gray_level(double_phase(masks), lut).numpy()
+        encoding = "double_phase"
+    else:
+        gray = nearest_level(masks.abs().square().numpy(), lut.numpy())
+        encoding = "amplitude"
+    return gray.astype(gray_dtype(levels)), encoding
+
+
+def compile_program(
+    student: torch.nn.Module,
+    profile: Profile | str | Path,
+    calibration_images: Any,
     *,
-    gap: int = 2,
-) -> CompiledFrontEnd:
-    """Filter pattern and layout for kernels (K, k, k) acting on `input_shape` images."""
-    if geometry.filter.modulation != "phase":
-        raise ValueError("only phase-only filter SLMs are compiled so far (double-phase encoding)")
-    kernels = kernels.to(torch.float64) if not torch.is_complex(kernels) else kernels.to(torch.complex128)
-    tile = (input_shape[0] + kernels.shape[-2] - 1, input_shape[1] + kernels.shape[-1] - 1)
-    in_samples = _input_samples(geometry, input_shape)
-    layout = plan_tiles(
-        kernels.shape[0], geometry.filter.resolution, tile, input_shape=in_samples, gap=gap,
-        avoid_zero_order=geometry.filter.fill_factor < 1, avoid_residual=True,
+    reference_images: Any = None,
+    n_reference: int = 8,
+    exposure_fill: float = DEFAULT_EXPOSURE_FILL,
+    classes: tuple[str, ...] | list[str] = (),
+    source: dict[str, Any] | None = None,
+) -> Program:
+    """A `Program` for `student` (a `StudentModel`) on the bench `profile` describes.
+
+    `calibration_images` (a dataset or (N, H, W) images in [0, 1], the training set)
+    set the exposure; the first `n_reference` of them (or `reference_images`) get
+    the twin's expected outputs. `source` adds provenance (e.g. the checkpoint path).
+    """
+    front, cfg = student.front, student.config
+    detection = front.config.detection
+    if detection == "linear":
+        raise ProgramError("a student with linear detection cannot run on a bench: a camera measures intensity")
+    if front.config.in_channels != 1:
+        raise ProgramError(f"the bench shows one input channel; the student has {front.config.in_channels}")
+    prof = load_profile(profile)
+    optics = cfg.optics or OpticsConfig()
+    laser, gain, bounds = _bench_settings(prof, optics)
+    try:
+        path = OpticalPath(dataclasses.replace(optics, profile=_profile_ref(profile), laser_power_w=laser,
+                                               gain=gain), detection).double()
+    except ModelConfigError as exc:
+        raise ProgramError(f"cannot compile for bench {prof.name}: {exc}") from exc
+    geometry = path.geometry
+    image_shape = tuple(cfg.input_size)
+
+    with torch.no_grad():
+        kernels = path._kernels(front.collapsed_kernels(torch.float64)[:, 0].detach().cpu())
+        try:
+            plan, mux = choose_multiplexing(path, kernels.shape[0], image_shape, tuple(kernels.shape[-2:]))
+        except ModelConfigError as exc:
+            raise ProgramError(f"cannot compile for bench {prof.name}: {exc}") from exc
+        masks, peak = normalise_mask(path._masks(kernels, plan))
+        lut = path.twin.imperfections.slm_lut.detach().to(torch.float64)
+        gray, encoding = _filter_gray(masks, lut, geometry.filter.modulation, geometry.filter.levels)
+    if encoding == "amplitude":
+        mux = dataclasses.replace(mux, reason=mux.reason + "; amplitude SLM: |H| only, the masks' phase is lost")
+
+    layout = plan.layout
+    rois = layout.camera_rois(geometry.output_grid, geometry.camera.pitch_m, geometry.camera.resolution)
+    program = Program(
+        profile=prof.name,
+        constraints=BenchConstraints(
+            profile=_profile_label(profile, prof),
+            slm_resolution=tuple(geometry.filter.resolution), slm_bit_depth=geometry.filter.bit_depth,
+            slm_modulation=geometry.filter.modulation,
+            input_resolution=tuple(geometry.input.resolution), input_bit_depth=geometry.input.bit_depth,
+            camera_resolution=tuple(geometry.camera.resolution), camera_bit_depth=geometry.camera.bit_depth,
+            illumination=geometry.illumination,
+        ),
+        geometry=geometry_to_dict(geometry),
+        detection=detection,
+        source=json.loads(json.dumps({"kind": "student", "config": model_config(student),
+                                      "state_sha256": state_digest(student), **(source or {})},
+                                     default=json_default)),
+        multiplexing=mux,
+        filter=FilterPatterns(
+            encoding=encoding, gray=gray, lut=lut.numpy(),
+            masks=masks.to(torch.complex64).numpy(), peak=peak.reshape(-1).numpy(),
+            kernels=kernels.numpy(),
+        ),
+        input=make_input_encoding(geometry, image_shape, detection, lut=path.twin.input_modulator.lut.numpy()),
+        readout=Readout(
+            tile_shape=tuple(layout.tile_shape), offsets=tuple(tuple(o) for o in layout.offsets),
+            rois=tuple(tuple(r) for r in rois), exposure_s=(1.0,) * plan.frames, gain=gain,
+            laser_power_w=laser, dark_dn=(0.0,) * plan.frames, scale=(1.0,) * plan.frames,
+            exposure_fill=float(exposure_fill), exposure_note="", pair_subtract=detection == "incoherent",
+        ),
+        backend=backend_program(student.back, front.out_channels, cfg.num_classes, classes),
+        reference=Reference(np.zeros((0, *image_shape), np.float32), np.zeros((0,), np.float32),
+                            np.zeros((0,), np.float32)),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    mask, peak = normalise_mask(multiplexed_mask(kernels, layout))
-    phase = double_phase(mask)
-    gray = nearest_gray_level(phase, torch.as_tensor(slm_lut, dtype=torch.float64)).numpy()
-    dtype = np.uint8 if geometry.filter.bit_depth <= 8 else np.uint16
-    rois = tuple(layout.camera_rois(geometry.output_grid, geometry.camera.pitch_m, geometry.camera.resolution))
-    return CompiledFrontEnd(gray.astype(dtype), layout, rois, tuple(input_shape), float(peak.max()))
+    program = _with_exposure(program, path, calibration_images, bounds)
+    return _with_reference(program, calibration_images if reference_images is None else reference_images,
+                           n_reference)
 
 
-def _input_samples(geometry: BenchGeometry, input_shape: tuple[int, int]) -> tuple[int, int]:
-    """Size of the input image in simulation samples (for the zero-order zone)."""
-    grid = geometry.input_grid
-    return tuple(
-        int(np.ceil(n * geometry.input.pitch_m / grid.pitch_m[d])) for d, n in enumerate(input_shape)
-    )
+def _with_exposure(program: Program, path: OpticalPath, calibration: Any,
+                   bounds: tuple[float, float] | None) -> Program:
+    """Exposures from the twin's brightest tile over the calibration images, and the
+    readout constants that go with them (`OpticalPath._dark_dn` / `_dn_per_unit`)."""
+    images = ImageSource(calibration, program.input.image_shape, limit=MAX_CALIBRATION)
+    if len(images) == 0:
+        raise ProgramError("compiling needs calibration images (the training set) to choose the exposure")
+    twin, reader = ProgramTwin(program), TileReader(program)
+    peak = np.zeros(program.frames)
+    frame_of = np.arange(program.multiplexing.channels) // program.multiplexing.per_frame
+    for s in range(0, len(images), 64):
+        power = reader.cut(twin.camera_power(encode_images(program.input, images.batch(s, s + 64))))
+        per_channel = power.max(axis=(0, 2, 3))
+        np.maximum.at(peak, frame_of, per_channel)
+    ro = program.readout
+    exposures, note = choose_exposures(peak, path.geometry, ro.gain, ro.exposure_fill, bounds)
+    peaks = program.filter.peak
+    with torch.no_grad():
+        dark = tuple(float(path._dark_dn(e)) for e in exposures)
+        scale = tuple(float(p**2 / path._dn_per_unit(torch.float64, torch.device("cpu"), e))
+                      for p, e in zip(peaks, exposures, strict=True))
+    readout = dataclasses.replace(ro, exposure_s=exposures, dark_dn=dark, scale=scale, exposure_note=note)
+    return dataclasses.replace(program, readout=readout)
 
 
-def place_inputs(images: np.ndarray, modulator_shape: tuple[int, int], gray_for_amplitude) -> np.ndarray:
-    """Centre images (B, n, n) in [0, 1] (field amplitude) on the input modulator as gray levels."""
-    images = np.asarray(images, dtype=np.float64)
-    b, h, w = images.shape
-    if h > modulator_shape[0] or w > modulator_shape[1]:
-        raise ValueError(f"{h}x{w} images do not fit the {modulator_shape} input modulator")
-    gray = gray_for_amplitude(torch.from_numpy(images)).numpy()
-    out = np.zeros((b, *modulator_shape), dtype=np.uint8)
-    top, left = modulator_shape[0] // 2 - h // 2, modulator_shape[1] // 2 - w // 2
-    out[:, top : top + h, left : left + w] = gray
-    return out
-
-
-def read_tiles(frames: np.ndarray, compiled: CompiledFrontEnd, offset_dn: float = 0.0) -> np.ndarray:
-    """Camera frames (B, H, W) -> tiles (B, K, th, tw) in DN above `offset_dn`,
-    un-inverted so each reads like the convolution it computed."""
-    frames = np.asarray(frames, dtype=np.float64) - offset_dn
-    tiles = np.stack([frames[:, r[0] : r[2], r[1] : r[3]] for r in compiled.rois], axis=1)
-    return np.ascontiguousarray(tiles[..., ::-1, ::-1])  # as TileLayout.extract: the tile is point-reflected
+def _with_reference(program: Program, images: Any, n: int) -> Program:
+    """The twin's expected back-end input and logits for the first `n` images."""
+    source = ImageSource(images, program.input.image_shape, limit=n)
+    x = source.batch(0, len(source))
+    raw = TileReader(program).cut(ProgramTwin(program).frames(encode_images(program.input, x)))
+    tiles = TileReader(program).signal(raw).astype(np.float32)
+    with torch.no_grad():
+        logits = build_backend(program.backend)(torch.from_numpy(tiles)).numpy()
+    return dataclasses.replace(program, reference=Reference(x.astype(np.float32), tiles, logits))

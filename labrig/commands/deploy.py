@@ -1,0 +1,143 @@
+"""``labrig compile``, ``labrig program show`` and ``labrig run``: a student onto a bench and through it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labrig.commands import add_profile_option, common_options
+
+__all__ = ["add_parser", "cmd_compile", "cmd_run", "cmd_show"]
+
+EXIT_INTERRUPTED = 130
+
+
+def _data_option(parser: argparse.ArgumentParser, split: str) -> None:
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help=f"dataset folder, its {split} split is used "
+                             "(default: $LABRIG_DATA or ../shared/data/fashion-mnist)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    comp = subparsers.add_parser("compile", parents=[common_options()],
+                                 help="compile a trained student into a bench program (HDF5)")
+    comp.add_argument("--model", "-m", type=Path, required=True, metavar="STUDENT.pt", help="student checkpoint")
+    add_profile_option(comp)
+    comp.add_argument("--out", "-o", type=Path, required=True, metavar="PROGRAM.h5", help="program file to write")
+    _data_option(comp, "train")
+    comp.add_argument("--calibration-images", type=int, default=512, metavar="N",
+                      help="training images the exposure is chosen on (default: 512)")
+    comp.add_argument("--exposure-fill", type=float, default=None, metavar="F",
+                      help="brightest calibration tile pixel at this fraction of the camera's range (default: 0.85)")
+    comp.set_defaults(handler=cmd_compile)
+
+    program = subparsers.add_parser("program", help="inspect a compiled bench program")
+    sub = program.add_subparsers(dest="program_command", metavar="COMMAND", required=True)
+    show = sub.add_parser("show", parents=[common_options()],
+                          help="print a program and optionally draw its masks and tile layout")
+    show.add_argument("program", type=Path, metavar="PROGRAM.h5")
+    show.add_argument("--png", type=Path, default=None, metavar="OUT.png",
+                      help="save a picture of the masks (magnitude, phase, gray levels) and the tile layout")
+    show.set_defaults(handler=cmd_show)
+
+    run = subparsers.add_parser("run", parents=[common_options()],
+                                help="run a program on a bench over a test set; resumable run file + report")
+    run.add_argument("--program", type=Path, required=True, metavar="PROGRAM.h5")
+    run.add_argument("--profile", "-p", default=None, metavar="P",
+                     help="bench profile (default: the one the program was compiled for)")
+    _data_option(run, "test")
+    run.add_argument("--report", type=Path, required=True, metavar="R.json", help="JSON report to write")
+    run.add_argument("--out", type=Path, default=None, metavar="RUN.h5",
+                     help="run file (default: the report's name with .h5); an unfinished one is resumed")
+    run.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
+    run.add_argument("--device", default="auto", help="torch device of the back end (default: auto = CUDA if present)")
+    run.add_argument("--batch", type=int, default=64, metavar="B", help="images per chunk (default: 64)")
+    run.add_argument("--twin", action="store_true",
+                     help="also run every image through the ideal twin: its accuracy and the tile error")
+    run.add_argument("--save-frames", action="store_true", help="keep the camera frames in the run file")
+    run.add_argument("--no-tiles", action="store_true",
+                     help="do not keep each image's tiles in the run file (41 kB per image for 16 36x36 tiles)")
+    run.add_argument("--no-resume", action="store_true", help="start the run file afresh")
+    run.add_argument("--timeout", type=float, default=1.0, metavar="S", help="frame timeout (default: 1 s)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+
+
+def _default_data(path: Path | None) -> Path:
+    from labrig.paths import default_data_dir
+
+    return path if path is not None else default_data_dir()
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from labrig.data import load_dataset
+    from labrig.deploy import compile_program, save_program
+    from labrig.deploy.compiler import DEFAULT_EXPOSURE_FILL
+    from labrig.deploy.show import format_program
+    from labrig.distill.checkpoint import load_model
+
+    model, checkpoint = load_model(args.model, kind="student")
+    train = load_dataset(_default_data(args.data), split="train")
+    calibration = train if args.calibration_images >= len(train) else _head(train, args.calibration_images)
+    program = compile_program(
+        model.eval(), args.profile if args.profile is not None else "sim", calibration,
+        exposure_fill=args.exposure_fill or DEFAULT_EXPOSURE_FILL, classes=train.classes,
+        source={"checkpoint": str(args.model), "metrics": checkpoint.metrics},
+    )
+    save_program(program, args.out)
+    print(format_program(program, args.out))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def _head(dataset, n: int):
+    """The first `n` images of a dataset (the calibration set)."""
+    import dataclasses
+
+    return dataclasses.replace(dataset, images=dataset.images[:n], labels=dataset.labels[:n])
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from labrig.deploy import load_program
+    from labrig.deploy.show import format_program, save_program_png
+
+    program = load_program(args.program)
+    print(format_program(program, args.program))
+    if args.png is not None:
+        save_program_png(program, args.png)
+        print(f"\nwrote {args.png}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from labrig.bench import open_bench
+    from labrig.data import load_dataset
+    from labrig.deploy import RunAborted, load_program, run_program
+    from labrig.deploy.result import format_result, write_report
+
+    program = load_program(args.program)
+    test = load_dataset(_default_data(args.data), split="test")
+    out = args.out if args.out is not None else args.report.with_suffix(".h5")
+    profile = args.profile if args.profile is not None else program.constraints.profile
+    try:
+        with open_bench(profile) as bench:
+            result = run_program(
+                bench, program, test, out, device=args.device, batch=args.batch, resume=not args.no_resume,
+                progress=not args.no_progress, limit=args.limit, save_frames=args.save_frames,
+                save_tiles=not args.no_tiles, twin=args.twin,
+                timeout_s=args.timeout,
+            )
+    except (RunAborted, KeyboardInterrupt) as exc:
+        partial = getattr(exc, "result", None)
+        if partial is not None:
+            write_report(partial, args.report)
+            print(format_result(partial), file=sys.stderr)
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"labrig: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        raise
+    write_report(result, args.report)
+    print(format_result(result))
+    print(f"\nwrote {args.report}")
+    return 0

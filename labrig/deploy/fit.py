@@ -1,0 +1,101 @@
+"""Does a program fit this bench? Checked before any light goes on.
+
+A program is compiled for a bench's SLM size and bit depth, its input
+modulator, its camera and a tile layout its filter grid can hold; running it
+elsewhere would show wrong patterns or read the wrong pixels. Every misfit is
+listed, each naming what does not fit (schema version, SLM size, bit depth,
+channel count, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labrig.deploy.errors import ProgramMismatch
+from labrig.deploy.multiplexing import tile_capacity
+from labrig.deploy.program import SCHEMA_VERSION, Program
+from labrig.geometry import geometry_from_profile
+
+__all__ = ["check_fits", "misfits"]
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int(v) for v in value)
+
+
+def _fmt(shape: tuple[int, ...] | None) -> str:
+    return "none" if shape is None else "x".join(str(s) for s in shape)
+
+
+def misfits(program: Program, bench: Any) -> list[str]:
+    """Why `program` cannot run on `bench` (an open `Bench`); empty when it can."""
+    c = program.constraints
+    problems: list[str] = []
+    if program.schema_version != SCHEMA_VERSION:
+        problems.append(f"schema version: the program has {program.schema_version}, this labrig runs {SCHEMA_VERSION}")
+    slm, inp, cam = bench.filter, bench.input, bench.camera
+    if slm is None:
+        problems.append("SLM: this bench has no filter SLM")
+    else:
+        if _shape(slm.resolution) != c.slm_resolution:
+            problems.append(f"SLM size: the program is for {_fmt(c.slm_resolution)}, this bench's filter SLM "
+                            f"is {_fmt(_shape(slm.resolution))}")
+        if int(slm.bit_depth) != c.slm_bit_depth:
+            problems.append(f"SLM bit depth: the program is for {c.slm_bit_depth} bits, this bench's filter SLM "
+                            f"has {slm.bit_depth}")
+        if getattr(slm, "modulation", c.slm_modulation) != c.slm_modulation:
+            problems.append(f"SLM modulation: the program is for a {c.slm_modulation} SLM, this bench has "
+                            f"a {slm.modulation} one")
+    if inp is None:
+        problems.append("input modulator: this bench has none to show images on")
+    else:
+        res = _shape(getattr(inp, "resolution", None))
+        if res != c.input_resolution:
+            problems.append(f"input modulator size: the program is for {_fmt(c.input_resolution)}, this bench's "
+                            f"is {_fmt(res)}")
+        depth = getattr(inp, "bit_depth", None)
+        if depth != c.input_bit_depth:
+            problems.append(f"input modulator bit depth: the program is for {c.input_bit_depth} bits, this "
+                            f"bench's has {depth}")
+    if _shape(cam.resolution) != c.camera_resolution:
+        problems.append(f"camera size: the program is for {_fmt(c.camera_resolution)}, this bench's camera is "
+                        f"{_fmt(_shape(cam.resolution))}")
+    if int(cam.bit_depth) != c.camera_bit_depth:
+        problems.append(f"camera bit depth: the program is for {c.camera_bit_depth} bits, this bench's camera "
+                        f"has {cam.bit_depth}")
+    problems += _channel_misfits(program, bench)
+    return problems
+
+
+def _channel_misfits(program: Program, bench: Any) -> list[str]:
+    """Tiles per frame against what this bench's filter grid holds; tiles inside the camera;
+    the back end reading as many channels as the optics deliver."""
+    mux, ro = program.multiplexing, program.readout
+    problems = []
+    if program.backend.in_channels != program.out_channels:
+        problems.append(f"channel count: the back end reads {program.backend.in_channels} channels, the optics "
+                        f"deliver {program.out_channels}")
+    if len(ro.offsets) != mux.per_frame or len(ro.rois) != mux.per_frame:
+        problems.append(f"channel count: {mux.per_frame} channels per frame but {len(ro.rois)} camera ROIs")
+    rows, cols = bench.camera.resolution
+    outside = [k for k, r in enumerate(ro.rois) if r[0] < 0 or r[1] < 0 or r[2] > rows or r[3] > cols]
+    if outside:
+        problems.append(f"channel count: tiles {outside} lie outside this bench's {rows}x{cols} camera")
+    if bench.filter is not None and bench.input is not None:
+        geometry = geometry_from_profile(bench.profile.root)
+        capacity = tile_capacity(geometry.fourier_grid.shape, ro.tile_shape, program.input.image_shape,
+                                 mux.gap, limit=max(mux.per_frame, 1))
+        if capacity < mux.per_frame:
+            problems.append(
+                f"channel count: the program puts {mux.per_frame} tiles of {_fmt(ro.tile_shape)} on a frame; "
+                f"this bench's {_fmt(geometry.fourier_grid.shape)} filter grid holds {capacity}")
+    return problems
+
+
+def check_fits(program: Program, bench: Any) -> None:
+    """Raise `ProgramMismatch` listing every misfit of `program` on `bench`."""
+    problems = misfits(program, bench)
+    if problems:
+        raise ProgramMismatch(
+            f"program compiled for bench {program.profile!r} does not fit bench {bench.profile.name!r}: "
+            + "; ".join(problems), problems)

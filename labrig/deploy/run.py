@@ -1,0 +1,249 @@
+"""Run a program on a bench: stream images through it, pipelined, into a resumable run file.
+
+Per chunk of images the main thread encodes the inputs, shows them and grabs
+the frames (the devices' time); a host thread meanwhile reads out the
+previous chunk, runs the back end and appends to the run file. The light is
+armed for the run and made safe however it ends: finished, cancelled,
+Ctrl-C, a device fault. The run file is valid at every chunk boundary, so an
+interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from drivers.errors import LabrigError
+from labrig.deploy.acquire import Acquirer
+from labrig.deploy.errors import RunAborted
+from labrig.deploy.fit import check_fits
+from labrig.deploy.host import Host
+from labrig.deploy.images import ImageSource
+from labrig.deploy.inputs import encode_images
+from labrig.deploy.program import Program
+from labrig.deploy.result import RunResult
+from labrig.deploy.runfile import MemorySink, RunFile, RunLayout
+from labrig.models.runtime import resolve_device
+
+__all__ = ["DEFAULT_BATCH", "run_program"]
+
+DEFAULT_BATCH = 64
+Cancel = Callable[[], bool] | threading.Event
+Progress = Callable[[int, int, dict[str, Any]], None]
+
+
+def _cancelled(cancel: Cancel | None) -> bool:
+    if cancel is None:
+        return False
+    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
+
+
+def _has_light(bench: Any) -> bool:
+    return bench.laser is not None or bench.shutter is not None
+
+
+def run_program(
+    bench: Any,
+    program: Program,
+    data: Any,
+    out_path: str | Path | None = None,
+    *,
+    labels: Any = None,
+    device: str = "auto",
+    batch: int = DEFAULT_BATCH,
+    resume: bool = True,
+    cancel: Cancel | None = None,
+    progress: bool = True,
+    on_progress: Progress | None = None,
+    limit: int | None = None,
+    save_frames: bool = False,
+    save_tiles: bool = True,
+    twin: bool = False,
+    timeout_s: float = 1.0,
+    retries: int = 2,
+    pipelined: bool = True,
+    batched: bool | None = None,
+) -> RunResult:
+    """Run `program` on an open `bench` over `data` (an `ImageDataset`, (N, H, W) images in
+    [0, 1] or uint8, or an (images, labels) pair) and return a `RunResult`.
+
+    `out_path`: the HDF5 run file (None: keep the run in memory). With `resume` an
+    unfinished run file of the same program and images is continued, otherwise it is
+    started afresh. `cancel` (callable or `threading.Event`) stops the run cleanly
+    between chunks; `on_progress(done, total, metrics)` is called from this thread
+    after every chunk. `twin` also runs every image through the program's ideal twin
+    (the twin's accuracy and the tile error; costs as much again as a simulated bench).
+    `save_tiles` keeps every image's raw tile DN in the run file (T x th x tw uint16 per
+    image: 41 kB for 16 tiles of 36 x 36); `save_frames` keeps whole frames too.
+
+    Ctrl-C re-raises KeyboardInterrupt and a device fault raises `RunAborted`, both
+    after the shutter is closed and the run file is complete up to the last chunk;
+    their messages say how many images were done.
+
+    `batched` None uses the camera's batched path where it has one (the simulated
+    bench); False shows and grabs image by image, retrying timeouts and dropped
+    frames `retries` times. `pipelined` False runs the host work inline (for timing).
+    """
+    check_fits(program, bench)
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    images = ImageSource(data, program.input.image_shape, labels=labels, limit=limit)
+    total = len(images)
+    labels_all = images.labels if images.labels is not None else np.full(total, -1, np.int64)
+    camera = bench.camera
+    layout = RunLayout(
+        total=total, classes=program.backend.num_classes,
+        tiles=(program.multiplexing.channels, *program.readout.tile_shape),
+        frames=(program.frames, *camera.resolution),
+        frame_dtype="uint8" if camera.bit_depth <= 8 else "uint16", save_frames=save_frames,
+        save_tiles=save_tiles, twin=twin,
+    )
+    program_hash = program.digest()
+    if out_path is None:
+        sink: Any = MemorySink(layout, labels_all)
+    else:
+        sink = RunFile.open(out_path, layout, labels_all,
+                            {"program_hash": program_hash, "data_digest": images.digest(),
+                             "program_profile": program.profile, "data_name": images.name,
+                             "data_source": images.source}, resume=resume)
+    try:
+        return _run(bench, program, images, sink, program_hash, device=device, batch=batch, cancel=cancel,
+                    progress=progress, on_progress=on_progress, timeout_s=timeout_s, retries=retries,
+                    pipelined=pipelined, batched=batched)
+    finally:
+        sink.close()  # a no-op after `finish`; closes the file if the run failed before it
+
+
+def _run(bench: Any, program: Program, images: ImageSource, sink: Any, program_hash: str, *, device: str,
+         batch: int, cancel: Cancel | None, progress: bool, on_progress: Progress | None, timeout_s: float,
+         retries: int, pipelined: bool, batched: bool | None) -> RunResult:
+    torch_device = resolve_device(device)
+    total, start = len(images), sink.done
+    host = Host(program, sink, torch_device, twin=sink.layout.twin, save_frames=sink.layout.save_frames)
+    acquirer = Acquirer(bench, program, timeout_s=timeout_s, retries=retries, batched=batched)
+    status, error, failure = "complete", None, None
+    encode_s, wall0 = 0.0, time.perf_counter()
+    bar = tqdm(total=total, initial=start, desc=f"run {bench.profile.name}", unit="img", disable=not progress)
+
+    def report() -> None:
+        m = host.metrics()
+        bar.update(m["done"] - bar.n)
+        if on_progress is not None:
+            elapsed = time.perf_counter() - wall0
+            m["frames_per_s"] = acquirer.frames / elapsed if elapsed > 0 else 0.0
+            on_progress(m["done"], total, m)
+
+    try:
+        acquirer.prepare()
+        sink.begin_session({
+            "profile": bench.profile.name, "profile_source": bench.profile.source,
+            "profile_toml": bench.profile.to_toml_snapshot() if hasattr(bench.profile, "to_toml_snapshot") else "",
+            "devices": bench.describe()["devices"], "backend_device": str(torch_device), "batch": batch,
+        })
+        if _has_light(bench):
+            bench.guard.arm()
+        if pipelined:
+            host.start()
+        for s in range(start, total, batch):
+            if _cancelled(cancel):
+                status = "cancelled"
+                break
+            t = time.perf_counter()
+            gray = encode_images(program.input, images.batch(s, s + batch))
+            encode_s += time.perf_counter() - t
+            frames = acquirer.acquire(gray)
+            host.submit(s, gray, frames)
+            report()
+    except KeyboardInterrupt as exc:
+        status, error, failure = "interrupted", "interrupted (Ctrl-C)", exc
+    except LabrigError as exc:
+        status, error, failure = "fault", f"{type(exc).__name__}: {exc}", exc
+    except BaseException as exc:
+        status, error, failure = "error", f"{type(exc).__name__}: {exc}", exc
+    finally:
+        safe_error = _make_safe(bench)
+        try:
+            host.close()
+        finally:
+            bar.update(host.metrics()["done"] - bar.n)
+            bar.close()
+    if host.error is not None and failure is None:
+        status, error, failure = "error", f"{type(host.error).__name__}: {host.error}", host.error
+    if safe_error:
+        error = f"{error}; {safe_error}" if error else safe_error
+    result = _result(bench, program, sink, program_hash, host, acquirer, status, error, torch_device,
+                     time.perf_counter() - wall0, encode_s, start)
+    sink.finish(status, error, {"session_images": result.session_images, "frames": result.frames,
+                                "timing": result.timing, "devices_end": bench.describe()["devices"]})
+    if on_progress is not None and failure is None:  # the last word; a failure speaks through its exception
+        on_progress(result.images, result.total, {"done": result.images, "accuracy": result.accuracy,
+                                                  "twin_accuracy": result.twin_accuracy,
+                                                  "frames_per_s": result.frames_per_s, "status": result.status})
+    if failure is None and safe_error:
+        raise RunAborted(f"the run finished but {safe_error}", result)
+    if failure is None:
+        return result
+    where = f"; {sink.path} holds them: run again to resume" if sink.path is not None else ""
+    done = f"{result.images} of {result.total} images done{where}"
+    if isinstance(failure, KeyboardInterrupt):
+        interrupt = KeyboardInterrupt(f"run interrupted: the shutter is closed; {done}")
+        interrupt.result = result  # type: ignore[attr-defined]  # for the CLI's report
+        raise interrupt from failure
+    if isinstance(failure, LabrigError) and status == "fault":
+        raise RunAborted(f"{error} -- the shutter is closed; {done}", result) from failure
+    raise failure
+
+
+def _make_safe(bench: Any) -> str | None:
+    """Laser off, shutter closed; a failure to do so is reported, never swallowed silently."""
+    try:
+        bench.guard.make_safe()
+    except Exception as exc:
+        return f"making the bench safe failed: {exc}"
+    return None
+
+
+def _result(bench: Any, program: Program, sink: Any, program_hash: str, host: Host, acquirer: Acquirer,
+            status: str, error: str | None, device: Any, wall: float, encode_s: float, start: int) -> RunResult:
+    done = sink.done
+    labels = np.asarray(sink.labels[:done])
+    known = labels >= 0
+    predictions = sink.read("predictions")
+    predictions = np.zeros(0, np.int64) if predictions is None else predictions
+
+    def accuracy(pred: np.ndarray | None) -> float | None:
+        if pred is None or not known.any():
+            return None
+        return float((pred[known] == labels[known]).mean())
+
+    twin_pred, err2, ref2 = sink.read("twin/predictions"), sink.read("twin/err2"), sink.read("twin/ref2")
+    rel = rel_max = None
+    if err2 is not None and len(err2):
+        rel = float(np.sqrt(err2.sum() / max(ref2.sum(), np.finfo(float).tiny)))
+        rel_max = float(np.sqrt(np.max(err2 / np.maximum(ref2, np.finfo(float).tiny))))
+    software = encode_s + host.busy_s - host.twin_s
+    frames = acquirer.frames
+    timing = {
+        "wall_s": wall, "device_s": acquirer.device_s, "software_s": software, "encode_s": encode_s,
+        "host_s": host.busy_s - host.twin_s, "twin_s": host.twin_s,
+        "software_per_frame_ms": 1e3 * software / frames if frames else 0.0,
+        "retried_frames": float(acquirer.retried),
+    }
+    session = done - start
+    return RunResult(
+        status="complete" if status == "complete" and done >= sink.layout.total else status,
+        path=None if sink.path is None else Path(sink.path), program_hash=program_hash,
+        profile=bench.profile.name, device=str(device), images=done, total=sink.layout.total,
+        session_images=session, frames=frames, frames_per_image=program.frames,
+        accuracy=accuracy(predictions), twin_accuracy=accuracy(twin_pred), twin_tile_rel_error=rel,
+        twin_tile_rel_error_max=rel_max, frames_per_s=frames / wall if wall > 0 else 0.0,
+        images_per_s=session / wall if wall > 0 else 0.0, timing=timing, error=error,
+        predictions=predictions, labels=labels if known.any() else None,
+        tiles=sink.read("tiles") if sink.path is None else None,
+    )

@@ -1,0 +1,345 @@
+"""The Model and program dock: load a checkpoint or a compiled program, look at its
+masks channel by channel and its tile layout, compile a checkpoint for this bench.
+
+Loading and compiling run in workers and call the engine (`labrig.deploy`,
+`labrig.distill.checkpoint`); what is drawn comes from `program_info`, which
+turns either kind of file into the same arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labrig.gui import plots
+from labrig.gui.program_info import ProgramView, checkpoint_view, program_view
+from labrig.gui.session import Session
+from labrig.gui.workers import TaskContext, TaskManager
+
+__all__ = ["VIEWS", "ProgramDock", "load_checkpoint_file", "load_program_file"]
+
+log = logging.getLogger("labrig.gui")
+
+#: what the image can show; "frame" views exist for compiled programs only
+VIEWS = ("mask magnitude", "mask phase", "kernel", "frame gray levels", "frame mask magnitude",
+         "frame mask phase")
+TILE_PEN = pg.mkPen("#1f5fbf", width=1.5)
+SELECTED_PEN = pg.mkPen("#e07000", width=3)
+
+
+def load_program_file(path: str | Path) -> tuple[Any, ProgramView]:
+    """Read a compiled program (worker thread): (Program, its view)."""
+    from labrig.deploy import load_program
+
+    program = load_program(path)
+    return program, program_view(program, str(path))
+
+
+def load_checkpoint_file(path: str | Path) -> tuple[Any, ProgramView]:
+    """Rebuild a student from a checkpoint (worker thread): (model, its view)."""
+    from labrig.distill.checkpoint import load_model
+
+    model, checkpoint = load_model(path, kind="student")
+    model.eval()
+    return model, checkpoint_view(model, checkpoint, str(path))
+
+
+def calibration_images(path: str, count: int, split: str = "train") -> np.ndarray:
+    """The first `count` images of a dataset folder as (N, H, W) float in [0, 1]."""
+    from labrig.data import load_dataset
+
+    ds = load_dataset(path, split=split)
+    images, _ = next(ds.subset(range(min(count, len(ds)))).batches(count))
+    return images[:, 0].numpy()
+
+
+class ProgramDock(QDockWidget):
+    def __init__(self, session: Session, tasks: TaskManager, parent: QWidget | None = None) -> None:
+        super().__init__("Model and program", parent)
+        self.setObjectName("dock-program")
+        self.session = session
+        self.tasks = tasks
+        self.view_data: ProgramView | None = None
+        self.student: Any = None
+        self.student_path: Path | None = None
+        self.calibration_data: Any = None
+        self._tile_items: list[Any] = []
+
+        open_program = QPushButton("Open program…")
+        open_checkpoint = QPushButton("Open checkpoint…")
+        self.compile_button = QPushButton("Compile for this bench")
+        self.save_button = QPushButton("Save program…")
+        self.status = QLabel("nothing loaded")
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for b in (open_program, open_checkpoint, self.compile_button, self.save_button):
+            buttons.addWidget(b)
+
+        self.calibration = QLineEdit()
+        self.calibration.setPlaceholderText("dataset folder for calibration images")
+        self.calibration.textEdited.connect(lambda _t: setattr(self, "calibration_data", None))
+        self.calibration_count = QSpinBox()
+        self.calibration_count.setRange(1, 10000)
+        self.calibration_count.setValue(32)
+        cal = QHBoxLayout()
+        cal.addWidget(QLabel("Calibration"))
+        cal.addWidget(self.calibration, 1)
+        cal.addWidget(self.calibration_count)
+
+        self.summary = QTableWidget(0, 2)
+        self.summary.setHorizontalHeaderLabels(["", ""])
+        self.summary.horizontalHeader().hide()
+        self.summary.verticalHeader().hide()
+        self.summary.horizontalHeader().setStretchLastSection(True)
+        self.summary.setMaximumHeight(180)
+
+        self.channel = QSpinBox()
+        self.channel.setRange(0, 0)
+        self.what = QComboBox()
+        self.what.addItems(list(VIEWS))
+        self.image = plots.ColorImage()
+        self.image_info = QLabel("-")
+        self.layout_plot = pg.PlotWidget()
+        self.layout_plot.setAspectLocked(True)
+        self.layout_plot.invertY(True)
+        self.layout_plot.setMinimumSize(200, 180)
+        self.layout_plot.setTitle("tiles on the camera")
+        pick = QFormLayout()
+        pick.addRow("Channel", self.channel)
+        pick.addRow("Show", self.what)
+        views = QHBoxLayout()
+        views.addWidget(self.image, 1)
+        views.addWidget(self.layout_plot, 1)
+        masks = QGroupBox("Masks and layout")
+        mlayout = QVBoxLayout(masks)
+        mlayout.addLayout(pick)
+        mlayout.addLayout(views, 1)
+        mlayout.addWidget(self.image_info)
+
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(buttons)
+        layout.addLayout(cal)
+        layout.addWidget(self.status)
+        layout.addWidget(self.summary)
+        layout.addWidget(masks, 1)
+        self.setWidget(body)
+
+        open_program.clicked.connect(self._open_program_dialog)
+        open_checkpoint.clicked.connect(self._open_checkpoint_dialog)
+        self.compile_button.clicked.connect(self.compile)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.channel.valueChanged.connect(lambda _v: self.redraw())
+        self.what.currentTextChanged.connect(lambda _t: self.redraw())
+        session.bench_changed.connect(lambda _b: self._update_enabled())
+        session.busy_changed.connect(lambda _b: self._update_enabled())
+        self._update_enabled()
+
+    # -- loading ----------------------------------------------------------------------------------
+    @Slot()
+    def _open_program_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a compiled program", "",
+                                              "Programs (*.h5 *.hdf5)")
+        if path:
+            self.open_program(path)
+
+    @Slot()
+    def _open_checkpoint_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a student checkpoint", "",
+                                              "Checkpoints (*.pt *.pth)")
+        if path:
+            self.open_checkpoint(path)
+
+    def open_program(self, path: str | Path) -> None:
+        """Load a compiled program in a worker; it becomes the session's program."""
+        self.status.setText(f"loading {path} …")
+        self.tasks.start(f"load program {Path(path).name}", lambda _ctx: load_program_file(path),
+                         on_success=lambda r: self._program_loaded(r, Path(path)),
+                         on_failure=self._failed)
+
+    def open_checkpoint(self, path: str | Path) -> None:
+        """Load a student checkpoint in a worker, for viewing and compiling."""
+        self.status.setText(f"loading {path} …")
+        self.tasks.start(f"load checkpoint {Path(path).name}", lambda _ctx: load_checkpoint_file(path),
+                         on_success=lambda r: self._checkpoint_loaded(r, Path(path)),
+                         on_failure=self._failed)
+
+    def _program_loaded(self, result: tuple[Any, ProgramView], path: Path | None) -> None:
+        program, view = result
+        self.session.set_program(program, path)
+        self.status.setText(f"program {path.name if path else '(compiled, unsaved)'}: "
+                            f"{view.channels} channels on {view.frames} frame(s)")
+        self.set_view(view)
+        log.info("program %s loaded", path or "(compiled)")
+
+    def _checkpoint_loaded(self, result: tuple[Any, ProgramView], path: Path) -> None:
+        self.student, view = result
+        self.student_path = path
+        self.status.setText(f"checkpoint {path.name}: {view.channels} channels (compile it to run)")
+        self.set_view(view)
+        self._update_enabled()
+        log.info("checkpoint %s loaded", path)
+
+    def _failed(self, message: str) -> None:
+        self.status.setText(f"failed: {message}")
+
+    # -- compiling --------------------------------------------------------------------------------
+    @Slot()
+    def compile(self) -> None:
+        """Compile the loaded student for the connected bench's profile (worker)."""
+        if self.student is None:
+            self.status.setText("open a checkpoint first")
+            return
+        bench = self.session.bench if self.session.connected else None
+        if bench is None:
+            self.status.setText("connect a bench first: a program is compiled for its profile")
+            return
+        folder = self.calibration.text().strip()
+        count = self.calibration_count.value()
+        student, profile, data = self.student, bench.profile, self.calibration_data
+        if data is None and not folder:
+            self.status.setText("choose a dataset folder for the calibration images (they set the "
+                                "exposure)")
+            return
+        source = {"checkpoint": str(self.student_path)} if self.student_path else None
+
+        def work(ctx: TaskContext) -> tuple[Any, ProgramView]:
+            from labrig.deploy import compile_program
+
+            images = data if data is not None else calibration_images(folder, count)
+            ctx.progress(0, 1)
+            program = compile_program(student, profile, images, source=source)
+            ctx.progress(1, 1)
+            return program, program_view(program)
+
+        self.status.setText(f"compiling for {profile.name} …")
+        self.tasks.start("compile", work, on_success=lambda r: self._program_loaded(r, None),
+                         on_failure=self._failed)
+
+    def set_calibration_images(self, data: Any, label: str = "") -> None:
+        """Calibrate with in-memory images (a dataset or (N, H, W) in [0, 1]) instead of a folder."""
+        self.calibration_data = data
+        self.calibration.setText(label or getattr(data, "name", "") or "(in memory)")
+
+    @Slot()
+    def _save_dialog(self) -> None:
+        if self.session.program is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save program", "program.h5", "Programs (*.h5)")
+        if path:
+            self.save_program(path)
+
+    def save_program(self, path: str | Path) -> None:
+        from labrig.deploy import save_program
+
+        try:
+            out = save_program(self.session.program, path)
+        except Exception as exc:
+            self.status.setText(f"saving failed: {exc}")
+            log.error("saving the program to %s failed: %s", path, exc)
+            return
+        self.session.set_program(self.session.program, out)
+        self.status.setText(f"saved {out}")
+
+    def _update_enabled(self) -> None:
+        busy = self.session.busy
+        self.compile_button.setEnabled(self.student is not None and self.session.connected and not busy)
+        self.save_button.setEnabled(self.session.program is not None)
+
+    # -- drawing ----------------------------------------------------------------------------------
+    def set_view(self, view: ProgramView) -> None:
+        self.view_data = view
+        self.summary.setRowCount(len(view.summary))
+        for row, (key, value) in enumerate(view.summary):
+            for col, text in enumerate((key, value)):
+                item = QTableWidgetItem(text)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                self.summary.setItem(row, col, item)
+        self.summary.resizeColumnToContents(0)
+        self.channel.setRange(0, max(0, view.channels - 1))
+        self._update_enabled()
+        self.redraw()
+
+    def redraw(self) -> None:
+        view = self.view_data
+        if view is None:
+            return
+        k = min(self.channel.value(), view.channels - 1)
+        what = self.what.currentText()
+        frame = view.frame_of(k)
+        cyclic, gray = plots.cyclic_colormap(), plots.gray_colormap()
+        if what.startswith("frame") and view.frame_gray is None:
+            self.image.clear_image()
+            self.image_info.setText("frame views need a compiled program")
+        elif what == "mask magnitude":
+            mag = np.abs(view.channel_masks[k])
+            self.image.show_array(mag, (0.0, float(mag.max())), gray)
+            self.image_info.setText(f"channel {k}: |H|, max {mag.max():.3g}")
+        elif what == "mask phase":
+            self.image.show_array(np.angle(view.channel_masks[k]), (-math.pi, math.pi), cyclic)
+            self.image_info.setText(f"channel {k}: arg H (rad)")
+        elif what == "kernel":
+            ker = np.real(view.kernels[k])
+            lim = float(np.abs(ker).max()) or 1.0
+            self.image.show_array(ker, (-lim, lim), plots.diverging_colormap())
+            self.image_info.setText(f"channel {k}: kernel {ker.shape[1]}×{ker.shape[0]}")
+        elif what == "frame gray levels":
+            levels = len(view.lut) if view.lut is not None else 256
+            self.image.show_array(view.frame_gray[frame], (0, levels - 1), gray)
+            self.image_info.setText(f"frame {frame} (channels {view.groups[frame]}): filter SLM gray levels")
+        elif what == "frame mask magnitude" and view.frame_masks is not None:
+            mag = np.abs(view.frame_masks[frame])
+            self.image.show_array(mag, (0.0, 1.0), gray)
+            self.image_info.setText(f"frame {frame}: |H| of the multiplexed mask (normalised)")
+        elif what == "frame mask phase" and view.frame_masks is not None:
+            self.image.show_array(np.angle(view.frame_masks[frame]), (-math.pi, math.pi), cyclic)
+            self.image_info.setText(f"frame {frame}: arg H of the multiplexed mask (rad)")
+        self._draw_tiles(view, k)
+
+    def _draw_tiles(self, view: ProgramView, selected: int) -> None:
+        plot = self.layout_plot
+        for item in self._tile_items:
+            plot.removeItem(item)
+        self._tile_items = []
+        if view.camera_shape is None or not view.rois:
+            return
+        rows, cols = view.camera_shape
+        outline = pg.QtWidgets.QGraphicsRectItem(0, 0, cols, rows)
+        outline.setPen(pg.mkPen("#808080"))
+        plot.addItem(outline)
+        self._tile_items.append(outline)
+        group = view.groups[view.frame_of(selected)] if view.groups else list(range(len(view.rois)))
+        for k, (top, left, bottom, right) in enumerate(view.rois):
+            # the ROIs of one frame; with time multiplexing tile k of each frame shares them
+            channel = group[k] if k < len(group) else k
+            rect = pg.QtWidgets.QGraphicsRectItem(left, top, right - left, bottom - top)
+            rect.setPen(SELECTED_PEN if channel == selected else TILE_PEN)
+            label = pg.TextItem(str(channel), color="#1f5fbf", anchor=(0.5, 0.5))
+            label.setPos((left + right) / 2, (top + bottom) / 2)
+            for item in (rect, label):
+                plot.addItem(item)
+                self._tile_items.append(item)
+        plot.autoRange()

@@ -1,0 +1,398 @@
+"""The Run dock: run a dataset through the bench with progress and cancel, then look at
+the outcome: accuracy, a confusion matrix and every image with its tiles and prediction.
+
+The run itself is `labrig.deploy.run_program` in a worker thread: it arms the
+light, streams the images, writes the run file chunk by chunk and makes the bench
+safe however it ends; Cancel sets the event it polls between chunks. While it
+runs the session is busy, so the live view and the pattern controls step aside.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labrig.gui import plots
+from labrig.gui.runview import RunRecords, tile_strip
+from labrig.gui.session import Session
+from labrig.gui.workers import Job, TaskContext, TaskManager
+
+__all__ = ["RunDock"]
+
+log = logging.getLogger("labrig.gui")
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+class RunDock(QDockWidget):
+    def __init__(self, session: Session, tasks: TaskManager, parent: QWidget | None = None) -> None:
+        super().__init__("Run", parent)
+        self.setObjectName("dock-run")
+        self.session = session
+        self.tasks = tasks
+        self.dataset: Any = None
+        self.job: Job | None = None
+        self.result: Any = None
+        self.records: RunRecords | None = None
+        self.last_metrics: dict[str, Any] = {}
+        self._partial: tuple[Any, Any] | None = None
+        self._program: Any = None
+
+        # what to run
+        self.data_path = QLineEdit()
+        self.data_path.setPlaceholderText("dataset folder (IDX, CIFAR or class folders)")
+        browse_data = QPushButton("…")
+        browse_data.setFixedWidth(28)
+        self.split = QComboBox()
+        self.split.addItems(["test", "train"])
+        self.limit = QSpinBox()
+        self.limit.setRange(0, 10_000_000)
+        self.limit.setSpecialValueText("all")
+        self.limit.setPrefix("first ")
+        self.limit.setValue(1000)
+        self.out_path = QLineEdit(self._default_out())
+        browse_out = QPushButton("…")
+        browse_out.setFixedWidth(28)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 4096)
+        self.batch.setValue(64)
+        self.batch.setPrefix("chunk ")
+        self.resume = QCheckBox("resume")
+        self.resume.setChecked(True)
+        self.resume.setToolTip("continue an unfinished run file of the same program and images")
+        self.twin = QCheckBox("compare with twin")
+        self.twin.setToolTip("also run every image through the program's ideal digital twin: "
+                             "the gap to it is what calibration and in-situ training must close")
+        grid = QGridLayout()
+        grid.addWidget(QLabel("Dataset"), 0, 0)
+        grid.addWidget(self.data_path, 0, 1)
+        grid.addWidget(browse_data, 0, 2)
+        grid.addWidget(self.split, 0, 3)
+        grid.addWidget(self.limit, 0, 4)
+        grid.addWidget(QLabel("Run file"), 1, 0)
+        grid.addWidget(self.out_path, 1, 1)
+        grid.addWidget(browse_out, 1, 2)
+        grid.addWidget(self.batch, 1, 3)
+        grid.addWidget(self.resume, 1, 4)
+        grid.addWidget(self.twin, 1, 5)
+        grid.setColumnStretch(1, 1)
+
+        # running
+        self.run_button = QPushButton("Run")
+        self.run_button.setStyleSheet("font-weight:bold")
+        self.cancel_button = QPushButton("Cancel")
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m images")
+        self.status = QLabel("load a program and connect a bench to run")
+        self.status.setWordWrap(True)
+        self.accuracy = QLabel("accuracy -")
+        self.accuracy.setStyleSheet("font-size:15px; font-weight:bold")
+        self.rates = QLabel("")
+        row = QHBoxLayout()
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.progress, 1)
+        row.addWidget(self.accuracy)
+        row.addWidget(self.rates)
+
+        # outcome: confusion matrix | image browser
+        self.confusion = QTableWidget(0, 0)
+        self.confusion.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        conf_box = QGroupBox("Confusion (rows: true, columns: predicted)")
+        QVBoxLayout(conf_box).addWidget(self.confusion)
+        self.index = QSpinBox()
+        self.index.setRange(0, 0)
+        self.errors_only = QCheckBox("errors only")
+        prev_button, next_button = QPushButton("◀"), QPushButton("▶")
+        self.verdict = QLabel("-")
+        self.verdict.setStyleSheet("font-size:14px")
+        self.image = plots.ColorImage()
+        self.tiles = plots.ColorImage()
+        nav = QHBoxLayout()
+        nav.addWidget(QLabel("Image"))
+        nav.addWidget(prev_button)
+        nav.addWidget(self.index)
+        nav.addWidget(next_button)
+        nav.addWidget(self.errors_only)
+        nav.addStretch(1)
+        pics = QHBoxLayout()
+        pics.addWidget(self.image, 1)
+        pics.addWidget(self.tiles, 2)
+        browse_box = QGroupBox("Images")
+        blayout = QVBoxLayout(browse_box)
+        blayout.addLayout(nav)
+        blayout.addWidget(self.verdict)
+        blayout.addLayout(pics, 1)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(conf_box)
+        split.addWidget(browse_box)
+        split.setStretchFactor(1, 2)
+        split.setSizes([440, 900])
+
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(grid)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addWidget(split, 1)
+        self.setWidget(body)
+
+        browse_data.clicked.connect(self._browse_data)
+        browse_out.clicked.connect(self._browse_out)
+        self.data_path.textEdited.connect(lambda _t: setattr(self, "dataset", None))
+        self.run_button.clicked.connect(self.start_run)
+        self.cancel_button.clicked.connect(self.cancel_run)
+        self.index.valueChanged.connect(self.show_image)
+        prev_button.clicked.connect(lambda: self._step(-1))
+        next_button.clicked.connect(lambda: self._step(1))
+        session.bench_changed.connect(lambda _b: self._update_enabled())
+        session.program_changed.connect(lambda _p: self._update_enabled())
+        self._update_enabled()
+
+    @staticmethod
+    def _default_out() -> str:
+        return str(Path("runs") / f"console-{_dt.datetime.now():%Y%m%d-%H%M%S}.h5")
+
+    # -- inputs -------------------------------------------------------------------------------------
+    @Slot()
+    def _browse_data(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Dataset folder")
+        if path:
+            self.data_path.setText(path)
+            self.dataset = None
+
+    @Slot()
+    def _browse_out(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Run file", self.out_path.text(), "Runs (*.h5)")
+        if path:
+            self.out_path.setText(path)
+
+    def set_dataset(self, dataset: Any, label: str = "") -> None:
+        """Run an in-memory dataset (an `ImageDataset` or (images, labels)) instead of a folder."""
+        self.dataset = dataset
+        self.data_path.setText(label or getattr(dataset, "name", "") or "(in memory)")
+
+    @staticmethod
+    def _load_data(dataset: Any, folder: str, split: str) -> Any:
+        """The in-memory dataset, or the folder's split (runs in the worker: reading takes time)."""
+        if dataset is not None:
+            return dataset
+        from labrig.data import load_dataset
+
+        if not folder:
+            raise ValueError("choose a dataset folder to run")
+        return load_dataset(folder, split=split)
+
+    # -- running -------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def _update_enabled(self) -> None:
+        ready = self.session.connected and self.session.program is not None
+        self.run_button.setEnabled(ready and not self.running)
+        self.cancel_button.setEnabled(self.running)
+        if not self.running and not ready and self.result is None:
+            self.status.setText("load a program and connect a bench to run")
+        elif not self.running and ready and self.result is None:
+            self.status.setText("ready")
+
+    @Slot()
+    def start_run(self) -> None:
+        """Run the program over the dataset in a worker; the bench is busy until it ends."""
+        if self.running:
+            return
+        try:
+            bench = self.session.require_bench()
+            program = self.session.program
+            if program is None:
+                raise ValueError("load or compile a program first")
+            out = Path(self.out_path.text().strip() or self._default_out())
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except Exception as exc:
+            self.status.setText(f"cannot run: {exc}")
+            log.error("cannot run: %s", exc)
+            return
+        limit = self.limit.value() or None
+        batch, resume, twin = self.batch.value(), self.resume.isChecked(), self.twin.isChecked()
+        self.result, self.records, self.last_metrics = None, None, {}
+        self.progress.setRange(0, limit or 0)
+        self.progress.setValue(0)
+        self.accuracy.setText("accuracy -")
+        self.status.setText(f"running {program.profile} program on {bench.profile.name} → {out}")
+        self.session.set_busy(True)  # the live view lets go of the camera first
+
+        self._partial = None
+        self._program = program  # results are read against the program that ran
+        # read the widgets here, in the UI thread; the worker only gets plain values
+        dataset, folder, split = self.dataset, self.data_path.text().strip(), self.split.currentText()
+
+        def work(ctx: TaskContext) -> tuple[Any, Any]:
+            from labrig.deploy import RunAborted, run_program
+            from labrig.deploy.images import ImageSource
+
+            data = self._load_data(dataset, folder, split)
+            images = ImageSource(data, program.input.image_shape, limit=limit)
+            try:
+                result = run_program(bench, program, data, out, device="auto", batch=batch,
+                                     resume=resume, cancel=ctx.cancel, on_progress=ctx.progress,
+                                     progress=False, limit=limit, twin=twin)
+            except RunAborted as exc:  # a device fault: the partial run is still worth a look
+                self._partial = (exc.result, images)
+                raise
+            return result, images
+
+        self.job = self.tasks.start("run", work, on_success=self._on_done, on_progress=self._on_progress,
+                                    on_failure=self._on_failed, on_finished=self._on_finished)
+        self._update_enabled()
+
+    @Slot()
+    def cancel_run(self) -> None:
+        """Stop after the current chunk; the run file stays valid and can be resumed."""
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.status.setText("cancelling: stopping after the current chunk …")
+            log.info("run cancelled by the operator")
+
+    def _on_progress(self, done: int, total: int, metrics: object) -> None:
+        m = metrics if isinstance(metrics, dict) else {}
+        self.last_metrics = m
+        self.progress.setMaximum(total)
+        self.progress.setValue(done)
+        self.accuracy.setText(self._accuracy_text(m.get("accuracy"), m.get("twin_accuracy")))
+        fps = m.get("frames_per_s")
+        if fps:
+            self.rates.setText(f"{fps:.0f} frames/s")
+
+    def _on_done(self, payload: tuple[Any, Any]) -> None:
+        result, images = payload
+        self.result = result
+        classes = tuple(self._program.backend.classes) if self._program is not None else ()
+        self.records = RunRecords(result, images, classes)
+        self.progress.setMaximum(max(1, result.total))
+        self.progress.setValue(result.images)
+        self.accuracy.setText(self._accuracy_text(result.accuracy, result.twin_accuracy))
+        self.rates.setText(f"{result.frames_per_s:.0f} frames/s, {result.images_per_s:.0f} images/s")
+        self.status.setText(f"run {result.status}: {result.images} of {result.total} images"
+                            + (f"; {result.path}" if result.path else "")
+                            + (f"; {result.error}" if result.error else ""))
+        log.info("run %s: %d of %d images, accuracy %s", result.status, result.images, result.total,
+                 _pct(result.accuracy))
+        self._show_confusion()
+        self.index.setRange(0, max(0, result.images - 1))
+        self.show_image(self.index.value())
+
+    @staticmethod
+    def _accuracy_text(accuracy: float | None, twin: float | None) -> str:
+        return f"accuracy {_pct(accuracy)}" + (f"  (twin {_pct(twin)})" if twin is not None else "")
+
+    def _on_failed(self, message: str) -> None:
+        partial, self._partial = self._partial, None
+        if partial is not None and partial[0] is not None:
+            self._on_done(partial)
+        self.status.setText(f"run failed: {message}")
+
+    def _on_finished(self) -> None:
+        self.session.set_busy(False)
+        self._update_enabled()
+
+    # -- outcome ----------------------------------------------------------------------------------
+    def _show_confusion(self) -> None:
+        records = self.records
+        program = self._program
+        k = int(program.backend.num_classes) if program is not None else 0
+        matrix = records.confusion(k) if records is not None and k else None
+        if matrix is None:
+            self.confusion.setRowCount(0)
+            self.confusion.setColumnCount(0)
+            return
+        names = [records.class_name(i) for i in range(k)]
+        self.confusion.setRowCount(k)
+        self.confusion.setColumnCount(k)
+        self.confusion.setHorizontalHeaderLabels(names)
+        self.confusion.setVerticalHeaderLabels(names)
+        peak = max(1, int(matrix.max()))
+        for r in range(k):
+            for c in range(k):
+                n = int(matrix[r, c])
+                cell = QTableWidgetItem(str(n) if n else "")
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                shade = int(255 - 180 * n / peak)
+                colour = QColor(shade, shade, 255) if r == c else QColor(255, shade, shade)
+                if n:
+                    cell.setBackground(QBrush(colour))
+                self.confusion.setItem(r, c, cell)
+        self.confusion.resizeColumnsToContents()
+        self.confusion.resizeRowsToContents()
+
+    def _step(self, direction: int) -> None:
+        records = self.records
+        if records is None or records.count == 0:
+            return
+        i = self.index.value()
+        for _ in range(records.count):
+            i = (i + direction) % records.count
+            if not self.errors_only.isChecked() or self._is_error(i):
+                break
+        self.index.setValue(i)
+
+    def _is_error(self, i: int) -> bool:
+        records = self.records
+        if records is None or records.labels is None or i >= len(records.predictions):
+            return False
+        return bool(records.labels[i] >= 0 and records.labels[i] != records.predictions[i])
+
+    @Slot(int)
+    def show_image(self, i: int) -> None:
+        records = self.records
+        if records is None or records.count == 0:
+            return
+        try:
+            rec = records.record(i)
+        except Exception as exc:
+            self.verdict.setText(f"image {i}: {exc}")
+            return
+        gray = plots.gray_colormap()
+        if rec.image is not None:
+            self.image.show_array(rec.image, (0.0, 1.0), gray)
+        else:
+            self.image.clear_image()
+        if rec.tiles is not None:
+            strip = tile_strip(rec.tiles)
+            finite = strip[np.isfinite(strip)]
+            self.tiles.show_array(strip, (float(finite.min()), float(finite.max())),
+                                  plots.heat_colormap())
+        else:
+            self.tiles.clear_image()
+        truth, guess = records.class_name(rec.label), records.class_name(rec.prediction)
+        mark = "" if rec.label is None else ("  ✔" if rec.label == rec.prediction else "  ✘")
+        self.verdict.setText(f"image {i}: true <b>{truth}</b>, predicted <b>{guess}</b>{mark}"
+                             f"   ({0 if rec.tiles is None else len(rec.tiles)} tiles, camera counts)")

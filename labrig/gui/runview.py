@@ -1,0 +1,102 @@
+"""What the Run dock shows about a run, from a `RunResult` and its run file. No Qt.
+
+The confusion matrix and the per-image browser read what `run_program` stored:
+predictions and labels from the result, raw tile counts from the run file (or
+from the result for runs kept in memory), the input images from the dataset
+that was run, so nothing is recomputed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ImageRecord", "RunRecords", "confusion_matrix", "tile_strip"]
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    """(classes, classes) counts: row = true class, column = predicted; unknown labels (< 0)
+    and out-of-range values are left out."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    n = min(len(labels), len(predictions))
+    labels, predictions = labels[:n], predictions[:n]
+    ok = (labels >= 0) & (labels < classes) & (predictions >= 0) & (predictions < classes)
+    flat = labels[ok] * classes + predictions[ok]
+    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+
+
+@dataclass
+class ImageRecord:
+    index: int
+    image: np.ndarray | None
+    """(H, W) in [0, 1], as shown on the input modulator (before encoding)."""
+    tiles: np.ndarray | None
+    """(T, th, tw) raw camera counts of each tile."""
+    label: int | None
+    prediction: int | None
+
+
+class RunRecords:
+    """Per-image access to a finished (or stopped) run: image, tiles, label, prediction."""
+
+    def __init__(self, result: Any, images: Any = None, classes: tuple[str, ...] | list[str] = ()) -> None:
+        self.result = result
+        self.images = images
+        self.classes = tuple(classes)
+        self.count = int(getattr(result, "images", 0))
+        self.predictions = np.asarray(getattr(result, "predictions", np.zeros(0)), dtype=np.int64)
+        labels = getattr(result, "labels", None)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.path: Path | None = getattr(result, "path", None)
+        self._tiles = getattr(result, "tiles", None)
+
+    def confusion(self, classes: int) -> np.ndarray | None:
+        if self.labels is None or not len(self.predictions):
+            return None
+        return confusion_matrix(self.labels, self.predictions, classes)
+
+    def class_name(self, k: int | None) -> str:
+        if k is None or k < 0:
+            return "?"
+        return self.classes[k] if k < len(self.classes) else str(k)
+
+    def record(self, i: int) -> ImageRecord:
+        if not 0 <= i < self.count:
+            raise IndexError(f"image {i} is outside the {self.count} images of this run")
+        label = None if self.labels is None or i >= len(self.labels) or self.labels[i] < 0 \
+            else int(self.labels[i])
+        prediction = int(self.predictions[i]) if i < len(self.predictions) else None
+        return ImageRecord(i, self._image(i), self._tiles_of(i), label, prediction)
+
+    def _image(self, i: int) -> np.ndarray | None:
+        if self.images is None:
+            return None
+        if hasattr(self.images, "batch"):  # labrig.deploy.images.ImageSource
+            return np.asarray(self.images.batch(i, i + 1)[0])
+        return np.asarray(self.images[i])
+
+    def _tiles_of(self, i: int) -> np.ndarray | None:
+        if self._tiles is not None:
+            return np.asarray(self._tiles[i])
+        if self.path is None or not Path(self.path).is_file():
+            return None
+        import h5py
+
+        with h5py.File(self.path, "r") as h5:
+            return np.asarray(h5["tiles"][i]) if "tiles" in h5 and i < h5["tiles"].shape[0] else None
+
+
+def tile_strip(tiles: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Tiles (T, th, tw) side by side in one float image, NaN gaps between them (drawn blank)."""
+    tiles = np.asarray(tiles, dtype=np.float32)
+    if tiles.ndim != 3 or tiles.shape[0] == 0:
+        return np.zeros((1, 1), np.float32)
+    t, th, tw = tiles.shape
+    out = np.full((th, t * tw + (t - 1) * gap), np.nan, np.float32)
+    for k in range(t):
+        out[:, k * (tw + gap) : k * (tw + gap) + tw] = tiles[k]
+    return out
