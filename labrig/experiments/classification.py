@@ -156,7 +156,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "accuracies": list(accs.values), "val_accuracy": first.get("val_accuracy"),
             "params": first["params"], "electronic_flops": first["electronic_flops"],
             "digital_frontend_flops": first.get("digital_frontend_flops"),
-            "train_seconds": sum(r.get("train_seconds", 0.0) for r in runs)}
+            "train_seconds": sum(r.get("train_seconds", 0.0) for r in runs),
+            "checkpoint": first.get("checkpoint")}
 
 
 def build_report(
