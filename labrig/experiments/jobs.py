@@ -33,6 +33,7 @@ from labrig.distill import (
     load_model,
     read_checkpoint,
     restore_weights,
+    save_checkpoint,
     seed_everything,
 )
 from labrig.distill.trainer import BEST, LAST, Cancel
@@ -59,13 +60,17 @@ class Job:
     init_from: str | None = None
     freeze_optics: bool = False
     eval_modes: tuple[str, ...] = ("collapsed",)
+    validate: bool = True
+    """Score the validation split after every epoch (and keep the best epoch); off for
+    short fine-tunes whose evaluation is costly (the optics-aware twin)."""
     tags: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
         """What decides the result: a stored result with other settings is stale."""
         return {"kind": self.kind, "model": self.model, "train": config_to_dict(self.train),
                 "distill": config_to_dict(self.distill), "init_from": self.init_from,
-                "freeze_optics": self.freeze_optics, "eval_modes": list(self.eval_modes)}
+                "freeze_optics": self.freeze_optics, "eval_modes": list(self.eval_modes),
+                **({} if self.validate else {"validate": False})}
 
     @property
     def key(self) -> str:
@@ -168,9 +173,11 @@ def run_job(
         teacher_logits=data.teacher_logits if kd_from_logits else None,
     )
     started = time.perf_counter()
-    fit = trainer.fit(data.train, data.val, checkpoint_dir=folder, resume="auto")
+    fit = trainer.fit(data.train, data.val if job.validate else None, checkpoint_dir=folder, resume="auto")
     if fit.cancelled:
         return None
+    if not job.validate and is_main_process():  # no best epoch to keep: the job's weights are the last ones
+        save_checkpoint(folder / BEST, model, metrics=fit.history[-1] if fit.history else {}, epoch=fit.epochs_run)
     seconds = time.perf_counter() - started
     scores = test_accuracies(model, job, data.test, job.train.eval_batch_size, device)
     headline = next(iter(scores.values()))

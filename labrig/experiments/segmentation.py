@@ -1,0 +1,427 @@
+"""``labrig experiment segmentation``: U-Net teacher, SCLC students with and without
+dense KD, and the KD student through the bench optics, on real-image scenes.
+
+Per seed, on one data set with one optimiser, schedule and budget:
+
+- ``linear``: the SCLC segmentation student (optical encoder + electronic
+  decoder) trained on labels only: the no-KD baseline;
+- ``kd``: the same student trained with per-pixel KD from the teacher;
+- ``kd_optical``: the KD student run through the twin of the bench with its
+  physical limits (normalised double-phase mask on the quantised phase-only
+  SLM, camera shot/read noise and ADC), after a short optics-aware fine-tune;
+  the KD student as trained is also scored through the ideal twin and the
+  physical one, so the cost of the optics is visible on its own.
+
+The KD effect is stated against the seed spread (`stats.compare`), never
+beyond it. Every training run is a `Job` keyed by its settings, so the
+experiment resumes where it stopped and re-reports instantly when done.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labrig.data.segmentation import SceneConfig, SegmentationDataset
+from labrig.distill import DistillConfig, TrainConfig, evaluate, load_model
+from labrig.distill.trainer import Cancel
+from labrig.experiments.jobs import (
+    Job,
+    JobData,
+    is_main_process,
+    job_dir,
+    load_job_model,
+    run_job,
+    write_json,
+)
+from labrig.experiments.report import markdown_table
+from labrig.experiments.seg_data import (
+    SegDataConfig,
+    check_data_record,
+    data_record,
+    load_seg_splits,
+)
+from labrig.experiments.seg_figure import segmentation_figure
+from labrig.experiments.stats import compare, spread
+from labrig.models.errors import ModelConfigError
+from labrig.models.optical import OpticsConfig
+from labrig.models.runtime import resolve_device
+from labrig.models.sclc import SCLCConfig
+from labrig.models.segmentation import DecoderConfig, SegStudentConfig
+from labrig.models.serialize import config_to_dict
+from labrig.models.unet import UNetConfig
+
+SCORES = "seg_test.json"
+ARMS = ("linear", "kd", "kd_hint", "kd_optical")
+
+DEFAULT_STUDENT = SegStudentConfig(
+    frontend=SCLCConfig(channels=(8, 8), kernel_sizes=(9, 9)),
+    decoder=DecoderConfig(widths=(32, 32, 32), dilations=(1, 2, 4), downsample=2),
+    optics=OpticsConfig(profile="sim-wide", max_per_frame=4),
+)
+"""8 optical channels of 17 x 17 collapsed kernels (two 9 x 9 layers), coherent detection;
+a three-layer dilated decoder at half resolution; the `sim-wide` bench, 4 tiles a frame."""
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """One experiment. `seeds` repeat the students (the teacher is trained once)."""
+
+    data: SegDataConfig = field(default_factory=SegDataConfig)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    teacher: UNetConfig = field(default_factory=lambda: UNetConfig(width=16, depth=3))
+    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=15, batch_size=16, eval_batch_size=32, lr=2e-3, weight_decay=1e-4, warmup_epochs=0.5))
+    student: SegStudentConfig = field(default_factory=lambda: DEFAULT_STUDENT)
+    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=15, batch_size=16, eval_batch_size=32, lr=3e-3, weight_decay=1e-4, warmup_epochs=0.5))
+    kd: DistillConfig = field(default_factory=lambda: DistillConfig(method="kd", temperature=4.0, alpha=0.5))
+    hint: DistillConfig | None = None
+    """A KD + feature-hint arm (teacher stage ``dec0`` against the optical channels); None: off."""
+    optical_finetune: TrainConfig | None = field(default_factory=lambda: TrainConfig(
+        epochs=1, batch_size=8, eval_batch_size=8, lr=3e-4, max_steps_per_epoch=60))
+    """Optics-aware fine-tune of the KD student (None: score it through the optics as trained)."""
+    optical_test_limit: int | None = 200
+    """Test (and fine-tune validation) images scored through the twin (None: all); the twin
+    runs 1024 x 1024 FFTs per frame, which a CPU feels."""
+    figure_images: int = 4
+
+    @classmethod
+    def quick(cls) -> SegmentationConfig:
+        """Minutes on a CPU, for CI and demos: 64 px scenes, few images and epochs."""
+        student = replace(DEFAULT_STUDENT, input_size=(64, 64),
+                          decoder=DecoderConfig(widths=(16, 16), dilations=(1, 2), downsample=2))
+        return cls(
+            data=SegDataConfig(size=64, train=384, val=64, test=64,
+                               scenes=SceneConfig(items=(1, 3), item_scale=(0.35, 0.6))),
+            seeds=(0,),
+            teacher=UNetConfig(width=8, depth=2),
+            teacher_train=TrainConfig(epochs=4, batch_size=16, eval_batch_size=64, lr=5e-3),
+            student=student,
+            student_train=TrainConfig(epochs=4, batch_size=16, eval_batch_size=64, lr=5e-3),
+            optical_finetune=TrainConfig(epochs=1, batch_size=8, eval_batch_size=16, lr=3e-4, max_steps_per_epoch=4),
+            optical_test_limit=32,
+            figure_images=3,
+        )
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+def teacher_job(config: SegmentationConfig, num_classes: int, device: str, progress: bool) -> Job:
+    teacher = replace(config.teacher, input_size=(config.data.size,) * 2, num_classes=num_classes)
+    return Job("teacher", "unet", config_to_dict(teacher),
+               replace(config.teacher_train, device=device, progress=progress))
+
+
+def student_config(config: SegmentationConfig, num_classes: int) -> SegStudentConfig:
+    return replace(config.student, input_size=(config.data.size,) * 2, num_classes=num_classes)
+
+
+def student_jobs(config: SegmentationConfig, num_classes: int, seed: int, device: str) -> dict[str, Job]:
+    """The seed's student runs: same model, data and budget; only the loss differs."""
+    train = replace(config.student_train, seed=seed, device=device, progress=False)
+    student = student_config(config, num_classes)
+    model = config_to_dict(student)
+    tags = {"seed": seed}
+    jobs = {"linear": Job(f"linear/seed{seed}", "seg_student", model, train, tags=tags),
+            "kd": Job(f"kd/seed{seed}", "seg_student", model, train, config.kd, tags=tags)}
+    if config.hint is not None:
+        jobs["kd_hint"] = Job(f"kd_hint/seed{seed}", "seg_student", model, train, config.hint, tags=tags)
+    if config.optical_finetune is not None:
+        aware = config_to_dict(replace(student, frontend=replace(student.frontend, mode="optics_aware")))
+        tune = replace(config.optical_finetune, seed=seed, device=device, progress=False)
+        jobs["kd_optical"] = Job(f"kd_optical/seed{seed}", "seg_student", aware, tune, config.kd,
+                                 init_from=jobs["kd"].key, eval_modes=("optics_aware",), tags=tags)
+    return jobs
+
+
+def _limit(dataset: SegmentationDataset, limit: int | None) -> SegmentationDataset:
+    return dataset if limit is None or limit >= len(dataset) else dataset.subset(torch.arange(limit))
+
+
+# -- scoring --------------------------------------------------------------------------------------
+def score_modes(model: torch.nn.Module, test: SegmentationDataset, modes: dict[str, int | None], *,
+                device: str, seed: int, batch_size: int) -> dict[str, dict[str, float]]:
+    """mIoU and pixel accuracy per front-end mode (teachers: mode ``""``), each on the first
+    `modes[mode]` test images (None: all)."""
+    scores = {}
+    model = model.to(resolve_device(device))
+    keep = getattr(model, "mode", None)
+    try:
+        for mode, limit in modes.items():
+            if mode:
+                model.mode = mode
+            part = _limit(test, limit)
+            m = evaluate(model, part, batch_size=batch_size, device=device, seed=seed)
+            scores[mode or "test"] = {"miou": m["miou"], "pixel_accuracy": m["accuracy"], "loss": m["loss"],
+                                      "images": len(part)}
+    finally:
+        if keep is not None:
+            model.mode = keep
+    return scores
+
+
+def job_scores(out: Path, job: Job, test: SegmentationDataset, modes: dict[str, int | None], data: dict,
+               *, device: str, seed: int, batch_size: int) -> dict[str, dict[str, float]]:
+    """`score_modes` of a finished job's best weights, stored beside its result."""
+    path = job_dir(out, job) / SCORES
+    stamp = json.loads(json.dumps({"settings": job.settings(), "data": data, "modes": modes}))
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            if {k: stored.get(k) for k in stamp} == stamp:
+                return stored["scores"]
+        except (OSError, json.JSONDecodeError, KeyError):
+            pass
+    model = load_job_model(out, job, device="cpu")
+    scores = score_modes(model, test, modes, device=device, seed=seed, batch_size=batch_size)
+    if is_main_process():
+        write_json(path, {**stamp, "scores": scores})
+    return scores
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def run_segmentation(
+    data_dir: str | Path,
+    out: str | Path,
+    config: SegmentationConfig | None = None,
+    *,
+    teacher_checkpoint: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    cancel: Cancel | None = None,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any] | None:
+    """Run (or resume) the experiment; returns the report (None if cancelled).
+
+    Writes ``report.json``, ``report.md`` and ``predictions.png`` into `out`.
+    """
+    config = config or SegmentationConfig()
+    out = Path(out)
+    started = time.perf_counter()
+    record = data_record(data_dir, config.data)
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        check_data_record(out, record)
+    train, val, test = load_seg_splits(data_dir, config.data, cache_dir=out / "data")
+    log(f"data: {len(train)} train / {len(val)} val / {len(test)} test images of {config.data.size} px, "
+        f"{train.num_classes} classes ({record['kind']})")
+    data = JobData(train, val, test)  # type: ignore[arg-type]
+    t_job = teacher_job(config, train.num_classes, device, progress)
+    teacher_result = _teacher(t_job, data, out, teacher_checkpoint, device, progress, cancel, log)
+    if teacher_result is None:
+        return None
+    optical_data = JobData(train, _limit(val, config.optical_test_limit), _limit(test, config.optical_test_limit),
+                           teacher=data.teacher)  # type: ignore[arg-type]
+    results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+    for seed in config.seeds:
+        for arm, job in student_jobs(config, train.num_classes, seed, device).items():
+            log(f"{job.name}: training (or loading)")
+            result = run_job(job, optical_data if arm == "kd_optical" else data, out, device=device,
+                             progress=progress, cancel=cancel)
+            if result is None:
+                return None
+            result["scores"] = job_scores(out, job, test, _modes(arm, config), record, device=device, seed=seed,
+                                          batch_size=_eval_batch(config, arm))
+            results[arm].append(result)
+            log(f"{job.name}: " + ", ".join(f"{mode} mIoU {100 * s['miou']:.2f} %"
+                                            for mode, s in result["scores"].items()))
+    report = build_report(config, teacher_result, results, data, data_dir, teacher_checkpoint)
+    report["wall_seconds"] = time.perf_counter() - started
+    if is_main_process():
+        figure = out / "predictions.png"
+        predictions_figure(figure, config, data, out, device)
+        report["figure"] = str(figure)
+        write_json(out / "report.json", report)
+        (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def _modes(arm: str, config: SegmentationConfig) -> dict[str, int | None]:
+    if arm == "kd_optical":
+        return {"optics_aware": config.optical_test_limit}
+    if arm == "kd":  # as trained: digital, ideal twin, physical twin
+        return {"collapsed": None, "optical": config.optical_test_limit, "optics_aware": config.optical_test_limit}
+    return {"collapsed": None}
+
+
+def _eval_batch(config: SegmentationConfig, arm: str) -> int:
+    if arm in ("kd", "kd_optical") and config.optical_finetune is not None:
+        return config.optical_finetune.eval_batch_size
+    return config.student_train.eval_batch_size
+
+
+def _teacher(job: Job, data: JobData, out: Path, checkpoint: str | Path | None, device: str, progress: bool,
+             cancel: Cancel | None, log: Callable[[str], Any]) -> dict[str, Any] | None:
+    """Train the teacher (or load `checkpoint`), put it into `data`, return its result with scores."""
+    if checkpoint is not None:
+        log(f"teacher: loading {checkpoint}")
+        teacher, ck = load_model(checkpoint, kind="unet")
+        size = tuple(data.train.image_shape[1:])
+        if tuple(ck.config.get("input_size", ())) != size or ck.config.get("num_classes") != data.train.num_classes:
+            raise ModelConfigError(f"teacher {checkpoint} takes {ck.config.get('input_size')} images and "
+                                   f"{ck.config.get('num_classes')} classes; the data is {size}, "
+                                   f"{data.train.num_classes} classes")
+        result: dict[str, Any] = {"name": "teacher", "checkpoint": str(checkpoint), "loaded": True,
+                                  "params": teacher.param_count(), "electronic_flops": int(teacher.flops())}
+        scores = score_modes(teacher, data.test, {"": None}, device=device, seed=0, batch_size=job.train.eval_batch_size)  # type: ignore[arg-type]
+    else:
+        log("teacher: training (or loading)")
+        result = run_job(job, data, out, device=device, progress=progress, cancel=cancel)
+        if result is None:
+            return None
+        teacher = load_job_model(out, job)
+        scores = job_scores(out, job, data.test, {"": None}, {}, device=device, seed=0,  # type: ignore[arg-type]
+                            batch_size=job.train.eval_batch_size)
+    result["scores"] = scores
+    data.teacher = teacher
+    data.teacher_logits = None  # per-pixel logits of a whole training set are too big to keep: KD runs it live
+    log(f"teacher: test mIoU {100 * scores['test']['miou']:.2f} %, pixel accuracy "
+        f"{100 * scores['test']['pixel_accuracy']:.2f} %")
+    return result
+
+
+# -- the report -----------------------------------------------------------------------------------
+def _summary(runs: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+    mious = spread([r["scores"][mode]["miou"] for r in runs])
+    accs = spread([r["scores"][mode]["pixel_accuracy"] for r in runs])
+    first = runs[0]
+    return {"miou": mious.mean, "miou_std": mious.std, "mious": list(mious.values),
+            "pixel_accuracy": accs.mean, "pixel_accuracy_std": accs.std, "mode": mode,
+            "seeds": [r["tags"].get("seed") for r in runs], "test_images": first["scores"][mode]["images"],
+            "val_miou": _best_val(first), "params": first["params"], "electronic_flops": first["electronic_flops"],
+            "train_seconds": sum(r.get("train_seconds", 0.0) for r in runs)}
+
+
+def _best_val(result: dict[str, Any]) -> float | None:
+    history = result.get("history") or []
+    best = result.get("best_epoch") or 0
+    return history[best - 1].get("val_miou") if 0 < best <= len(history) else None
+
+
+def build_report(
+    config: SegmentationConfig,
+    teacher: dict[str, Any],
+    results: dict[str, list[dict[str, Any]]],
+    data: JobData,
+    data_dir: str | Path,
+    teacher_checkpoint: str | Path | None,
+) -> dict[str, Any]:
+    t = teacher["scores"]["test"]
+    report: dict[str, Any] = {
+        "teacher": {"miou": t["miou"], "pixel_accuracy": t["pixel_accuracy"], "test_images": t["images"],
+                    "params": teacher["params"], "electronic_flops": teacher["electronic_flops"],
+                    "val_miou": _best_val(teacher), "train_seconds": teacher.get("train_seconds"),
+                    "checkpoint": teacher.get("checkpoint")},
+        "linear": _summary(results["linear"], "collapsed"),
+        "kd": _summary(results["kd"], "collapsed"),
+    }
+    kd = report["kd"]
+    for mode, key in (("optical", "as_trained_ideal_optics"), ("optics_aware", "as_trained_physical_optics")):
+        s = _summary(results["kd"], mode)
+        kd[key] = {"miou": s["miou"], "miou_std": s["miou_std"], "pixel_accuracy": s["pixel_accuracy"],
+                   "test_images": s["test_images"]}
+    if results["kd_hint"]:
+        report["kd_hint"] = _summary(results["kd_hint"], "collapsed")
+    profile = config.student.optics.profile if config.student.optics else None
+    if results["kd_optical"]:
+        report["kd_optical"] = {**_summary(results["kd_optical"], "optics_aware"), "finetuned": True, "profile": profile}
+    else:
+        physical = kd["as_trained_physical_optics"]
+        report["kd_optical"] = {**physical, "finetuned": False, "profile": profile, "seeds": kd["seeds"]}
+    # the ideal student on the same images the optical one was scored on
+    ideal = kd["as_trained_ideal_optics"]["miou"]
+    report["kd_optical"]["gap_to_ideal_points"] = 100 * (ideal - report["kd_optical"]["miou"])
+    comparison = compare(report["linear"]["mious"], kd["mious"])
+    report["kd_vs_linear"] = {**comparison.as_dict(), "sentence": comparison.sentence("KD", "no KD")}
+    if "kd_hint" in report:
+        c = compare(kd["mious"], report["kd_hint"]["mious"])
+        report["hint_vs_kd"] = {**c.as_dict(), "sentence": c.sentence("KD + hints", "KD")}
+    students = {arm: report[arm]["miou"] for arm in ("linear", "kd", "kd_hint") if arm in report}
+    best = max(students, key=students.get)  # type: ignore[arg-type]
+    report["targets"] = {
+        "best_student": best,
+        "gap_to_teacher_points": 100 * (report["teacher"]["miou"] - students[best]),
+        "within_8_points_of_teacher": 100 * (report["teacher"]["miou"] - students[best]) <= 8,
+        "optical_gap_points": report["kd_optical"]["gap_to_ideal_points"],
+        "optical_within_2_points": report["kd_optical"]["gap_to_ideal_points"] <= 2,
+    }
+    report["data"] = {"dir": str(data_dir), "train": len(data.train), "val": len(data.val), "test": len(data.test),
+                      "size": config.data.size, "classes": data.train.classes}
+    report["config"] = config_to_dict(config)
+    report["teacher_checkpoint"] = str(teacher_checkpoint) if teacher_checkpoint else None
+    report["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
+                         "torch": torch.__version__, "threads": torch.get_num_threads(),
+                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The results table (mIoU and pixel accuracy, mean ± std over seeds) and the verdicts."""
+    def pct(entry: dict[str, Any], key: str) -> str:
+        std = entry.get(f"{key}_std")
+        return f"{100 * entry[key]:.2f}" + (f" ± {100 * std:.2f}" if std else "")
+
+    kd = report["kd"]
+    optical = report["kd_optical"]
+    rows: list[list[Any]] = []
+    named = [("teacher (U-Net)", report["teacher"]), ("SCLC, no KD", report["linear"]), ("SCLC, KD", kd)]
+    if "kd_hint" in report:
+        named.append(("SCLC, KD + hints", report["kd_hint"]))
+    for label, entry in named:
+        params = entry.get("params", {})
+        rows.append([label, pct(entry, "miou"), pct(entry, "pixel_accuracy"), entry.get("test_images", ""),
+                     params.get("optical", 0), params.get("electronic", ""), f"{entry['electronic_flops'] / 1e6:.1f}"])
+    for label, entry in ((f"SCLC, KD, ideal `{optical['profile']}` optics, as trained", kd["as_trained_ideal_optics"]),
+                         (f"SCLC, KD, physical `{optical['profile']}` optics, as trained", kd["as_trained_physical_optics"])):
+        rows.append([label, pct(entry, "miou"), pct(entry, "pixel_accuracy"), entry["test_images"], "", "", ""])
+    rows.append([f"SCLC, KD, physical `{optical['profile']}` optics" + (", fine-tuned" if optical["finetuned"] else ""),
+                 pct(optical, "miou"), pct(optical, "pixel_accuracy"), optical["test_images"], "", "", ""])
+    table = markdown_table(["model", "test mIoU %", "pixel accuracy %", "test images", "optical params",
+                            "electronic params", "electronic MFLOPs/image"], rows)
+    targets = report["targets"]
+    d = report["data"]
+    notes = [
+        f"Data: {d['train']} train / {d['val']} val / {d['test']} test images, {d['size']} px, "
+        f"{len(d['classes'])} classes, from {d['dir']}; seeds {report['linear']['seeds']}.",
+        f"KD against no KD (mIoU): {report['kd_vs_linear']['sentence']}.",
+        *([f"Hints: {report['hint_vs_kd']['sentence']}."] if "hint_vs_kd" in report else []),
+        f"Best student ({targets['best_student']}) is {targets['gap_to_teacher_points']:.2f} mIoU points below the "
+        f"teacher (target: within 8).",
+        f"Through the physical optics it loses {targets['optical_gap_points']:.2f} points against the ideal twin "
+        f"on the same images (target: within 2).",
+        f"Wall time {report.get('wall_seconds', 0):.0f} s.",
+    ]
+    return table + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def predictions_figure(path: Path, config: SegmentationConfig, data: JobData, out: Path, device: str) -> Path | None:
+    """Inputs, ground truth, and the first seed's teacher, no-KD, KD and optical KD predictions."""
+    n = min(config.figure_images, len(data.test))
+    if n < 1 or not config.seeds:
+        return None
+    test: SegmentationDataset = data.test  # type: ignore[assignment]
+    x = test.prepare(test.images[:n])
+    jobs = student_jobs(config, test.num_classes, config.seeds[0], device)
+    models: dict[str, tuple[torch.nn.Module, str | None]] = {"teacher": (data.teacher, None)}  # type: ignore[dict-item]
+    models.update({"no KD": (load_job_model(out, jobs["linear"]), "collapsed"),
+                   "KD": (load_job_model(out, jobs["kd"]), "collapsed")})
+    if "kd_optical" in jobs:
+        models["KD, optics"] = (load_job_model(out, jobs["kd_optical"]), "optics_aware")
+    else:
+        models["KD, optics"] = (load_job_model(out, jobs["kd"]), "optics_aware")
+    predictions = {}
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(0)
+        for name, (model, mode) in models.items():
+            model = model.to("cpu").eval()
+            if mode is not None:
+                model.mode = mode
+            predictions[name] = model(x.to(next(model.parameters()).dtype)).argmax(1)
+    return segmentation_figure(path, test.images[:n], test.masks[:n], predictions, test.classes)
