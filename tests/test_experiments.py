@@ -254,3 +254,17 @@ def test_the_experiment_runs_data_parallel_and_only_rank_0_writes(tmp_path: Path
     assert json.loads((out / "rank0.json").read_text()) == json.loads((out / "rank1.json").read_text())
     report = json.loads((out / "report.json").read_text())
     assert 0.0 <= report["kd_optical"]["accuracy"] <= 1.0
+
+
+def test_a_job_shared_by_two_concurrent_experiments_is_trained_once(tmp_path: Path) -> None:
+    import threading
+
+    data = JobData(toy_dataset(96), toy_dataset(40, seed=1), toy_dataset(40, seed=2))
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(run_job(_toy_job(epochs=2), data, tmp_path)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and results[0] == results[1]  # the second waited and loaded the first's result

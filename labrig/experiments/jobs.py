@@ -13,9 +13,12 @@ wall time, parameter counts and electronic FLOPs.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from labrig.models.serialize import config_to_dict
 
 RESULT = "result.json"
 SETTINGS = "settings.json"
+LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -151,12 +155,38 @@ def run_job(
 ) -> dict[str, Any] | None:
     """Train and test `job` (or load its stored result); None if cancelled.
 
-    Training resumes from the job's last epoch checkpoint if one exists.
+    Training resumes from the job's last epoch checkpoint if one exists. A job is
+    trained by one process at a time: another experiment sharing `out` waits for
+    it and then loads its result (a file lock; not across torchrun ranks).
     """
     done = load_result(out, job)
     if done is not None:
         return done
     folder = job_dir(out, job)
+    with _exclusive(folder):
+        done = load_result(out, job)
+        if done is not None:
+            return done
+        return _train_and_test(job, data, out, folder, device=device, cancel=cancel)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """Hold the job folder's lock (main process only; released if the process dies)."""
+    if not is_main_process():
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_and_test(job: Job, data: JobData, out: Path, folder: Path, *, device: str,
+                    cancel: Cancel | None) -> dict[str, Any] | None:
     _forget_stale_checkpoints(folder, job)
     ddp.barrier()
     seed_everything(job.train.seed)
