@@ -104,9 +104,9 @@ def test_cancellation_between_and_within_epochs():
     trainer.on_epoch = steps.append
     original = trainer._loss
 
-    def counting(x, y):
+    def counting(x, y, idx):
         steps.append(None)
-        return original(x, y)
+        return original(x, y, idx)
 
     trainer._loss = counting
     result = trainer.fit(toy_dataset())

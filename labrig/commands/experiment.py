@@ -1,4 +1,4 @@
-"""``labrig experiment classification | kd-study | efficiency``."""
+"""``labrig experiment classification | kd-study | segmentation | efficiency``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     study.add_argument("--out", type=Path, required=True, help="folder for runs, study.json and study.md")
     study.add_argument("--workers", type=int, default=1, help="parallel training processes (one thread each)")
     study.set_defaults(handler=cmd_kd_study)
+
+    seg = sub.add_parser("segmentation", parents=[common_options()],
+                         help="U-Net teacher, SCLC segmentation students with and without dense KD, KD through the optics")
+    _training_options(seg)
+    seg.add_argument("--report", type=Path, required=True, help="report JSON path (.md table and .png figure beside it)")
+    seg.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    seg.add_argument("--size", type=int, default=None, help="image side in px (default 128; quick: 64)")
+    seg.add_argument("--hints", action="store_true", help="add a KD + feature-hint arm")
+    seg.add_argument("--threads", type=int, default=None,
+                     help="torch CPU threads (default: 1 with --quick, whose small tensors gain nothing from more "
+                          "and lose much on a busy CPU; else torch's choice)")
+    seg.set_defaults(handler=cmd_segmentation)
 
     eff = sub.add_parser("efficiency", parents=[common_options()],
                          help="electronic FLOPs and latency against input resolution; crossover plot")
@@ -115,6 +127,44 @@ def cmd_kd_study(args: argparse.Namespace) -> int:
     print((args.out / "study.md").read_text())
     for c in study["comparisons"]:
         print(f"- {c['what']}: {c['sentence']}")
+    return 0
+
+
+def cmd_segmentation(args: argparse.Namespace) -> int:
+    import shutil
+    from dataclasses import replace
+
+    from labrig.experiments.jobs import write_json
+    from labrig.experiments.segmentation import SegmentationConfig, run_segmentation
+
+    threads = args.threads or (1 if args.quick else None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    main_process = _join_torchrun()
+    config = SegmentationConfig.quick() if args.quick else SegmentationConfig()
+    if args.seeds:
+        config = replace(config, seeds=tuple(args.seeds))
+    if args.size:
+        config = replace(config, data=replace(config.data, size=args.size))
+    if args.hints:
+        config = replace(config, hint=replace(config.kd, method="hint", hint_layer="dec0"))
+    out = args.out or args.report.parent / (args.report.stem + "-runs")
+    report = run_segmentation(_data_dir(args.data), out, config, teacher_checkpoint=args.teacher,
+                              device=args.device, progress=not args.no_progress)
+    if report is None:
+        return 130
+    if not main_process:
+        return 0
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.report, report)
+    table = (out / "report.md").read_text()
+    args.report.with_suffix(".md").write_text(table)
+    if report.get("figure"):
+        shutil.copyfile(report["figure"], args.report.with_suffix(".png"))
+    print(table)
+    print(f"wrote {args.report}, {args.report.with_suffix('.md')} and {args.report.with_suffix('.png')}")
     return 0
 
 

@@ -3,7 +3,8 @@
 `Trainer` runs teachers, no-KD students, KD and hint-KD students with one
 optimiser/schedule config; `paper_protocol` chains pre-training, freezing the
 optics and distilling into the back end. Checkpoints are atomic and resumable;
-`ddp` runs the same trainer under torchrun.
+`ddp` runs the same trainer under torchrun. `tasks` says what a loss and a
+score mean for classification and for segmentation (per-pixel, mIoU).
 """
 
 from labrig.distill import ddp
@@ -17,8 +18,19 @@ from labrig.distill.checkpoint import (
     save_checkpoint,
 )
 from labrig.distill.config import AugmentConfig, DistillConfig, TrainConfig
-from labrig.distill.losses import HintLoss, kd_loss, soft_target_kl
+from labrig.distill.losses import HintLoss, dense_kd_loss, kd_loss, soft_target_kl
 from labrig.distill.protocols import ProtocolConfig, ProtocolResult, paper_protocol
+from labrig.distill.tasks import (
+    CLASSIFICATION,
+    IGNORE_INDEX,
+    Classification,
+    Segmentation,
+    Task,
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    task_of,
+)
 from labrig.distill.trainer import (
     FitResult,
     Trainer,
@@ -29,9 +41,10 @@ from labrig.distill.trainer import (
 )
 
 __all__ = [
-    "AugmentConfig", "Checkpoint", "CheckpointError", "DistillConfig", "FitResult", "HintLoss",
-    "ProtocolConfig", "ProtocolResult", "TrainConfig", "TrainState", "Trainer", "augment", "ddp",
-    "evaluate", "kd_loss", "load_model", "paper_protocol", "random_crop", "random_hflip",
-    "read_checkpoint", "restore_weights", "save_checkpoint", "seed_everything", "soft_target_kl",
+    "CLASSIFICATION", "IGNORE_INDEX", "AugmentConfig", "Checkpoint", "CheckpointError", "Classification",
+    "DistillConfig", "FitResult", "HintLoss", "ProtocolConfig", "ProtocolResult", "Segmentation", "Task",
+    "TrainConfig", "TrainState", "Trainer", "augment", "confusion_matrix", "ddp", "dense_kd_loss", "evaluate",
+    "iou_per_class", "kd_loss", "load_model", "mean_iou", "paper_protocol", "random_crop", "random_hflip",
+    "read_checkpoint", "restore_weights", "save_checkpoint", "seed_everything", "soft_target_kl", "task_of",
     "teacher_logits_for",
 ]

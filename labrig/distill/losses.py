@@ -57,3 +57,28 @@ class HintLoss(nn.Module):
         target = teacher_features.detach()
         projected = F.adaptive_avg_pool2d(self.project(student_features), target.shape[-2:])
         return F.mse_loss(projected, target)
+
+
+def dense_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """`kd_loss` per pixel for dense prediction: logits (B, C, H, W), labels (B, H, W).
+
+    Every labelled pixel is one KD sample (soft targets at `temperature` plus
+    cross-entropy), averaged over the labelled pixels; pixels labelled
+    `ignore_index` (boundaries, padding) enter neither term, so the teacher's
+    guess there is not taught either.
+    """
+    c = student_logits.shape[1]
+    s = student_logits.permute(0, 2, 3, 1).reshape(-1, c)
+    t = teacher_logits.permute(0, 2, 3, 1).reshape(-1, c)
+    y = labels.reshape(-1).long()
+    valid = y != ignore_index
+    if not bool(valid.any()):
+        return student_logits.sum() * 0
+    return kd_loss(s[valid], t[valid], y[valid], temperature, alpha)

@@ -8,7 +8,8 @@ run resumed from its last checkpoint ends with the same weights as an
 uninterrupted one. Single process or DDP (`labrig.distill.ddp`), CPU or CUDA.
 
 Checkpoints (with `checkpoint_dir`): ``last.pt`` after every epoch (for
-resume) and ``best.pt`` at each new best validation accuracy.
+resume) and ``best.pt`` at each new best validation score: accuracy, or the
+task's own score (`labrig.distill.tasks`: mIoU for segmentation).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -39,7 +39,8 @@ from labrig.distill.checkpoint import (
     unwrap,
 )
 from labrig.distill.config import DistillConfig, TrainConfig
-from labrig.distill.losses import HintLoss, kd_loss
+from labrig.distill.losses import HintLoss
+from labrig.distill.tasks import Task, task_of
 from labrig.models.errors import ModelConfigError
 from labrig.models.registry import model_kind
 from labrig.models.runtime import resolve_device, resolve_dtype
@@ -74,6 +75,7 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     best_accuracy: float = -1.0
+    """Best validation score: accuracy, or the task's `score` (segmentation: mIoU)."""
     best_epoch: int = 0
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -104,20 +106,24 @@ def evaluate(
     dtype: str | torch.dtype = "float32",
     distributed: ddp.DistInfo | None = None,
     seed: int = 0,
+    task: Task | None = None,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of `model` on `dataset` (eval mode, no augmentation).
+    """Accuracy and mean cross-entropy of `model` on `dataset` (eval mode, no augmentation),
+    plus the task's own metrics (segmentation: pixel accuracy and ``miou``).
 
     Under DDP each rank takes a strided share and the sums are reduced, so every
     rank returns the same numbers. Noise (optics-aware students) is seeded.
+    `task` defaults to the model's (`tasks.task_of`).
     """
-    net = unwrap(model)
+    task = task or task_of(model)
     device = distributed.device if distributed else resolve_device(device)
     dtype = resolve_dtype(dtype)
+    net = unwrap(model).to(device)  # a model loaded on the CPU is scored where asked
     n = len(dataset)
     indices = torch.arange(distributed.rank, n, distributed.world_size) if distributed else torch.arange(n)
     was_training = net.training
     net.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    totals = task.zero_totals(device)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -125,15 +131,11 @@ def evaluate(
             idx = indices[start : start + batch_size]
             x = dataset.prepare(dataset.images[idx].to(device)).to(dtype)
             y = dataset.labels[idx].to(device)
-            logits = net(x)
-            totals[0] += F.cross_entropy(logits.double(), y, reduction="sum")
-            totals[1] += (logits.argmax(1) == y).sum()
-            totals[2] += len(idx)
+            totals += task.batch_totals(net(x), y)
     net.train(was_training)
     if distributed:
         ddp.all_reduce_sum(totals)
-    count = float(totals[2])
-    return {"loss": float(totals[0]) / max(count, 1), "accuracy": float(totals[1]) / max(count, 1), "count": count}
+    return task.summarise(totals)
 
 
 @torch.no_grad()
@@ -153,8 +155,13 @@ def teacher_logits_for(
     return torch.cat(parts)
 
 
+def _val_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The validation metrics of an epoch record, without their ``val_`` prefix."""
+    return {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+
+
 class Trainer:
-    """Trains `model` (a `TeacherCNN` or `StudentModel`) with one loss recipe.
+    """Trains `model` (any labrig model: teacher, student, U-Net, segmentation student) with one loss recipe.
 
     `teacher` is needed for ``kd`` and ``hint``; it is put in eval mode and not
     trained. `cancel` (callable or `threading.Event`) is checked before every
@@ -168,6 +175,10 @@ class Trainer:
     in ``kd`` runs: the same soft targets at a fraction of the cost. It is only
     exact without augmentation (the teacher would see other pixels), so it is
     refused with augmentation on.
+
+    `task` (`labrig.distill.tasks`) supplies the loss, the KD loss and the
+    metrics; by default the model's own (``model.task``), else classification.
+    Dense tasks take no augmentation (it would move pixels, not their labels).
     """
 
     def __init__(
@@ -181,6 +192,7 @@ class Trainer:
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         distributed: ddp.DistInfo | Literal["auto"] | None = "auto",
         teacher_logits: torch.Tensor | None = None,
+        task: Task | None = None,
     ) -> None:
         self.config = config = config or TrainConfig()
         self.distill = distill = distill or DistillConfig()
@@ -190,6 +202,10 @@ class Trainer:
         self.cancel = cancel
         self.on_epoch = on_epoch
         model_kind(model)  # a labrig model: checkpoints can rebuild it
+        self.task = task or task_of(model)
+        if self.task.name != "classification" and (config.augment.crop_padding or config.augment.hflip):
+            raise ModelConfigError(f"augmentation is for classification; a {self.task.name} run "
+                                   "would move the pixels but not their labels")
         if teacher_logits is not None:
             if distill.method != "kd":
                 raise ModelConfigError("precomputed teacher_logits serve 'kd' runs only (hints need the teacher's features)")
@@ -270,7 +286,7 @@ class Trainer:
         method = self.distill.method
         if method == "none":
             logits = self.net(x)
-            return F.cross_entropy(logits, y), logits
+            return self.task.loss(logits, y), logits
         with torch.no_grad():
             if self.teacher_logits is not None:
                 t_logits = self.teacher_logits[idx].to(device=self.device, dtype=self.dtype)
@@ -283,10 +299,10 @@ class Trainer:
         d = self.distill
         if method == "kd":
             logits = self.net(x)
-            return kd_loss(logits, t_logits, y, d.temperature, d.alpha), logits
+            return self.task.distill_loss(logits, t_logits, y, d.temperature, d.alpha), logits
         logits, s_feats = self.net(x, with_features=True)
         assert self.hint_net is not None
-        loss = kd_loss(logits, t_logits, y, d.temperature, d.alpha) + d.hint_weight * self.hint_net(s_feats, t_feats)
+        loss = self.task.distill_loss(logits, t_logits, y, d.temperature, d.alpha) + d.hint_weight * self.hint_net(s_feats, t_feats)
         return loss, logits
 
     def train_epoch(self, train: ImageDataset) -> dict[str, Any] | None:
@@ -305,7 +321,7 @@ class Trainer:
         self.model.train()
         if self.teacher is not None:
             self.teacher.eval()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         lr = self.lr_at(state.step, steps)
         started = time.perf_counter()
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
@@ -335,9 +351,7 @@ class Trainer:
                 self.optimizer.step()
                 state.step += 1
                 with torch.no_grad():
-                    totals += torch.stack([loss.detach().double() * len(idx),
-                                           (logits.argmax(1) == y).sum().double(),
-                                           torch.tensor(float(len(idx)), dtype=torch.float64, device=self.device)])
+                    totals += self.task.train_totals(loss, logits, y)
                 bar.update(1)
                 if i % 10 == 0:
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
@@ -347,15 +361,16 @@ class Trainer:
         if self.dist:
             ddp.all_reduce_sum(totals)
             ddp.broadcast_buffers(self.model)  # one set of BN statistics for evaluation and saving
-        count = float(totals[2])
+        count = float(totals[1])
         return {"epoch": epoch + 1, "lr": lr,
-                "train_loss": float(totals[0]) / count, "train_accuracy": float(totals[1]) / count,
+                "train_loss": float(totals[0]) / count, "train_accuracy": float(totals[2]) / max(float(totals[3]), 1),
                 "seconds": seconds, "images_per_s": count / seconds}
 
     def evaluate(self, dataset: ImageDataset) -> dict[str, float]:
-        """Accuracy and loss of the model as it is now on `dataset`."""
+        """Accuracy and loss (and the task's metrics) of the model as it is now on `dataset`."""
         return evaluate(self.model, dataset, batch_size=self.config.eval_batch_size, device=self.device,
-                        dtype=self.dtype, distributed=self.dist, seed=_derived_seed(self.config.seed, 0, 99))
+                        dtype=self.dtype, distributed=self.dist, seed=_derived_seed(self.config.seed, 0, 99),
+                        task=self.task)
 
     # -- checkpoints --------------------------------------------------------------------------
     def _extra(self) -> dict[str, Any]:
@@ -430,9 +445,10 @@ class Trainer:
             improved = False
             if val is not None:
                 metrics = self.evaluate(val)
-                record.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
-                if metrics["accuracy"] > state.best_accuracy + cfg.min_delta:
-                    state.best_accuracy, state.best_epoch, state.bad_epochs = metrics["accuracy"], state.epoch, 0
+                record.update({f"val_{k}": v for k, v in metrics.items() if k != "count"})
+                score = metrics[self.task.score]
+                if score > state.best_accuracy + cfg.min_delta:
+                    state.best_accuracy, state.best_epoch, state.bad_epochs = score, state.epoch, 0
                     improved = True
                 else:
                     state.bad_epochs += 1
@@ -452,10 +468,13 @@ class Trainer:
             if cfg.restore_best and self._best_state is not None and not cancelled:
                 unwrap(self.model).load_state_dict(self._best_state)
                 best = state.history[state.best_epoch - 1] if len(state.history) >= state.best_epoch else {}
-                final = {"accuracy": best.get("val_accuracy", state.best_accuracy), "loss": best.get("val_loss", math.nan)}
+                final = _val_metrics(best)
+                final.setdefault(self.task.score, state.best_accuracy)
+                final.setdefault("loss", math.nan)
             elif state.history:
-                last = state.history[-1]
-                final = {"accuracy": last.get("val_accuracy", math.nan), "loss": last.get("val_loss", math.nan)}
+                final = _val_metrics(state.history[-1])
+                for key in {"accuracy", "loss", self.task.score}:
+                    final.setdefault(key, math.nan)
         return FitResult(
             history=list(state.history),
             best_accuracy=state.best_accuracy if state.best_epoch else None,

@@ -20,7 +20,6 @@ experiment resumes where it stopped and re-reports instantly when done.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -41,7 +40,6 @@ from labrig.experiments.jobs import (
     run_job,
     write_json,
 )
-from labrig.experiments.report import markdown_table
 from labrig.experiments.seg_data import (
     SegDataConfig,
     check_data_record,
@@ -49,12 +47,12 @@ from labrig.experiments.seg_data import (
     load_seg_splits,
 )
 from labrig.experiments.seg_figure import segmentation_figure
-from labrig.experiments.stats import compare, spread
+from labrig.experiments.seg_report import build_report, report_markdown
 from labrig.models.errors import ModelConfigError
 from labrig.models.optical import OpticsConfig
 from labrig.models.runtime import resolve_device
 from labrig.models.sclc import SCLCConfig
-from labrig.models.segmentation import DecoderConfig, SegStudentConfig
+from labrig.models.segmentation import DecoderConfig, SegmentationStudent, SegStudentConfig
 from labrig.models.serialize import config_to_dict
 from labrig.models.unet import UNetConfig
 
@@ -87,10 +85,11 @@ class SegmentationConfig:
     """A KD + feature-hint arm (teacher stage ``dec0`` against the optical channels); None: off."""
     optical_finetune: TrainConfig | None = field(default_factory=lambda: TrainConfig(
         epochs=1, batch_size=8, eval_batch_size=8, lr=3e-4, max_steps_per_epoch=60))
-    """Optics-aware fine-tune of the KD student (None: score it through the optics as trained)."""
+    """Optics-aware fine-tune of the KD student (None: score it through the optics as trained);
+    no per-epoch validation (the twin is slow): its last weights are kept."""
     optical_test_limit: int | None = 200
-    """Test (and fine-tune validation) images scored through the twin (None: all); the twin
-    runs 1024 x 1024 FFTs per frame, which a CPU feels."""
+    """Test images scored through the twin (None: all); the twin runs 1024 x 1024 FFTs per
+    frame, which a CPU feels."""
     figure_images: int = 4
 
     @classmethod
@@ -137,7 +136,7 @@ def student_jobs(config: SegmentationConfig, num_classes: int, seed: int, device
         aware = config_to_dict(replace(student, frontend=replace(student.frontend, mode="optics_aware")))
         tune = replace(config.optical_finetune, seed=seed, device=device, progress=False)
         jobs["kd_optical"] = Job(f"kd_optical/seed{seed}", "seg_student", aware, tune, config.kd,
-                                 init_from=jobs["kd"].key, eval_modes=("optics_aware",), tags=tags)
+                                 init_from=jobs["kd"].key, eval_modes=("optics_aware",), validate=False, tags=tags)
     return jobs
 
 
@@ -214,10 +213,10 @@ def run_segmentation(
         f"{train.num_classes} classes ({record['kind']})")
     data = JobData(train, val, test)  # type: ignore[arg-type]
     t_job = teacher_job(config, train.num_classes, device, progress)
-    teacher_result = _teacher(t_job, data, out, teacher_checkpoint, device, progress, cancel, log)
+    teacher_result = _teacher(t_job, data, out, record, teacher_checkpoint, device, progress, cancel, log)
     if teacher_result is None:
         return None
-    optical_data = JobData(train, _limit(val, config.optical_test_limit), _limit(test, config.optical_test_limit),
+    optical_data = JobData(train, val, _limit(test, config.optical_test_limit),
                            teacher=data.teacher)  # type: ignore[arg-type]
     results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     for seed in config.seeds:
@@ -232,7 +231,9 @@ def run_segmentation(
             results[arm].append(result)
             log(f"{job.name}: " + ", ".join(f"{mode} mIoU {100 * s['miou']:.2f} %"
                                             for mode, s in result["scores"].items()))
-    report = build_report(config, teacher_result, results, data, data_dir, teacher_checkpoint)
+    encoder = replace(student_config(config, train.num_classes), optics=None)
+    report = build_report(config, teacher_result, results, data, data_dir, teacher_checkpoint,
+                          digital_encoder_flops=SegmentationStudent(encoder).digital_frontend_flops())
     report["wall_seconds"] = time.perf_counter() - started
     if is_main_process():
         figure = out / "predictions.png"
@@ -257,8 +258,8 @@ def _eval_batch(config: SegmentationConfig, arm: str) -> int:
     return config.student_train.eval_batch_size
 
 
-def _teacher(job: Job, data: JobData, out: Path, checkpoint: str | Path | None, device: str, progress: bool,
-             cancel: Cancel | None, log: Callable[[str], Any]) -> dict[str, Any] | None:
+def _teacher(job: Job, data: JobData, out: Path, record: dict[str, Any], checkpoint: str | Path | None,
+             device: str, progress: bool, cancel: Cancel | None, log: Callable[[str], Any]) -> dict[str, Any] | None:
     """Train the teacher (or load `checkpoint`), put it into `data`, return its result with scores."""
     if checkpoint is not None:
         log(f"teacher: loading {checkpoint}")
@@ -277,7 +278,7 @@ def _teacher(job: Job, data: JobData, out: Path, checkpoint: str | Path | None, 
         if result is None:
             return None
         teacher = load_job_model(out, job)
-        scores = job_scores(out, job, data.test, {"": None}, {}, device=device, seed=0,  # type: ignore[arg-type]
+        scores = job_scores(out, job, data.test, {"": None}, record, device=device, seed=0,  # type: ignore[arg-type]
                             batch_size=job.train.eval_batch_size)
     result["scores"] = scores
     data.teacher = teacher
@@ -285,120 +286,6 @@ def _teacher(job: Job, data: JobData, out: Path, checkpoint: str | Path | None, 
     log(f"teacher: test mIoU {100 * scores['test']['miou']:.2f} %, pixel accuracy "
         f"{100 * scores['test']['pixel_accuracy']:.2f} %")
     return result
-
-
-# -- the report -----------------------------------------------------------------------------------
-def _summary(runs: list[dict[str, Any]], mode: str) -> dict[str, Any]:
-    mious = spread([r["scores"][mode]["miou"] for r in runs])
-    accs = spread([r["scores"][mode]["pixel_accuracy"] for r in runs])
-    first = runs[0]
-    return {"miou": mious.mean, "miou_std": mious.std, "mious": list(mious.values),
-            "pixel_accuracy": accs.mean, "pixel_accuracy_std": accs.std, "mode": mode,
-            "seeds": [r["tags"].get("seed") for r in runs], "test_images": first["scores"][mode]["images"],
-            "val_miou": _best_val(first), "params": first["params"], "electronic_flops": first["electronic_flops"],
-            "train_seconds": sum(r.get("train_seconds", 0.0) for r in runs)}
-
-
-def _best_val(result: dict[str, Any]) -> float | None:
-    history = result.get("history") or []
-    best = result.get("best_epoch") or 0
-    return history[best - 1].get("val_miou") if 0 < best <= len(history) else None
-
-
-def build_report(
-    config: SegmentationConfig,
-    teacher: dict[str, Any],
-    results: dict[str, list[dict[str, Any]]],
-    data: JobData,
-    data_dir: str | Path,
-    teacher_checkpoint: str | Path | None,
-) -> dict[str, Any]:
-    t = teacher["scores"]["test"]
-    report: dict[str, Any] = {
-        "teacher": {"miou": t["miou"], "pixel_accuracy": t["pixel_accuracy"], "test_images": t["images"],
-                    "params": teacher["params"], "electronic_flops": teacher["electronic_flops"],
-                    "val_miou": _best_val(teacher), "train_seconds": teacher.get("train_seconds"),
-                    "checkpoint": teacher.get("checkpoint")},
-        "linear": _summary(results["linear"], "collapsed"),
-        "kd": _summary(results["kd"], "collapsed"),
-    }
-    kd = report["kd"]
-    for mode, key in (("optical", "as_trained_ideal_optics"), ("optics_aware", "as_trained_physical_optics")):
-        s = _summary(results["kd"], mode)
-        kd[key] = {"miou": s["miou"], "miou_std": s["miou_std"], "pixel_accuracy": s["pixel_accuracy"],
-                   "test_images": s["test_images"]}
-    if results["kd_hint"]:
-        report["kd_hint"] = _summary(results["kd_hint"], "collapsed")
-    profile = config.student.optics.profile if config.student.optics else None
-    if results["kd_optical"]:
-        report["kd_optical"] = {**_summary(results["kd_optical"], "optics_aware"), "finetuned": True, "profile": profile}
-    else:
-        physical = kd["as_trained_physical_optics"]
-        report["kd_optical"] = {**physical, "finetuned": False, "profile": profile, "seeds": kd["seeds"]}
-    # the ideal student on the same images the optical one was scored on
-    ideal = kd["as_trained_ideal_optics"]["miou"]
-    report["kd_optical"]["gap_to_ideal_points"] = 100 * (ideal - report["kd_optical"]["miou"])
-    comparison = compare(report["linear"]["mious"], kd["mious"])
-    report["kd_vs_linear"] = {**comparison.as_dict(), "sentence": comparison.sentence("KD", "no KD")}
-    if "kd_hint" in report:
-        c = compare(kd["mious"], report["kd_hint"]["mious"])
-        report["hint_vs_kd"] = {**c.as_dict(), "sentence": c.sentence("KD + hints", "KD")}
-    students = {arm: report[arm]["miou"] for arm in ("linear", "kd", "kd_hint") if arm in report}
-    best = max(students, key=students.get)  # type: ignore[arg-type]
-    report["targets"] = {
-        "best_student": best,
-        "gap_to_teacher_points": 100 * (report["teacher"]["miou"] - students[best]),
-        "within_8_points_of_teacher": 100 * (report["teacher"]["miou"] - students[best]) <= 8,
-        "optical_gap_points": report["kd_optical"]["gap_to_ideal_points"],
-        "optical_within_2_points": report["kd_optical"]["gap_to_ideal_points"] <= 2,
-    }
-    report["data"] = {"dir": str(data_dir), "train": len(data.train), "val": len(data.val), "test": len(data.test),
-                      "size": config.data.size, "classes": data.train.classes}
-    report["config"] = config_to_dict(config)
-    report["teacher_checkpoint"] = str(teacher_checkpoint) if teacher_checkpoint else None
-    report["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
-                         "torch": torch.__version__, "threads": torch.get_num_threads(),
-                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-    return report
-
-
-def report_markdown(report: dict[str, Any]) -> str:
-    """The results table (mIoU and pixel accuracy, mean ± std over seeds) and the verdicts."""
-    def pct(entry: dict[str, Any], key: str) -> str:
-        std = entry.get(f"{key}_std")
-        return f"{100 * entry[key]:.2f}" + (f" ± {100 * std:.2f}" if std else "")
-
-    kd = report["kd"]
-    optical = report["kd_optical"]
-    rows: list[list[Any]] = []
-    named = [("teacher (U-Net)", report["teacher"]), ("SCLC, no KD", report["linear"]), ("SCLC, KD", kd)]
-    if "kd_hint" in report:
-        named.append(("SCLC, KD + hints", report["kd_hint"]))
-    for label, entry in named:
-        params = entry.get("params", {})
-        rows.append([label, pct(entry, "miou"), pct(entry, "pixel_accuracy"), entry.get("test_images", ""),
-                     params.get("optical", 0), params.get("electronic", ""), f"{entry['electronic_flops'] / 1e6:.1f}"])
-    for label, entry in ((f"SCLC, KD, ideal `{optical['profile']}` optics, as trained", kd["as_trained_ideal_optics"]),
-                         (f"SCLC, KD, physical `{optical['profile']}` optics, as trained", kd["as_trained_physical_optics"])):
-        rows.append([label, pct(entry, "miou"), pct(entry, "pixel_accuracy"), entry["test_images"], "", "", ""])
-    rows.append([f"SCLC, KD, physical `{optical['profile']}` optics" + (", fine-tuned" if optical["finetuned"] else ""),
-                 pct(optical, "miou"), pct(optical, "pixel_accuracy"), optical["test_images"], "", "", ""])
-    table = markdown_table(["model", "test mIoU %", "pixel accuracy %", "test images", "optical params",
-                            "electronic params", "electronic MFLOPs/image"], rows)
-    targets = report["targets"]
-    d = report["data"]
-    notes = [
-        f"Data: {d['train']} train / {d['val']} val / {d['test']} test images, {d['size']} px, "
-        f"{len(d['classes'])} classes, from {d['dir']}; seeds {report['linear']['seeds']}.",
-        f"KD against no KD (mIoU): {report['kd_vs_linear']['sentence']}.",
-        *([f"Hints: {report['hint_vs_kd']['sentence']}."] if "hint_vs_kd" in report else []),
-        f"Best student ({targets['best_student']}) is {targets['gap_to_teacher_points']:.2f} mIoU points below the "
-        f"teacher (target: within 8).",
-        f"Through the physical optics it loses {targets['optical_gap_points']:.2f} points against the ideal twin "
-        f"on the same images (target: within 2).",
-        f"Wall time {report.get('wall_seconds', 0):.0f} s.",
-    ]
-    return table + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
 def predictions_figure(path: Path, config: SegmentationConfig, data: JobData, out: Path, device: str) -> Path | None:
