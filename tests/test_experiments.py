@@ -188,6 +188,10 @@ def test_classification_report_has_every_key_the_issue_names(tmp_path: Path) -> 
     for key in ("teacher", "linear", "kd"):
         assert report[key]["params"]["total"] > 0 and report[key]["electronic_flops"] > 0
     assert report["linear"]["electronic_flops"] < report["teacher"]["electronic_flops"]
+    best = report["best_optical"]  # the better of no-KD and KD, through the optics
+    assert best["arm"] in ("linear", "kd")
+    assert best["ideal_accuracy"] == max(report["linear"]["accuracy"], report["kd"]["accuracy"])
+    assert best["gap_points"] == pytest.approx(100 * (best["ideal_accuracy"] - best["accuracy"]))
     assert report["config"]["kd"] == {"method": "kd", "temperature": 10.0, "alpha": 0.5, "hint_weight": 1.0,
                                       "hint_layer": None}
     assert report["wall_seconds"] > 0
