@@ -46,7 +46,8 @@ def test_compare_states_an_effect_only_beyond_two_standard_errors() -> None:
     noisy = compare([0.90, 0.92, 0.88], [0.905, 0.925, 0.885])
     assert noisy.verdict == "no difference beyond the spread"
     assert compare([0.91, 0.912, 0.911], [0.90, 0.901, 0.899]).verdict == "worse"
-    assert compare([0.9], [0.95]).verdict == "too few seeds to tell"
+    few = compare([0.9], [0.95])
+    assert few.verdict == "too few seeds to tell" and "too few seeds" in few.sentence()
 
 
 # -- cached soft targets -------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _training_options(study)
     study.add_argument("--out", type=Path, required=True, help="folder for runs, study.json and study.md")
     study.add_argument("--workers", type=int, default=1, help="parallel training processes (one thread each)")
+    study.add_argument("--status", action="store_true",
+                       help="train nothing: summarise the jobs finished so far (study-status.json/.md)")
     study.set_defaults(handler=cmd_kd_study)
 
     seg = sub.add_parser("segmentation", parents=[common_options()],
@@ -123,8 +125,9 @@ def cmd_kd_study(args: argparse.Namespace) -> int:
     if args.seeds:
         config = replace(config, seeds=tuple(args.seeds))
     study = run_study(_data_dir(args.data), args.out, config, teacher_checkpoint=args.teacher,
-                      workers=args.workers, device=args.device, progress=not args.no_progress)
-    print((args.out / "study.md").read_text())
+                      workers=args.workers, device=args.device, progress=not args.no_progress,
+                      status_only=args.status)
+    print((args.out / ("study-status.md" if args.status else "study.md")).read_text())
     for c in study["comparisons"]:
         print(f"- {c['what']}: {c['sentence']}")
     return 0

@@ -19,6 +19,7 @@ torch thread each) and resume from their stored results.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 
 from labrig.distill import DistillConfig
 from labrig.experiments.classification import ClassificationConfig
-from labrig.experiments.jobs import Job, JobData, run_job, write_json
+from labrig.experiments.jobs import Job, JobData, load_result, run_job, write_json
 from labrig.experiments.report import markdown_table
 from labrig.experiments.setup import prepare_teacher, splits_for
 from labrig.experiments.stats import Comparison, compare, spread
@@ -162,14 +163,21 @@ def run_study(
     device: str = "cpu",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    status_only: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) the study; writes ``study.json`` and ``study.md`` into `out`."""
+    """Run (or resume) the study; writes ``study.json`` and ``study.md`` into `out`.
+
+    `status_only` trains nothing: it summarises the jobs finished so far (e.g. while
+    the study runs elsewhere) into ``study-status.json`` / ``study-status.md``.
+    """
     config = config or StudyConfig()
     out = Path(out)
     started = time.perf_counter()
     base = config.base
     train, val, test = splits_for(data_dir, base)
     data = JobData(train, val, test)
+    if status_only:
+        return _status(config, out, data, device)
     log("teacher: " + (f"loading {teacher_checkpoint}" if teacher_checkpoint else "training (or resuming)"))
     teacher = prepare_teacher(data, out, _teacher_job(config, data, device), checkpoint=teacher_checkpoint,
                               device=device, progress=progress)
@@ -181,6 +189,20 @@ def run_study(
     study["workers"] = workers
     write_json(out / "study.json", study)
     (out / "study.md").write_text(study_markdown(study))
+    return study
+
+
+def _status(config: StudyConfig, out: Path, data: JobData, device: str) -> dict[str, Any]:
+    teacher = load_result(out, _teacher_job(config, data, device))
+    if teacher is None and (out / "teacher.json").is_file():
+        teacher = json.loads((out / "teacher.json").read_text())
+    jobs = study_jobs(config, device)
+    results = {j.name: r for j in jobs if (r := load_result(out, j)) is not None}
+    done = [j for j in jobs if j.name in results]
+    study = summarise(config, done, results, teacher or {"test_accuracy": float("nan")})
+    study["finished_jobs"], study["total_jobs"] = len(done), len(jobs)
+    write_json(out / "study-status.json", study)
+    (out / "study-status.md").write_text(f"{len(done)} of {len(jobs)} jobs finished.\n\n" + study_markdown(study))
     return study
 
 

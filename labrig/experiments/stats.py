@@ -61,6 +61,8 @@ class Comparison:
             head = f"{treated} beats {control}"
         elif self.verdict == "worse":
             head = f"{treated} is worse than {control}"
+        elif self.verdict == "too few seeds to tell":
+            head = f"{treated} against {control}: too few seeds to tell"
         else:
             head = f"{treated} does not differ from {control} beyond the seed spread"
         return f"{head}: {d:+.2f} points (standard error {se:.2f}, n={self.treated.n}/{self.control.n})"
