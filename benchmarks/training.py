@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,21 +24,7 @@ from labrig.distill.losses import kd_loss
 from labrig.experiments.classification import ClassificationConfig
 from labrig.models.student import StudentModel
 from labrig.models.teacher import TeacherCNN, TeacherConfig
-
-
-def _step_time(step: Callable[[], None], steps: int, device: torch.device) -> float:
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from labrig.timing import median_seconds
 
 
 def measure(device: torch.device, batch: int, steps: int) -> list[dict]:
@@ -89,7 +73,7 @@ def measure(device: torch.device, batch: int, steps: int) -> list[dict]:
     rows = []
     for name, model, loss in cases:
         model.train()
-        seconds = _step_time(train_step(model, loss), steps, device)
+        seconds = median_seconds(train_step(model, loss), steps, device)
         rows.append({"model": name, "images_per_s": batch / seconds, "step_s": seconds})
         print(f"{device}: {name}: {batch / seconds:,.0f} img/s", flush=True)
     return rows

@@ -99,17 +99,27 @@ def cmd_classification(args: argparse.Namespace) -> int:
                                 device=args.device, progress=not args.no_progress)
     if report is None:
         return 130
-    if not main_process:
-        return 0
-    args.report.parent.mkdir(parents=True, exist_ok=True)
+    if main_process:
+        _publish(args.report, out, report)
+    return 0
+
+
+def _publish(path: Path, out: Path, report: dict, figure: str | None = None) -> None:
+    """Copy an experiment's report (JSON, its markdown table, a figure) to `path`, print the table."""
+    import shutil
+
     from labrig.experiments.jobs import write_json
 
-    write_json(args.report, report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, report)
     table = (out / "report.md").read_text()
-    args.report.with_suffix(".md").write_text(table)
+    path.with_suffix(".md").write_text(table)
+    written = [path, path.with_suffix(".md")]
+    if figure:
+        shutil.copyfile(figure, path.with_suffix(".png"))
+        written.append(path.with_suffix(".png"))
     print(table)
-    print(f"wrote {args.report} and {args.report.with_suffix('.md')}")
-    return 0
+    print("wrote " + ", ".join(str(p) for p in written))
 
 
 def cmd_kd_study(args: argparse.Namespace) -> int:
@@ -134,10 +144,8 @@ def cmd_kd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_segmentation(args: argparse.Namespace) -> int:
-    import shutil
     from dataclasses import replace
 
-    from labrig.experiments.jobs import write_json
     from labrig.experiments.segmentation import SegmentationConfig, run_segmentation
 
     threads = args.threads or (1 if args.quick else None)
@@ -158,16 +166,8 @@ def cmd_segmentation(args: argparse.Namespace) -> int:
                               device=args.device, progress=not args.no_progress)
     if report is None:
         return 130
-    if not main_process:
-        return 0
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.report, report)
-    table = (out / "report.md").read_text()
-    args.report.with_suffix(".md").write_text(table)
-    if report.get("figure"):
-        shutil.copyfile(report["figure"], args.report.with_suffix(".png"))
-    print(table)
-    print(f"wrote {args.report}, {args.report.with_suffix('.md')} and {args.report.with_suffix('.png')}")
+    if main_process:
+        _publish(args.report, out, report, report.get("figure"))
     return 0
 
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import math
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +43,7 @@ from labrig.models.student import StudentModel
 from labrig.models.teacher import TeacherCNN
 from labrig.optics.conv import fourier_conv2d
 from labrig.optics.grid import fast_size
+from labrig.timing import median_seconds
 
 DEFAULT_SIZES: tuple[int, ...] = (28, 64, 128, 256, 512, 1024)
 WAYS = ("teacher", "sclc_direct", "sclc_fft", "hybrid")
@@ -71,21 +70,6 @@ def bench_frame_time_s(profile: str) -> dict[str, float]:
     return {"settle_s": settle, "exposure_s": exposure, "frame_s": frame}
 
 
-def _median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    for _ in range(2):  # warm-up (allocations, FFT plans, caches)
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure_size(size: int, config: ClassificationConfig, frame: dict[str, float], repeats: int,
                  device: torch.device) -> dict[str, Any]:
     """FLOPs and latency of the four ways at one input size."""
@@ -109,11 +93,11 @@ def measure_size(size: int, config: ClassificationConfig, frame: dict[str, float
     frames = 1
     with torch.no_grad():
         latency = {
-            "teacher": _median_time(lambda: teacher(x), repeats, device),
-            "sclc_direct": _median_time(lambda: back(full_conv2d(x, kernels).square()), repeats, device),
-            "sclc_fft": _median_time(lambda: back(fourier_conv2d(x, kernels[:, 0]).square()), repeats, device),
+            "teacher": median_seconds(lambda: teacher(x), repeats, device),
+            "sclc_direct": median_seconds(lambda: back(full_conv2d(x, kernels).square()), repeats, device),
+            "sclc_fft": median_seconds(lambda: back(fourier_conv2d(x, kernels[:, 0]).square()), repeats, device),
         }
-        host = _median_time(lambda: back(tiles * 1.0 - 0.0), repeats, device)
+        host = median_seconds(lambda: back(tiles * 1.0 - 0.0), repeats, device)
     latency["hybrid_host"] = host
     latency["hybrid"] = host + frames * frame["frame_s"]
     return {"size": size, "flops": flops, "latency_s": latency, "frames": frames}

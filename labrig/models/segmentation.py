@@ -18,7 +18,7 @@ trained with dense KD it is the KD student: the same network either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -29,6 +29,7 @@ from labrig.models.errors import ModelConfigError
 from labrig.models.flops import count_flops
 from labrig.models.optical import OpticsConfig
 from labrig.models.sclc import SCLCConfig, SCLCFrontEnd
+from labrig.models.student import OpticalStudent
 from labrig.models.unet import Upsample
 
 
@@ -117,7 +118,7 @@ class ElectronicDecoder(nn.Module):
         return self.classify(self.tiles(x))
 
 
-class SegmentationStudent(nn.Module):
+class SegmentationStudent(OpticalStudent):
     """Images (B, 1, H, W) -> per-pixel logits; `mode` selects how the encoder runs."""
 
     kind: ClassVar[str] = "seg_student"
@@ -128,21 +129,6 @@ class SegmentationStudent(nn.Module):
         self._config = config = config or SegStudentConfig()
         self.front = SCLCFrontEnd(config.frontend, config.optics)
         self.back = ElectronicDecoder(config.decoder, self.front.out_channels, config.num_classes)
-
-    @property
-    def config(self) -> SegStudentConfig:
-        """The config, with the encoder's current mode (what a checkpoint records)."""
-        if self._config.frontend.mode == self.front.mode:
-            return self._config
-        return replace(self._config, frontend=replace(self._config.frontend, mode=self.front.mode))
-
-    @property
-    def mode(self) -> str:
-        return self.front.mode
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self.front.mode = mode
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Detected tiles read out aligned with the input (B, K, H, W)."""
@@ -158,26 +144,6 @@ class SegmentationStudent(nn.Module):
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward(x, with_features=True)
 
-    def optical_parameters(self) -> list[nn.Parameter]:
-        return list(self.front.stack.parameters())
-
-    def electronic_parameters(self) -> list[nn.Parameter]:
-        return list(self.back.parameters())
-
-    def freeze_optics(self, frozen: bool = True) -> None:
-        """Stop (or restart) training the masks (fixed on the bench), keep training the decoder."""
-        for p in self.optical_parameters():
-            p.requires_grad_(not frozen)
-
-    def param_count(self) -> dict[str, int]:
-        """`optical` (layer kernels), `optical_collapsed` (taps of the masks' kernels), `electronic`."""
-        cfg = self.config.frontend
-        optical = self.front.optical_param_count()
-        collapsed = cfg.out_channels * cfg.in_channels * cfg.collapsed_size**2 * (2 if cfg.complex_kernels else 1)
-        electronic = sum(p.numel() for p in self.electronic_parameters())
-        return {"optical": optical, "optical_collapsed": collapsed, "electronic": electronic,
-                "total": optical + electronic}
-
     def flops(self, input_size: tuple[int, int] | None = None) -> int:
         """Electronic FLOPs per image: camera read-out plus decoder (the optics compute for free)."""
         size = tuple(input_size or self.config.input_size)
@@ -189,8 +155,3 @@ class SegmentationStudent(nn.Module):
             return self.front.readout_flops(size) + count_flops(self.back, lambda: self.back(tiles))
         finally:
             self.back.train(was)
-
-    def digital_frontend_flops(self, input_size: tuple[int, int] | None = None) -> int:
-        """What the encoder would cost electronically (the work the optics saves)."""
-        return self.front.digital_flops(tuple(input_size or self.config.input_size))
-

@@ -36,19 +36,17 @@ class StudentConfig:
             raise ModelConfigError("student needs num_classes >= 2 and a positive input_size")
 
 
-class StudentModel(nn.Module):
-    """Images (B, C, H, W) -> logits; `mode` selects how the front end runs."""
+class OpticalStudent(nn.Module):
+    """What every SCLC student shares: an optical front end (`front`, an
+    `SCLCFrontEnd`) and an electronic part (`back`); subclasses build both and
+    say how the back end reads the tiles. Their configs carry `frontend`."""
 
-    kind: ClassVar[str] = "student"
-
-    def __init__(self, config: StudentConfig | None = None) -> None:
-        super().__init__()
-        self._config = config = config or StudentConfig()
-        self.front = SCLCFrontEnd(config.frontend, config.optics)
-        self.back = ElectronicBackend(config.backend, self.front.out_channels, config.num_classes)
+    front: SCLCFrontEnd
+    back: nn.Module
+    _config: object
 
     @property
-    def config(self) -> StudentConfig:
+    def config(self):
         """The config, with the front end's current mode (what a checkpoint records)."""
         if self._config.frontend.mode == self.front.mode:
             return self._config
@@ -62,18 +60,6 @@ class StudentModel(nn.Module):
     def mode(self, mode: str) -> None:
         self.front.mode = mode
 
-    def forward(self, x: torch.Tensor, with_features: bool = False):
-        """Logits; with `with_features`, (logits, normalised optical channels) for the
-        hint loss (a flag, not a second method, so it passes through DDP's forward)."""
-        if with_features:
-            return self.forward_with_features(x)
-        return self.back(self.front(x))
-
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, normalised optical channels (B, C, H', W'))."""
-        tiles = self.back.tiles(self.front(x))
-        return self.back.classifier(self.back.pool(tiles)), tiles
-
     def optical_parameters(self) -> list[nn.Parameter]:
         return list(self.front.stack.parameters())
 
@@ -81,7 +67,8 @@ class StudentModel(nn.Module):
         return list(self.back.parameters())
 
     def freeze_optics(self, frozen: bool = True) -> None:
-        """Stop (or restart) training the masks: the paper's second stage trains the back end only."""
+        """Stop (or restart) training the masks (fixed on the bench): the paper's second
+        stage trains the electronic part only."""
         for p in self.optical_parameters():
             p.requires_grad_(not frozen)
 
@@ -95,6 +82,34 @@ class StudentModel(nn.Module):
         return {"optical": optical, "optical_collapsed": collapsed, "electronic": electronic,
                 "total": optical + electronic}
 
+    def digital_frontend_flops(self, input_size: tuple[int, int] | None = None) -> int:
+        """What the front end would cost electronically (the work the optics saves)."""
+        return self.front.digital_flops(tuple(input_size or self.config.input_size))
+
+
+class StudentModel(OpticalStudent):
+    """Images (B, C, H, W) -> logits; `mode` selects how the front end runs."""
+
+    kind: ClassVar[str] = "student"
+
+    def __init__(self, config: StudentConfig | None = None) -> None:
+        super().__init__()
+        self._config = config = config or StudentConfig()
+        self.front = SCLCFrontEnd(config.frontend, config.optics)
+        self.back = ElectronicBackend(config.backend, self.front.out_channels, config.num_classes)
+
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        """Logits; with `with_features`, (logits, normalised optical channels) for the
+        hint loss (a flag, not a second method, so it passes through DDP's forward)."""
+        if with_features:
+            return self.forward_with_features(x)
+        return self.back(self.front(x))
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, normalised optical channels (B, C, H', W'))."""
+        tiles = self.back.tiles(self.front(x))
+        return self.back.classifier(self.back.pool(tiles)), tiles
+
     def electronic_flops(self, input_size: tuple[int, int] | None = None) -> int:
         """FLOPs per image on the host: camera read-out plus back end (optics free)."""
         size = tuple(input_size or self.config.input_size)
@@ -106,7 +121,3 @@ class StudentModel(nn.Module):
     def flops(self, input_size: tuple[int, int] | None = None) -> int:
         """Alias of `electronic_flops`, so teacher and student report alike."""
         return self.electronic_flops(input_size)
-
-    def digital_frontend_flops(self, input_size: tuple[int, int] | None = None) -> int:
-        """What the front end would cost electronically (the work the optics saves)."""
-        return self.front.digital_flops(tuple(input_size or self.config.input_size))
