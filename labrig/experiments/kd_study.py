@@ -63,7 +63,7 @@ class StudyConfig:
     hint: DistillConfig | None = field(default_factory=lambda: DistillConfig(
         method="hint", temperature=10.0, alpha=0.5, hint_weight=1.0, hint_layer="block1"))
     hint_budget: str = "short"
-    protocol_epochs: int | None = 2
+    protocol_epochs: int | None = 1
     detection_ablation: bool = True
 
     @classmethod
