@@ -1,0 +1,116 @@
+"""Write docs/results.md from the experiments' JSON outputs, so the numbers in the
+doc are the numbers the commands produced.
+
+    python docs/make_results.py --classification R.json --study RUNS/study.json \
+        --efficiency EFF/efficiency.json [--out docs/results.md]
+
+`--study` may be a ``study-status.json`` (a study still running): the doc then
+says how many jobs had finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from labrig.experiments.report import markdown_table
+
+
+def pct(v: float | None, std: float | None = None) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def classification_section(r: dict) -> str:
+    rows = []
+    names = {"teacher": "teacher (nonlinear CNN, `small`)", "linear": "SCLC, no KD", "kd": "SCLC, KD (T = 10, α = 0.5)",
+             "kd_optical": "SCLC, KD, through the `sim` optics, fine-tuned"}
+    for key, label in names.items():
+        e = r[key]
+        p = e["params"]
+        rows.append([label, pct(e["accuracy"], e.get("accuracy_std")), p.get("optical", 0), p["electronic"],
+                     f"{e['electronic_flops']:,}"])
+    best = r["best_optical"]
+    rows.append([f"best ideal student ({'KD' if best['arm'] == 'kd' else 'no KD'}) through the `sim` optics, fine-tuned",
+                 pct(best["accuracy"], best["accuracy_std"]), "", "", ""])
+    table = markdown_table(["model", "test accuracy % (mean ± std, 3 seeds)", "optical params",
+                            "electronic params", "electronic FLOPs/image"], rows)
+    kd_opt = r["kd_optical"]
+    return f"""{table}
+
+- Teacher: {pct(r['teacher']['accuracy'])} % (target ≥ 94.0 %), one run.
+- Best SCLC student with ideal optics: {'KD' if best['arm'] == 'kd' else 'no KD'},
+  {pct(best['ideal_accuracy'], best['ideal_accuracy_std'])} % (target ≥ 91.5 %).
+- The same student through the `sim` bench's optics (8-bit phase-only SLM with
+  double-phase encoding, 4 tiles per frame, camera shot and read noise, 12-bit
+  ADC) after a 40-step optics-aware fine-tune: {pct(best['accuracy'], best['accuracy_std'])} %,
+  {best['gap_points']:.2f} points below it (target ≤ 1.0); before the fine-tune
+  {pct(best['accuracy_as_trained'])} % (on {min(10000, r['config'].get('as_trained_test_limit') or 10000)} test images).
+- The KD student through the same optics: {pct(kd_opt['accuracy'], kd_opt.get('accuracy_std'))} %,
+  {kd_opt['gap_to_kd_points']:.2f} points below the ideal KD student.
+- Data: {r['data']['train']} training / {r['data']['val']} validation (from the
+  training split, seeded, stratified) / {r['data']['test']} test images.
+  Students: 16 optical channels, two 5×5 layers collapsing to 9×9 kernels,
+  coherent detection, `mlp` back end (log1p of the tiles, 6×6 pooling, one
+  hidden layer of 256), AdamW lr 3e-3, cosine schedule, 6 epochs, batch 128, no
+  augmentation. Teacher: 18 epochs with crop and flip augmentation.
+- Wall time of the report: {r.get('wall_seconds', 0) / 60:.0f} min (most runs reused from the KD study's folder).
+"""
+
+
+def study_section(s: dict) -> str:
+    head = ""
+    if "finished_jobs" in s:
+        head = (f"**Partial:** {s['finished_jobs']} of {s['total_jobs']} jobs had finished when this was written; "
+                "arms with fewer than 3 seeds are marked by their n.\n\n")
+    arms = markdown_table(["arm (back end / budget / recipe)", "test accuracy % (mean ± std)", "n"],
+                          [[k, pct(a["mean"], a["std"]), a["n"]] for k, a in s["arms"].items()])
+    comps = markdown_table(
+        ["comparison", "treated", "control", "Δ points", "SE", "verdict"],
+        [[c["what"], c["treated_arm"], c["control_arm"], f"{100 * c['difference']:+.2f}",
+          f"{100 * c['standard_error']:.2f}", c["verdict"]] for c in s["comparisons"]])
+    sentences = "\n".join(f"- {c['what']}: {c['sentence']}." for c in s["comparisons"])
+    return f"{head}### Arms\n\n{arms}\n\n### Comparisons (verdict at 2 standard errors, Welch)\n\n{comps}\n\n{sentences}\n"
+
+
+def efficiency_section(e: dict) -> str:
+    rows = []
+    for p in e["points"]:
+        f, t = p["flops"], p["latency_s"]
+        rows.append([p["size"], f"{f['teacher']:.3g}", f"{f['sclc_direct']:.3g}", f"{f['sclc_fft']:.3g}",
+                     f"{f['hybrid']:.3g}", f"{f['sclc_fft'] / f['hybrid']:.1f}", f"{f['teacher'] / f['hybrid']:.0f}",
+                     f"{1e3 * t['teacher']:.2f}", f"{1e3 * t['sclc_direct']:.2f}", f"{1e3 * t['sclc_fft']:.2f}",
+                     f"{1e3 * t['hybrid']:.2f}"])
+    table = markdown_table(["N", "teacher FLOPs", "SCLC direct", "SCLC FFT", "hybrid", "FFT/hybrid", "teacher/hybrid",
+                            "teacher ms", "direct ms", "FFT ms", "hybrid ms"], rows)
+    cross = e["crossover"]
+    return f"""{table}
+
+Crossovers (smallest N from which the hybrid stays cheaper): FLOPs {cross['flops']};
+latency {cross['latency']}. Frame time of the optics: {1e3 * e['bench_frame']['frame_s']:.2f} ms
+(`{e['bench_frame']['profile']}`: settle {e['bench_frame']['settle_s']} s + exposure {e['bench_frame']['exposure_s']} s).
+Machine: {e['machine']['platform']}, {e['machine']['device']}, {e['machine']['threads']} threads, torch
+{e['machine']['torch']}; latency is the median of {e['repeats']} single-image runs.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classification", type=Path, required=True)
+    parser.add_argument("--study", type=Path, required=True)
+    parser.add_argument("--efficiency", type=Path, required=True)
+    parser.add_argument("--template", type=Path, default=Path(__file__).with_name("results.template.md"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
+    args = parser.parse_args()
+    text = args.template.read_text()
+    text = text.replace("{{classification}}", classification_section(json.loads(args.classification.read_text())))
+    text = text.replace("{{study}}", study_section(json.loads(args.study.read_text())))
+    text = text.replace("{{efficiency}}", efficiency_section(json.loads(args.efficiency.read_text())))
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
