@@ -206,6 +206,11 @@ def _status(config: StudyConfig, out: Path, data: JobData, device: str) -> dict[
     return study
 
 
+def _cost(job: Job) -> float:
+    """Rough relative cost of a job: epochs, doubled when the teacher runs live (hints)."""
+    return job.train.epochs * (2 if job.distill.method == "hint" else 1)
+
+
 def _run_all(jobs: list[Job], data: JobData, out: Path, data_dir: str | Path, config: StudyConfig,
              teacher: str | Path | None, workers: int, device: str, progress: bool) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
@@ -224,7 +229,8 @@ def _run_all(jobs: list[Job], data: JobData, out: Path, data_dir: str | Path, co
                                        device)) as pool:
         while pending or running:
             finished = {results[name]["key"] for name in results}
-            ready = [j for j in pending if j.init_from is None or j.init_from in finished]
+            ready = sorted((j for j in pending if j.init_from is None or j.init_from in finished),
+                           key=_cost)  # cheap jobs first: a cut-short study has whole comparisons
             for job in ready[: max(0, 2 * workers - len(running))]:
                 pending.remove(job)
                 running[pool.submit(_work, job)] = job
