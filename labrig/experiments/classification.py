@@ -81,6 +81,7 @@ class ClassificationConfig:
                             backend=BackendConfig(kind="mlp", pool=4, norm="scale_log1p", hidden=(64,))),
             student_train=TrainConfig(epochs=3, lr=5e-3),
             optical_finetune=TrainConfig(epochs=1, lr=3e-4, max_steps_per_epoch=5, batch_size=64),
+            as_trained_test_limit=500,
         )
 
 
