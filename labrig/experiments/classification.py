@@ -11,13 +11,10 @@ and then after a short optics-aware fine-tune of the masks and back end.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from labrig.data.base import ImageDataset
 from labrig.distill import AugmentConfig, DistillConfig, TrainConfig, evaluate
@@ -31,7 +28,7 @@ from labrig.experiments.jobs import (
     run_job,
     write_json,
 )
-from labrig.experiments.report import markdown_table
+from labrig.experiments.report import machine_info, markdown_table
 from labrig.experiments.setup import limit_dataset, prepare_teacher, splits_for
 from labrig.experiments.stats import spread
 from labrig.models.backends import BackendConfig
@@ -247,9 +244,7 @@ def build_report(
                       "classes": data.train.classes}
     report["config"] = config_to_dict(config)
     report["teacher_checkpoint"] = str(teacher_checkpoint) if teacher_checkpoint else None
-    report["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
-                         "torch": torch.__version__, "threads": torch.get_num_threads(),
-                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    report["machine"] = machine_info()
     return report
 
 

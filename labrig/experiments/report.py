@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Sequence
 from typing import Any
+
+import torch
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -22,3 +25,10 @@ def get_dotted(report: dict[str, Any], key: str) -> Any:
             raise KeyError(f"report has no {'.'.join(key.split('.')[: i + 1])!r}")
         value = value[part]
     return value
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a result was produced: platform, Python, torch, threads, the GPU if any."""
+    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}

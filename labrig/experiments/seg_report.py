@@ -7,14 +7,11 @@ above) so a sign cannot be misread.
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from labrig.experiments.jobs import JobData
-from labrig.experiments.report import markdown_table
+from labrig.experiments.report import machine_info, markdown_table
 from labrig.experiments.stats import Comparison, compare, spread
 from labrig.models.serialize import config_to_dict
 
@@ -95,9 +92,7 @@ def build_report(
                       "size": config.data.size, "classes": data.train.classes}
     report["config"] = config_to_dict(config)
     report["teacher_checkpoint"] = str(teacher_checkpoint) if teacher_checkpoint else None
-    report["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
-                         "torch": torch.__version__, "threads": torch.get_num_threads(),
-                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    report["machine"] = machine_info()
     return report
 
 
