@@ -17,6 +17,19 @@ from labrig.data.errors import DataError
 from labrig.data.transforms import MODES, Mode, as_size, to_float01, to_resolution
 
 
+def batch_indices(
+    n: int, batch_size: int, *, shuffle: bool = False, seed: int | None = None, drop_last: bool = False
+) -> Iterator[torch.Tensor]:
+    """Row indices of each batch of an in-memory dataset; a shuffle depends only on `seed`
+    (0 when None), never on the global RNG."""
+    if batch_size < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed or 0)) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
 @dataclass(eq=False)
 class ImageDataset(Dataset):
     """Images (N, C, H, W), int64 labels (N,), class names, and where they came from.
@@ -108,17 +121,7 @@ class ImageDataset(Dataset):
         Faster than a DataLoader over `__getitem__` for in-memory data, and the
         shuffle order depends only on `seed`, never on the global RNG.
         """
-        if batch_size < 1:
-            raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(self)
-        if shuffle:
-            g = torch.Generator().manual_seed(0 if seed is None else seed)
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = order[start : start + batch_size]
+        for idx in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last):
             x, y = self.images[idx], self.labels[idx]
             if device is not None:
                 x, y = x.to(device), y.to(device)  # move uint8 (4x less), convert there

@@ -144,7 +144,7 @@ def run_classification(
                       replace(config.teacher_train, device=device, progress=progress))
     log(f"teacher: {'loading ' + str(teacher_checkpoint) if teacher_checkpoint else 'training'}")
     teacher = prepare_teacher(data, out, teacher_job, checkpoint=teacher_checkpoint, device=device,
-                              progress=progress, cancel=cancel)
+                              cancel=cancel)
     if teacher is None:
         return None
     log(f"teacher: test accuracy {100 * teacher['test_accuracy']:.2f} %")
@@ -153,14 +153,14 @@ def run_classification(
     for seed in config.seeds:
         for key, job in _student_jobs(config, seed, device).items():
             log(f"{job.name}: training")
-            result = run_job(job, data, out, device=device, progress=progress, cancel=cancel)
+            result = run_job(job, data, out, device=device, cancel=cancel)
             if result is None:
                 return None
             results[key].append(result)
             log(f"{job.name}: test accuracy {100 * result['test_accuracy']:.2f} %")
         as_trained.append(_optical_eval(_student_jobs(config, seed, device)["kd"], _as_trained_test(config, data),
                                         out, seed, device))
-    best = _best_through_optics(config, data, out, results, device, progress, cancel, log)
+    best = _best_through_optics(config, data, out, results, device, cancel, log)
     if best is None:
         return None
     report = build_report(config, teacher, results, as_trained, data, data_dir, teacher_checkpoint)
@@ -177,7 +177,7 @@ def _as_trained_test(config: ClassificationConfig, data: JobData) -> ImageDatase
 
 
 def _best_through_optics(config: ClassificationConfig, data: JobData, out: Path,
-                         results: dict[str, list[dict[str, Any]]], device: str, progress: bool,
+                         results: dict[str, list[dict[str, Any]]], device: str,
                          cancel: Cancel | None, log: Any) -> dict[str, Any] | None:
     """The better ideal student (no KD or KD, by mean test accuracy) through the bench optics:
     the paper's claim is about the best student, whichever recipe made it."""
@@ -192,7 +192,7 @@ def _best_through_optics(config: ClassificationConfig, data: JobData, out: Path,
             continue
         job = _optical_job(config, source, f"{arm}_optical", seed, device)
         log(f"{job.name}: training")
-        result = run_job(job, data, out, device=device, progress=progress, cancel=cancel)
+        result = run_job(job, data, out, device=device, cancel=cancel)
         if result is None:
             return None
         tuned.append(result["test_accuracy"])

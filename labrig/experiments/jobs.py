@@ -150,10 +150,10 @@ def run_job(
     out: Path,
     *,
     device: str = "auto",
-    progress: bool = True,
     cancel: Cancel | None = None,
 ) -> dict[str, Any] | None:
-    """Train and test `job` (or load its stored result); None if cancelled.
+    """Train and test `job` (or load its stored result); None if cancelled. Progress
+    bars follow the job's own `TrainConfig.progress`.
 
     Training resumes from the job's last epoch checkpoint if one exists. A job is
     trained by one process at a time: another experiment sharing `out` waits for

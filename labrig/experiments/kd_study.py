@@ -136,13 +136,12 @@ def _init_worker(data_dir: str, config: StudyConfig, out: str, teacher: str | No
     base = config.base
     train, val, test = splits_for(data_dir, base)
     data = JobData(train, val, test)
-    prepare_teacher(data, Path(out), _teacher_job(config, data, device), checkpoint=teacher, device=device,
-                    progress=False)
+    prepare_teacher(data, Path(out), _teacher_job(config, data, device), checkpoint=teacher, device=device)
     _WORKER.update(data=data, out=Path(out), device=device)
 
 
 def _work(job: Job) -> dict[str, Any]:
-    result = run_job(job, _WORKER["data"], _WORKER["out"], device=_WORKER["device"], progress=False)
+    result = run_job(job, _WORKER["data"], _WORKER["out"], device=_WORKER["device"])
     assert result is not None
     return result
 
@@ -180,7 +179,7 @@ def run_study(
         return _status(config, out, data, device)
     log("teacher: " + (f"loading {teacher_checkpoint}" if teacher_checkpoint else "training (or resuming)"))
     teacher = prepare_teacher(data, out, _teacher_job(config, data, device), checkpoint=teacher_checkpoint,
-                              device=device, progress=progress)
+                              device=device)
     assert teacher is not None
     jobs = study_jobs(config, device)
     results = _run_all(jobs, data, out, data_dir, config, teacher_checkpoint, workers, device, progress)
@@ -217,7 +216,7 @@ def _run_all(jobs: list[Job], data: JobData, out: Path, data_dir: str | Path, co
     bar = tqdm(total=len(jobs), desc="study jobs", disable=not progress)
     if workers <= 1:
         for job in jobs:
-            results[job.name] = run_job(job, data, out, device=device, progress=False)
+            results[job.name] = run_job(job, data, out, device=device)
             bar.update(1)
         bar.close()
         return results

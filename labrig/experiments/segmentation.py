@@ -213,7 +213,7 @@ def run_segmentation(
         f"{train.num_classes} classes ({record['kind']})")
     data = JobData(train, val, test)  # type: ignore[arg-type]
     t_job = teacher_job(config, train.num_classes, device, progress)
-    teacher_result = _teacher(t_job, data, out, record, teacher_checkpoint, device, progress, cancel, log)
+    teacher_result = _teacher(t_job, data, out, record, teacher_checkpoint, device, cancel, log)
     if teacher_result is None:
         return None
     optical_data = JobData(train, val, _limit(test, config.optical_test_limit),
@@ -223,7 +223,7 @@ def run_segmentation(
         for arm, job in student_jobs(config, train.num_classes, seed, device).items():
             log(f"{job.name}: training (or loading)")
             result = run_job(job, optical_data if arm == "kd_optical" else data, out, device=device,
-                             progress=progress, cancel=cancel)
+                             cancel=cancel)
             if result is None:
                 return None
             result["scores"] = job_scores(out, job, test, _modes(arm, config), record, device=device, seed=seed,
@@ -259,7 +259,7 @@ def _eval_batch(config: SegmentationConfig, arm: str) -> int:
 
 
 def _teacher(job: Job, data: JobData, out: Path, record: dict[str, Any], checkpoint: str | Path | None,
-             device: str, progress: bool, cancel: Cancel | None, log: Callable[[str], Any]) -> dict[str, Any] | None:
+             device: str, cancel: Cancel | None, log: Callable[[str], Any]) -> dict[str, Any] | None:
     """Train the teacher (or load `checkpoint`), put it into `data`, return its result with scores."""
     if checkpoint is not None:
         log(f"teacher: loading {checkpoint}")
@@ -274,7 +274,7 @@ def _teacher(job: Job, data: JobData, out: Path, record: dict[str, Any], checkpo
         scores = score_modes(teacher, data.test, {"": None}, device=device, seed=0, batch_size=job.train.eval_batch_size)  # type: ignore[arg-type]
     else:
         log("teacher: training (or loading)")
-        result = run_job(job, data, out, device=device, progress=progress, cancel=cancel)
+        result = run_job(job, data, out, device=device, cancel=cancel)
         if result is None:
             return None
         teacher = load_job_model(out, job)

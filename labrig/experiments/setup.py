@@ -77,7 +77,6 @@ def prepare_teacher(
     *,
     checkpoint: str | Path | None = None,
     device: str = "auto",
-    progress: bool = True,
     cancel: Cancel | None = None,
 ) -> dict | None:
     """Train `job` (or load `checkpoint`), put the teacher and its training-set logits
@@ -93,7 +92,7 @@ def prepare_teacher(
                   "val_accuracy": ck.metrics.get("val_accuracy"), **model_costs(teacher)}
         write_json(out / "teacher.json", result)
     else:
-        result = run_job(job, data, out, device=device, progress=progress, cancel=cancel)
+        result = run_job(job, data, out, device=device, cancel=cancel)
         if result is None:
             return None
         teacher = load_job_model(out, job)

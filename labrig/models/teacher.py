@@ -90,7 +90,28 @@ def _alexnet_stages(cfg: TeacherConfig) -> tuple[OrderedDict[str, nn.Module], in
     return stages, w[4]
 
 
-class TeacherCNN(nn.Module):
+class ElectronicTeacher(nn.Module):
+    """What every teacher shares: all of it runs on the host, and any named stage's
+    output shape can be probed (for the hint projection). Subclasses keep `config`
+    (with `in_channels` and `input_size`) and define `features(x, layer)`."""
+
+    def feature_shape(self, layer: str | None = None) -> tuple[int, int, int]:
+        """(C, H, W) of `features(x, layer)` for the configured input size."""
+        p = next(self.parameters())
+        x = torch.zeros(1, self.config.in_channels, *self.config.input_size, dtype=p.dtype, device=p.device)
+        was = self.training
+        self.eval()
+        with torch.no_grad():
+            shape = tuple(self.features(x, layer).shape[1:])
+        self.train(was)
+        return shape  # type: ignore[return-value]
+
+    def param_count(self) -> dict[str, int]:
+        n = sum(p.numel() for p in self.parameters())
+        return {"optical": 0, "electronic": n, "total": n}
+
+
+class TeacherCNN(ElectronicTeacher):
     """A nonlinear CNN classifier with named stages (for hint distillation)."""
 
     kind: ClassVar[str] = "teacher"
@@ -149,25 +170,10 @@ class TeacherCNN(nn.Module):
                 return x
         raise AssertionError("unreachable")
 
-    def feature_shape(self, layer: str | None = None) -> tuple[int, int, int]:
-        """(C, H, W) of `features(x, layer)` for the configured input size."""
-        p = next(self.parameters())
-        x = torch.zeros(1, self.config.in_channels, *self.config.input_size, dtype=p.dtype, device=p.device)
-        was = self.training
-        self.eval()
-        with torch.no_grad():
-            shape = tuple(self.features(x, layer).shape[1:])
-        self.train(was)
-        return shape  # type: ignore[return-value]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages.values():
             x = stage(x)
         return self.classifier(self.pool(x))
-
-    def param_count(self) -> dict[str, int]:
-        n = sum(p.numel() for p in self.parameters())
-        return {"optical": 0, "electronic": n, "total": n}
 
     def flops(self, input_size: tuple[int, int] | None = None) -> int:
         """FLOPs per image of a forward pass (all electronic)."""

@@ -20,6 +20,7 @@ from torch import nn
 
 from labrig.models.errors import ModelConfigError
 from labrig.models.flops import count_flops
+from labrig.models.teacher import ElectronicTeacher
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Upsample(nn.Module):
         return 7 * output[0].numel()  # four weights, three adds per output sample
 
 
-class UNet(nn.Module):
+class UNet(ElectronicTeacher):
     """Images (B, C, H, W) -> per-pixel logits (B, classes, H, W)."""
 
     kind: ClassVar[str] = "unet"
@@ -127,21 +128,6 @@ class UNet(nn.Module):
 
     def features(self, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
         return self.forward_with_features(x, layer)[1]
-
-    def feature_shape(self, layer: str | None = None) -> tuple[int, int, int]:
-        """(C, H, W) of stage `layer` for the configured input size."""
-        p = next(self.parameters())
-        x = torch.zeros(1, self.config.in_channels, *self.config.input_size, dtype=p.dtype, device=p.device)
-        was = self.training
-        self.eval()
-        with torch.no_grad():
-            shape = tuple(self.features(x, layer).shape[1:])
-        self.train(was)
-        return shape  # type: ignore[return-value]
-
-    def param_count(self) -> dict[str, int]:
-        n = sum(p.numel() for p in self.parameters())
-        return {"optical": 0, "electronic": n, "total": n}
 
     def flops(self, input_size: tuple[int, int] | None = None) -> int:
         """FLOPs per image of a forward pass (all electronic; max pools count one per input)."""

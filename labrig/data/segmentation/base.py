@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import Dataset
 
+from labrig.data.base import batch_indices
 from labrig.data.errors import DataError
 from labrig.data.transforms import to_float01
 
@@ -92,13 +93,7 @@ class SegmentationDataset(Dataset):
         drop_last: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (images float32 (B, C, H, W), masks int64 (B, H, W)); order depends on `seed` only."""
-        if batch_size < 1:
-            raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(self)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed or 0)) if shuffle else torch.arange(n)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = order[start : start + batch_size]
+        for idx in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last):
             x, y = self.images[idx], self.masks[idx]
             if device is not None:
                 x, y = x.to(device), y.to(device)
