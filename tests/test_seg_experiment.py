@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from data_helpers import write_idx_split
 from model_helpers import toy_dataset
 from PIL import Image
@@ -18,9 +19,11 @@ from labrig.cli import main
 from labrig.data import DataError
 from labrig.data.segmentation import SceneConfig
 from labrig.distill import TrainConfig, Trainer
+from labrig.experiments.jobs import load_job_model
 from labrig.experiments.report import get_dotted
-from labrig.experiments.seg_data import SegDataConfig
-from labrig.experiments.segmentation import SegmentationConfig, run_segmentation
+from labrig.experiments.seg_data import SegDataConfig, load_seg_splits
+from labrig.experiments.segmentation import SegmentationConfig, run_segmentation, teacher_job
+from labrig.experiments.setup import LOGITS
 from labrig.models.optical import OpticsConfig
 from labrig.models.sclc import SCLCConfig
 from labrig.models.segmentation import DecoderConfig, SegStudentConfig
@@ -91,3 +94,32 @@ def test_cli_segmentation_writes_report_table_and_figure(tmp_path: Path, monkeyp
     assert report["kd_vs_linear"]["verdict"] == "too few seeds to tell"
     assert (tmp_path / "r.md").is_file() and (tmp_path / "r.png").is_file()
     assert (tmp_path / "r-runs" / "data.json").is_file()
+
+
+def test_workers_train_the_same_students_as_one_process(tmp_path: Path) -> None:
+    """Spawned single-thread workers (sharing the memory-mapped teacher logits) give the
+    very scores the in-process run gives: the seeds, not the scheduling, decide a run."""
+    data = items(tmp_path / "items")
+    config = replace(tiny(), seeds=(0, 1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = run(data, tmp_path / "here", config)
+    finally:
+        torch.set_num_threads(threads)
+    pooled = run_segmentation(data, tmp_path / "pooled", config, device="cpu", workers=2, progress=False,
+                              log=lambda _: None)
+    for arm in ("linear", "kd", "kd_optical"):
+        assert pooled[arm]["mious"] == here[arm]["mious"], arm
+
+
+def test_dense_teacher_logits_are_cached_in_half_precision(tmp_path: Path) -> None:
+    data, out = items(tmp_path / "items"), tmp_path / "runs"
+    run(data, out, replace(tiny(), seeds=(0,), optical_finetune=None))
+    cached = torch.load(out / LOGITS, weights_only=True)["logits"]
+    assert cached.dtype == torch.float16 and cached.shape == (24, 11, 16, 16)  # every pixel of every train scene
+    train, _, _ = load_seg_splits(data, tiny().data, cache_dir=out / "data")
+    teacher = load_job_model(out, teacher_job(tiny(), 11, "cpu", False)).eval()
+    with torch.no_grad():
+        live = teacher(train.prepare(train.images))
+    torch.testing.assert_close(cached.float(), live, atol=2e-3, rtol=1e-3)

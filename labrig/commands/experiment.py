@@ -54,6 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     seg.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
     seg.add_argument("--size", type=int, default=None, help="image side in px (default 128; quick: 64)")
     seg.add_argument("--hints", action="store_true", help="add a KD + feature-hint arm")
+    seg.add_argument("--workers", type=int, default=1,
+                     help="train the students in N processes of one thread each (the teacher trains first, here)")
     seg.add_argument("--threads", type=int, default=None,
                      help="torch CPU threads (default: 1 with --quick, whose small tensors gain nothing from more "
                           "and lose much on a busy CPU; else torch's choice)")
@@ -163,7 +165,7 @@ def cmd_segmentation(args: argparse.Namespace) -> int:
         config = replace(config, hint=replace(config.kd, method="hint", hint_layer="dec0"))
     out = args.out or args.report.parent / (args.report.stem + "-runs")
     report = run_segmentation(_data_dir(args.data), out, config, teacher_checkpoint=args.teacher,
-                              device=args.device, progress=not args.no_progress)
+                              device=args.device, workers=args.workers, progress=not args.no_progress)
     if report is None:
         return 130
     if main_process:

@@ -142,14 +142,16 @@ def evaluate(
 def teacher_logits_for(
     teacher: nn.Module, dataset: ImageDataset, *, batch_size: int = 512,
     device: str | torch.device = "auto", dtype: str | torch.dtype = "float32",
+    store_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """The teacher's logits (N, classes) for every image of `dataset`, in order, on the CPU:
-    computed once, they serve every KD student trained on that dataset."""
+    """The teacher's logits (N, classes[, H, W]) for every image of `dataset`, in order, on
+    the CPU: computed once, they serve every KD student trained on that dataset.
+    `store_dtype` (e.g. float16 for per-pixel logits) halves what is kept."""
     device = resolve_device(device)
     net = unwrap(teacher).to(device=device, dtype=resolve_dtype(dtype))
     was_training = net.training
     net.eval()
-    parts = [net(x.to(device=device, dtype=resolve_dtype(dtype))).cpu()
+    parts = [net(x.to(device=device, dtype=resolve_dtype(dtype))).to("cpu", store_dtype)
              for x, _ in dataset.batches(batch_size, device=device)]
     net.train(was_training)
     return torch.cat(parts)

@@ -20,20 +20,16 @@ torch thread each) and resume from their stored results.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm.auto import tqdm
-
 from labrig.distill import DistillConfig
 from labrig.experiments.classification import ClassificationConfig
 from labrig.experiments.jobs import Job, JobData, load_result, run_job, write_json
+from labrig.experiments.pool import run_pool
 from labrig.experiments.report import markdown_table
 from labrig.experiments.setup import prepare_teacher, splits_for
 from labrig.experiments.stats import Comparison, compare, spread
@@ -128,20 +124,18 @@ def study_jobs(config: StudyConfig, device: str = "cpu") -> list[Job]:
 
 
 # -- worker processes --------------------------------------------------------------------------
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(data_dir: str, config: StudyConfig, out: str, teacher: str | None, device: str) -> None:
-    torch.set_num_threads(1)
-    base = config.base
-    train, val, test = splits_for(data_dir, base)
+def _worker_state(data_dir: str, config: StudyConfig, out: str, teacher: str | None,
+                  device: str) -> tuple[JobData, Path, str]:
+    """A worker's data and teacher (with its cached logits), loaded once."""
+    train, val, test = splits_for(data_dir, config.base)
     data = JobData(train, val, test)
     prepare_teacher(data, Path(out), _teacher_job(config, data, device), checkpoint=teacher, device=device)
-    _WORKER.update(data=data, out=Path(out), device=device)
+    return data, Path(out), device
 
 
-def _work(job: Job) -> dict[str, Any]:
-    result = run_job(job, _WORKER["data"], _WORKER["out"], device=_WORKER["device"])
+def _work(state: tuple[JobData, Path, str], job: Job) -> dict[str, Any]:
+    data, out, device = state
+    result = run_job(job, data, out, device=device)
     assert result is not None
     return result
 
@@ -212,38 +206,10 @@ def _cost(job: Job) -> float:
 
 def _run_all(jobs: list[Job], data: JobData, out: Path, data_dir: str | Path, config: StudyConfig,
              teacher: str | Path | None, workers: int, device: str, progress: bool) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=len(jobs), desc="study jobs", disable=not progress)
-    if workers <= 1:
-        for job in jobs:
-            results[job.name] = run_job(job, data, out, device=device)
-            bar.update(1)
-        bar.close()
-        return results
-    pending = list(jobs)
-    running: dict[Future, Job] = {}
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(str(data_dir), config, str(out), str(teacher) if teacher else None,
-                                       device)) as pool:
-        while pending or running:
-            finished = {results[name]["key"] for name in results}
-            ready = sorted((j for j in pending if j.init_from is None or j.init_from in finished),
-                           key=_cost)  # cheap jobs first: a cut-short study has whole comparisons
-            for job in ready[: max(0, 2 * workers - len(running))]:
-                pending.remove(job)
-                running[pool.submit(_work, job)] = job
-            if not running:
-                missing = sorted({j.init_from for j in pending})
-                raise RuntimeError(f"study jobs wait on jobs that are not in the grid: {missing}")
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = running.pop(future)
-                results[job.name] = future.result()
-                bar.update(1)
-                bar.set_postfix_str(f"{job.name}: {100 * results[job.name]['test_accuracy']:.2f} %")
-    bar.close()
-    return results
+    return run_pool(jobs, _work, workers=workers, setup=_worker_state,
+                    setup_args=(str(data_dir), config, str(out), str(teacher) if teacher else None, device),
+                    local_state=(data, out, device), cost=_cost, progress=progress, desc="study jobs",
+                    describe=lambda job, r: f"{job.name}: {100 * r['test_accuracy']:.2f} %")
 
 
 # -- the summary ---------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from labrig.experiments.jobs import (
     run_job,
     write_json,
 )
+from labrig.experiments.pool import run_pool
 from labrig.experiments.seg_data import (
     SegDataConfig,
     check_data_record,
@@ -48,6 +49,7 @@ from labrig.experiments.seg_data import (
 )
 from labrig.experiments.seg_figure import segmentation_figure
 from labrig.experiments.seg_report import build_report, report_markdown
+from labrig.experiments.setup import LOGITS, cached_logits
 from labrig.models.errors import ModelConfigError
 from labrig.models.optical import OpticsConfig
 from labrig.models.runtime import resolve_device
@@ -193,44 +195,39 @@ def run_segmentation(
     *,
     teacher_checkpoint: str | Path | None = None,
     device: str = "auto",
+    workers: int = 1,
     progress: bool = True,
     cancel: Cancel | None = None,
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any] | None:
     """Run (or resume) the experiment; returns the report (None if cancelled).
 
-    Writes ``report.json``, ``report.md`` and ``predictions.png`` into `out`.
+    The teacher trains here; the students then train in `workers` processes of
+    one thread each (1: here, in order, honouring `cancel`). Writes ``report.json``, ``report.md`` and ``predictions.png`` into `out`.
     """
     config = config or SegmentationConfig()
     out = Path(out)
     started = time.perf_counter()
-    record = data_record(data_dir, config.data)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
-        check_data_record(out, record)
-    train, val, test = load_seg_splits(data_dir, config.data, cache_dir=out / "data")
-    log(f"data: {len(train)} train / {len(val)} val / {len(test)} test images of {config.data.size} px, "
-        f"{train.num_classes} classes ({record['kind']})")
-    data = JobData(train, val, test)  # type: ignore[arg-type]
-    t_job = teacher_job(config, train.num_classes, device, progress)
-    teacher_result = _teacher(t_job, data, out, record, teacher_checkpoint, device, cancel, log)
-    if teacher_result is None:
+        check_data_record(out, data_record(data_dir, config.data))
+    state = _prepare(data_dir, config, out, teacher_checkpoint, device, progress, cancel, log)
+    if state is None:
         return None
-    optical_data = JobData(train, val, _limit(test, config.optical_test_limit),
-                           teacher=data.teacher)  # type: ignore[arg-type]
+    data, teacher_result = state.data, state.teacher_result
+    train = data.train
+    jobs = [job for seed in config.seeds for job in student_jobs(config, train.num_classes, seed, device).values()]
+    by_name = run_pool(jobs, _student_work, workers=workers, setup=_worker_state,
+                       setup_args=(str(data_dir), config, str(out), teacher_checkpoint, device),
+                       local_state=replace(state, cancel=cancel), cost=_cost, progress=progress,
+                       desc="segmentation students", describe=_describe)
+    if len(by_name) < len(jobs):
+        return None
     results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
-    for seed in config.seeds:
-        for arm, job in student_jobs(config, train.num_classes, seed, device).items():
-            log(f"{job.name}: training (or loading)")
-            result = run_job(job, optical_data if arm == "kd_optical" else data, out, device=device,
-                             cancel=cancel)
-            if result is None:
-                return None
-            result["scores"] = job_scores(out, job, test, _modes(arm, config), record, device=device, seed=seed,
-                                          batch_size=_eval_batch(config, arm))
-            results[arm].append(result)
-            log(f"{job.name}: " + ", ".join(f"{mode} mIoU {100 * s['miou']:.2f} %"
-                                            for mode, s in result["scores"].items()))
+    for job in jobs:
+        result = by_name[job.name]
+        results[_arm(job)].append(result)
+        log(f"{job.name}: {_describe(job, result)}")
     encoder = replace(student_config(config, train.num_classes), optics=None)
     report = build_report(config, teacher_result, results, data, data_dir, teacher_checkpoint,
                           digital_encoder_flops=SegmentationStudent(encoder).digital_frontend_flops())
@@ -242,6 +239,72 @@ def run_segmentation(
         write_json(out / "report.json", report)
         (out / "report.md").write_text(report_markdown(report))
     return report
+
+
+# -- the student jobs, here or in worker processes ------------------------------------------------
+@dataclass
+class _State:
+    """What every student job needs: data (with the teacher and its cached logits) and where to write."""
+
+    data: JobData
+    optical_data: JobData
+    out: Path
+    config: SegmentationConfig
+    record: dict[str, Any]
+    device: str
+    teacher_result: dict[str, Any]
+    cancel: Cancel | None = None
+
+
+def _prepare(data_dir: str | Path, config: SegmentationConfig, out: Path, teacher_checkpoint: str | Path | None,
+             device: str, progress: bool, cancel: Cancel | None, log: Callable[[str], Any]) -> _State | None:
+    """Splits (generated once, then read from the cache), the teacher (trained once) and its
+    per-pixel training logits (computed once, float16, memory-mapped: workers share the pages)."""
+    record = data_record(data_dir, config.data)
+    train, val, test = load_seg_splits(data_dir, config.data, cache_dir=out / "data")
+    log(f"data: {len(train)} train / {len(val)} val / {len(test)} test images of {config.data.size} px, "
+        f"{train.num_classes} classes ({record['kind']})")
+    data = JobData(train, val, test)  # type: ignore[arg-type]
+    t_job = teacher_job(config, train.num_classes, device, progress)
+    teacher_result = _teacher(t_job, data, out, record, teacher_checkpoint, device, cancel, log)
+    if teacher_result is None:
+        return None
+    optical_data = JobData(train, val, _limit(test, config.optical_test_limit),  # type: ignore[arg-type]
+                           teacher=data.teacher, teacher_logits=data.teacher_logits)
+    return _State(data, optical_data, out, config, record, device, teacher_result)
+
+
+def _worker_state(data_dir: str, config: SegmentationConfig, out: str, teacher_checkpoint: str | None,
+                  device: str) -> _State:
+    state = _prepare(data_dir, config, Path(out), teacher_checkpoint, device, False, None, lambda _: None)
+    assert state is not None  # nothing cancels a worker's set-up
+    return state
+
+
+def _arm(job: Job) -> str:
+    return job.name.split("/", 1)[0]
+
+
+def _student_work(state: _State, job: Job) -> dict[str, Any] | None:
+    """Train (or load) one student and score it in its arm's modes; None if cancelled."""
+    arm = _arm(job)
+    result = run_job(job, state.optical_data if arm == "kd_optical" else state.data, state.out,
+                     device=state.device, cancel=state.cancel)
+    if result is None:
+        return None
+    result["scores"] = job_scores(state.out, job, state.data.test, _modes(arm, state.config), state.record,  # type: ignore[arg-type]
+                                  device=state.device, seed=job.tags["seed"], batch_size=_eval_batch(state.config, arm))
+    return result
+
+
+def _cost(job: Job) -> float:
+    """Relative cost: the optics-aware fine-tune runs the twin, tens of times slower per image."""
+    steps = job.train.epochs * (job.train.max_steps_per_epoch or 1000)
+    return steps * (30 if _arm(job) == "kd_optical" else 1)
+
+
+def _describe(job: Job, result: dict[str, Any]) -> str:
+    return ", ".join(f"{mode} mIoU {100 * s['miou']:.2f} %" for mode, s in result["scores"].items())
 
 
 def _modes(arm: str, config: SegmentationConfig) -> dict[str, int | None]:
@@ -282,7 +345,8 @@ def _teacher(job: Job, data: JobData, out: Path, record: dict[str, Any], checkpo
                             batch_size=job.train.eval_batch_size)
     result["scores"] = scores
     data.teacher = teacher
-    data.teacher_logits = None  # per-pixel logits of a whole training set are too big to keep: KD runs it live
+    data.teacher_logits = cached_logits(teacher, data.train, out / LOGITS, device, store_dtype=torch.float16,
+                                        batch_size=job.train.eval_batch_size)
     log(f"teacher: test mIoU {100 * scores['test']['miou']:.2f} %, pixel accuracy "
         f"{100 * scores['test']['pixel_accuracy']:.2f} %")
     return result

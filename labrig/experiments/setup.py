@@ -110,19 +110,20 @@ def fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cached_logits(teacher: torch.nn.Module, train: ImageDataset, path: Path, device: str) -> torch.Tensor:
+def cached_logits(teacher: torch.nn.Module, train: ImageDataset, path: Path, device: str, *,
+                  store_dtype: torch.dtype = torch.float32, batch_size: int = 512) -> torch.Tensor:
     """The teacher's training-set logits, computed once and kept beside the runs
-    (recomputed when the teacher or the training set differs)."""
+    (recomputed when the teacher, the training set or `store_dtype` differs)."""
     key = fingerprint(teacher)
     if path.is_file():
         try:
-            cached = torch.load(path, weights_only=True)
+            cached = torch.load(path, weights_only=True, mmap=True)
             logits = cached["logits"]
-            if cached["teacher"] == key and logits.shape[0] == len(train):
+            if cached["teacher"] == key and logits.shape[0] == len(train) and logits.dtype == store_dtype:
                 return logits
         except Exception:  # a stale or broken cache is recomputed, never trusted
             pass
-    logits = teacher_logits_for(teacher, train, device=device)
+    logits = teacher_logits_for(teacher, train, device=device, store_dtype=store_dtype, batch_size=batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save({"teacher": key, "logits": logits}, tmp))
     return logits
