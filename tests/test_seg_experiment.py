@@ -57,18 +57,23 @@ def run(data: Path, out: Path, config: SegmentationConfig | None = None) -> dict
 def test_report_keys_figure_and_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data, out = items(tmp_path / "items"), tmp_path / "runs"
     report = run(data, out)
-    for arm in ("teacher", "linear", "kd", "kd_optical"):
+    for arm in ("teacher", "linear", "kd", "kd_optical", "linear_optical"):
         assert 0.0 <= get_dotted(report, f"{arm}.miou") <= 1.0
         assert 0.0 <= get_dotted(report, f"{arm}.pixel_accuracy") <= 1.0
     assert report["linear"]["seeds"] == [0, 1] and len(report["kd"]["mious"]) == 2
     assert report["kd_vs_linear"]["verdict"] in ("better", "worse", "no difference beyond the spread")
     assert report["kd_optical"]["finetuned"] and report["kd_optical"]["test_images"] == 4
-    assert report["targets"]["best_student"] in ("linear", "kd")
+    assert report["linear_optical"]["finetuned"] and report["linear_optical"]["student"] == "linear"
+    best = report["targets"]["best_student"]
+    assert best in ("linear", "kd")  # its own optical version is held to the 2-point target
+    assert report["targets"]["optical_arm"] == f"{best}_optical"
+    assert report["targets"]["optical_gap_points"] == pytest.approx(
+        100 * (report[best]["as_trained_ideal_optics"]["miou"] - report[f"{best}_optical"]["miou"]))
     assert report["linear"]["electronic_flops"] < report["teacher"]["electronic_flops"]
     assert report["data"]["classes"][0] == "background" and report["data"]["test"] == 8
     assert "| SCLC, KD |" in (out / "report.md").read_text()
-    with Image.open(out / "predictions.png") as png:  # input, truth, teacher, no KD, KD, KD optics
-        assert png.width > 6 * 16 and png.height > 2 * 16
+    with Image.open(out / "predictions.png") as png:  # input, truth, teacher, no KD, KD and both through optics
+        assert png.width > 7 * 16 and png.height > 2 * 16
     # a finished experiment re-reports without training anything
     monkeypatch.setattr(Trainer, "fit", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = run(data, out)
@@ -109,7 +114,7 @@ def test_workers_train_the_same_students_as_one_process(tmp_path: Path) -> None:
         torch.set_num_threads(threads)
     pooled = run_segmentation(data, tmp_path / "pooled", config, device="cpu", workers=2, progress=False,
                               log=lambda _: None)
-    for arm in ("linear", "kd", "kd_optical"):
+    for arm in ("linear", "kd", "linear_optical", "kd_optical"):
         assert pooled[arm]["mious"] == here[arm]["mious"], arm
 
 
