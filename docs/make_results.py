@@ -2,7 +2,7 @@
 doc are the numbers the commands produced.
 
     python docs/make_results.py --classification R.json --study RUNS/study.json \
-        --efficiency EFF/efficiency.json [--out docs/results.md]
+        --efficiency EFF/efficiency.json --segmentation SEG.json [--out docs/results.md]
 
 `--study` may be a ``study-status.json`` (a study still running): the doc then
 says how many jobs had finished.
@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from labrig.experiments.report import markdown_table
+from labrig.experiments.seg_report import report_markdown
 
 
 def pct(v: float | None, std: float | None = None) -> str:
@@ -96,11 +97,46 @@ Machine: {e['machine']['platform']}, {e['machine']['device']}, {e['machine']['th
 """
 
 
+def segmentation_section(r: dict) -> str:
+    """The experiment's own table and verdicts, plus the per-seed values and the settings."""
+    c = r["config"]
+    student, train = c["student"], c["student_train"]
+    front, decoder = student["frontend"], student["decoder"]
+    seeds = markdown_table(
+        ["seed", "no KD", "KD", "no KD, optics, fine-tuned", "KD, optics, fine-tuned"],
+        [[seed, *(f"{100 * r[arm]['mious'][i]:.2f}" for arm in ("linear", "kd", "linear_optical", "kd_optical"))]
+         for i, seed in enumerate(r["linear"]["seeds"])])
+    kd = c["kd"]
+    tune = c["optical_finetune"] or {}
+    return f"""{report_markdown(r)}
+Per seed (test mIoU %; the optical columns on the first {r['kd_optical']['test_images']} test images):
+
+{seeds}
+
+Settings: scenes of {r['data']['size']} px with {c['data']['scenes']['items'][0]}–{c['data']['scenes']['items'][1]}
+garments each (side {c['data']['scenes']['item_scale'][0]}–{c['data']['scenes']['item_scale'][1]} of the scene,
+turned by up to ±{c['data']['scenes']['rotation_deg']:.0f}°, on textured noisy backgrounds); test scenes are built
+from the IDX test split only. Teacher: U-Net width {c['teacher']['width']}, depth {c['teacher']['depth']},
+{c['teacher_train']['epochs']} epochs. Students: linear conv layers of {' and '.join(f'{k}×{k}' for k in front['kernel_sizes'])}
+({'/'.join(str(k) for k in front['channels'])} channels) that collapse to {front['channels'][-1]} Fourier masks
+({sum(front['kernel_sizes']) - len(front['kernel_sizes']) + 1}² kernels), coherent detection on the
+`{student['optics']['profile']}` bench, decoder
+{decoder['widths']} with dilations {decoder['dilations']} at 1/{decoder['downsample']} resolution;
+{train['epochs']} epochs, AdamW lr {train['lr']}, batch {train['batch_size']}, cosine; KD T = {kd['temperature']},
+α = {kd['alpha']} from cached float16 teacher logits. Optics-aware fine-tune: {tune.get('max_steps_per_epoch')} steps
+of batch {tune.get('batch_size')}, lr {tune.get('lr')}. Machine: {r['machine']['platform']}, torch {r['machine']['torch']},
+{r.get('workers', 1)} worker process(es) of one thread for the students.
+
+![segmentation predictions](results/segmentation.png)
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classification", type=Path, required=True)
     parser.add_argument("--study", type=Path, required=True)
     parser.add_argument("--efficiency", type=Path, required=True)
+    parser.add_argument("--segmentation", type=Path, required=True)
     parser.add_argument("--template", type=Path, default=Path(__file__).with_name("results.template.md"))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
     args = parser.parse_args()
@@ -108,6 +144,7 @@ def main() -> None:
     text = text.replace("{{classification}}", classification_section(json.loads(args.classification.read_text())))
     text = text.replace("{{study}}", study_section(json.loads(args.study.read_text())))
     text = text.replace("{{efficiency}}", efficiency_section(json.loads(args.efficiency.read_text())))
+    text = text.replace("{{segmentation}}", segmentation_section(json.loads(args.segmentation.read_text())))
     args.out.write_text(text)
     print(f"wrote {args.out}")
 

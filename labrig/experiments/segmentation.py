@@ -239,6 +239,7 @@ def run_segmentation(
     report = build_report(config, teacher_result, results, data, data_dir, teacher_checkpoint,
                           digital_encoder_flops=SegmentationStudent(encoder).digital_frontend_flops())
     report["wall_seconds"] = time.perf_counter() - started
+    report["workers"] = workers
     if is_main_process():
         figure = out / "predictions.png"
         predictions_figure(figure, config, data, out, device)
