@@ -121,3 +121,16 @@ def test_info_on_sim_lists_five_devices(capsys) -> None:
     assert sorted(info["devices"]) == ["camera", "filter", "input", "laser", "shutter"]
     assert main(["bench", "info"]) == 0
     assert "sim.camera" in capsys.readouterr().out
+
+
+def test_a_frame_without_a_bench_saves_as_npy_only(tmp_path: Path) -> None:
+    """The console saves the frame on screen even when no bench is connected: raw .npy,
+    since PNG and HDF5 carry the bench's metadata."""
+    from drivers.errors import ConfigError
+    from labrig.bench.frames import save_frame
+
+    frame = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    np.testing.assert_array_equal(np.load(save_frame(tmp_path / "f.npy", frame)), frame)
+    with pytest.raises(ConfigError, match="need a connected bench"):
+        save_frame(tmp_path / "f.png", frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy"]

@@ -10,7 +10,6 @@ the laser off and closes the shutter.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from drivers.base import SLM, Camera, Device, LaserController, Shutter, describe
-from drivers.errors import ConfigError, DeviceError, LabrigError
+from drivers.errors import DeviceError, LabrigError
 from drivers.plugin import DeviceContext
+from labrig.bench.frames import SNAP_FORMATS, check_frame_path, save_frame
 from labrig.bench.plugins import create_device
 from labrig.bench.profile import Profile, load_profile
 from labrig.bench.safety import SafetyGuard
-from labrig.io import atomic_write, json_default
 
 __all__ = ["SNAP_FORMATS", "Bench", "open_bench"]
 
@@ -38,8 +37,6 @@ ROLE_TYPES: dict[str, type[Device]] = {
     "filter": SLM,
     "camera": Camera,
 }
-
-SNAP_FORMATS = (".npy", ".png", ".h5", ".hdf5")
 
 
 class Bench:
@@ -198,12 +195,7 @@ class Bench:
         The format follows the suffix: ``.npy``, ``.png`` (8- or 16-bit gray, raw
         counts), ``.h5``/``.hdf5`` (dataset ``frame`` with profile, devices and time).
         """
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in SNAP_FORMATS:
-            raise ConfigError(
-                f"{path}: unsupported frame format {suffix or '(none)'!r}; use {', '.join(SNAP_FORMATS)}"
-            )
+        path = check_frame_path(path, self)
         if self._closed:
             raise DeviceError(f"bench {self.profile.name} is closed")
         when = _dt.datetime.now(_dt.timezone.utc)
@@ -213,8 +205,7 @@ class Bench:
             frame = self.camera.grab(timeout_s)
         finally:
             self.guard.make_safe()
-        writer = {".npy": _write_npy, ".png": _write_png}.get(suffix, _write_h5)
-        atomic_write(path, lambda tmp: writer(tmp, frame, self, when))
+        save_frame(path, frame, self, when)
         return frame
 
     def run(self, program: Any, images: Any, out_path: str | Path | None = None, **options: Any) -> Any:
@@ -233,46 +224,6 @@ class Bench:
 def open_bench(profile: Profile | str | Path | None = None) -> Bench:
     """`Bench.open`, as a function: ``with open_bench("sim") as bench: ...``."""
     return Bench.open(profile)
-
-
-# -- frame writers ------------------------------------------------------------------------------
-
-
-def _write_npy(tmp: Path, frame: np.ndarray, bench: Bench, when: _dt.datetime) -> None:
-    with open(tmp, "wb") as fh:
-        np.save(fh, frame)
-
-
-def _write_png(tmp: Path, frame: np.ndarray, bench: Bench, when: _dt.datetime) -> None:
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    bit_depth = bench.camera.bit_depth
-    dtype = np.uint8 if bit_depth <= 8 else np.uint16
-    info = np.iinfo(dtype)
-    data = np.clip(np.asarray(frame), info.min, info.max).astype(dtype)
-    meta = PngInfo()
-    meta.add_text("labrig.profile", bench.profile.name)
-    meta.add_text("labrig.bit_depth", str(bit_depth))
-    meta.add_text("labrig.time", when.isoformat())
-    Image.fromarray(data).save(tmp, format="PNG", pnginfo=meta)
-
-
-def _write_h5(tmp: Path, frame: np.ndarray, bench: Bench, when: _dt.datetime) -> None:
-    import h5py
-
-    import labrig
-
-    with h5py.File(tmp, "w") as h5:
-        h5.create_dataset("frame", data=frame)
-        h5.attrs["profile"] = bench.profile.name
-        h5.attrs["profile_source"] = bench.profile.source
-        h5.attrs["profile_toml"] = bench.profile.to_toml_snapshot()
-        h5.attrs["camera_settings"] = json.dumps(bench.camera.settings(), default=json_default)
-        h5.attrs["camera_identity"] = json.dumps(bench.camera.identity(), default=json_default)
-        h5.attrs["devices"] = json.dumps(bench.describe()["devices"], default=json_default)
-        h5.attrs["time"] = when.isoformat()
-        h5.attrs["labrig_version"] = labrig.__version__
 
 
 def _add_note(exc: BaseException, note: str) -> None:

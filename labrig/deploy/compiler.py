@@ -134,12 +134,12 @@ def compile_program(
     image_shape = tuple(cfg.input_size)
 
     with torch.no_grad():
-        kernels = path._kernels(front.collapsed_kernels(torch.float64)[:, 0].detach().cpu())
+        kernels = path.filter_kernels(front.collapsed_kernels(torch.float64)[:, 0].detach().cpu())
         try:
             plan, mux = choose_multiplexing(path, kernels.shape[0], image_shape, tuple(kernels.shape[-2:]))
         except ModelConfigError as exc:
             raise ProgramError(f"cannot compile for bench {prof.name}: {exc}") from exc
-        masks, peak = normalise_mask(path._masks(kernels, plan))
+        masks, peak = normalise_mask(path.frame_masks(kernels, plan))
         lut = path.twin.imperfections.slm_lut.detach().to(torch.float64)
         gray, encoding = _filter_gray(masks, lut, geometry.filter.modulation, geometry.filter.levels)
     if encoding == "amplitude":
@@ -188,7 +188,7 @@ def compile_program(
 def _with_exposure(program: Program, path: OpticalPath, calibration: Any,
                    bounds: tuple[float, float] | None) -> Program:
     """Exposures from the twin's brightest tile over the calibration images, and the
-    readout constants that go with them (`OpticalPath._dark_dn` / `_dn_per_unit`)."""
+    readout constants that go with them (`OpticalPath.dark_dn` / `dn_per_unit`)."""
     images = ImageSource(calibration, program.input.image_shape, limit=MAX_CALIBRATION)
     if len(images) == 0:
         raise ProgramError("compiling needs calibration images (the training set) to choose the exposure")
@@ -203,8 +203,8 @@ def _with_exposure(program: Program, path: OpticalPath, calibration: Any,
     exposures, note = choose_exposures(peak, path.geometry, ro.gain, ro.exposure_fill, bounds)
     peaks = program.filter.peak
     with torch.no_grad():
-        dark = tuple(float(path._dark_dn(e)) for e in exposures)
-        scale = tuple(float(p**2 / path._dn_per_unit(torch.float64, torch.device("cpu"), e))
+        dark = tuple(float(path.dark_dn(e)) for e in exposures)
+        scale = tuple(float(p**2 / path.dn_per_unit(torch.float64, torch.device("cpu"), e))
                       for p, e in zip(peaks, exposures, strict=True))
     readout = dataclasses.replace(ro, exposure_s=exposures, dark_dn=dark, scale=scale, exposure_note=note)
     return dataclasses.replace(program, readout=readout)

@@ -1,6 +1,6 @@
 """The input encoding: images in [0, 1] -> gray levels of the input modulator.
 
-The same steps as the student's optical path (`OpticalPath._input_amplitude`
+The same steps as the student's optical path (`OpticalPath.input_amplitude`
 then `InputModulator.gray_for_amplitude`): the image is the field amplitude
 (coherent) or the intensity (incoherent), centred on the axis, and each pixel
 takes the gray level whose transmission is nearest. Numpy, so the runner's

@@ -115,7 +115,12 @@ def bench_geometry(profile: str, detection: Detection) -> BenchGeometry:
 
 
 class OpticalPath(nn.Module):
-    """Runs collapsed kernels (T, S, S) on images (B, H, W) through a `Twin`."""
+    """Runs collapsed kernels (T, S, S) on images (B, H, W) through a `Twin`.
+
+    Its steps (`filter_kernels`, `frame_masks`, `input_amplitude`, `dark_dn`,
+    `dn_per_unit`) are public because `labrig.deploy` compiles a program from
+    them: what goes on the bench is, by construction, what the student trained on.
+    """
 
     def __init__(self, config: OpticsConfig, detection: Detection) -> None:
         super().__init__()
@@ -177,18 +182,18 @@ class OpticalPath(nn.Module):
         raise ModelConfigError(f"optics profile {self.config.profile!r}: {error}{hint}") from error
 
     # -- shared pieces ------------------------------------------------------------------
-    def _kernels(self, kernels: torch.Tensor) -> torch.Tensor:
+    def filter_kernels(self, kernels: torch.Tensor) -> torch.Tensor:
         """What goes on the filter: the kernels (coherent), or the amplitude of the
         PSF pair relu(±W) (incoherent: PSF = |h|^2)."""
         return safe_sqrt(psf_pair(kernels)) if self.detection == "incoherent" else kernels
 
-    def _input_amplitude(self, images: torch.Tensor) -> torch.Tensor:
+    def input_amplitude(self, images: torch.Tensor) -> torch.Tensor:
         """Modulator amplitudes (B, 1, rows, cols): the image is the field amplitude
         (coherent) or the intensity (incoherent), centred on the axis."""
         a = safe_sqrt(images.clamp_min(0)) if self.detection == "incoherent" else images
         return place_centered(a, self.geometry.input.resolution)[:, None]
 
-    def _masks(self, kernels: torch.Tensor, plan: FramePlan) -> torch.Tensor:
+    def frame_masks(self, kernels: torch.Tensor, plan: FramePlan) -> torch.Tensor:
         """One multiplexed mask per frame (F, N, N); the last frame is padded with zero kernels."""
         padded = plan.frames * plan.per_frame - kernels.shape[0]
         if padded:
@@ -230,9 +235,9 @@ class OpticalPath(nn.Module):
     # -- mode "optical" --------------------------------------------------------------------
     def detect(self, images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         """Ideal optics: camera power per tile / unit power, (B, K, H', W')."""
-        filt = self._kernels(kernels)
+        filt = self.filter_kernels(kernels)
         plan = self.plan(filt.shape[0], images.shape[-2:], kernels.shape[-2:], physical=False)
-        power = self.twin.output_power(self._input_amplitude(images), self._masks(filt, plan), self.config.laser_power_w)
+        power = self.twin.output_power(self.input_amplitude(images), self.frame_masks(filt, plan), self.config.laser_power_w)
         tiles = self._tiles(self.twin.camera_power(power), plan)
         tiles = tiles / self._unit_power(images.dtype, images.device, camera=True)
         return subtract_pairs(tiles) if self.detection == "incoherent" else tiles
@@ -244,21 +249,21 @@ class OpticalPath(nn.Module):
             return self.detect(images, kernels)
         plan = self.plan(kernels.shape[0], images.shape[-2:], kernels.shape[-2:], physical=False)
         twin = self.twin
-        source = twin.input_field(self._input_amplitude(images), self.config.laser_power_w)
-        out = twin.output_field(source, self._masks(kernels, plan)).data
+        source = twin.input_field(self.input_amplitude(images), self.config.laser_power_w)
+        out = twin.output_field(source, self.frame_masks(kernels, plan)).data
         return self._tiles(out, plan) / torch.sqrt(self._unit_power(images.dtype, images.device, camera=False))
 
     # -- mode "optics_aware" -------------------------------------------------------------
     def measure(self, images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         """Physical filter, quantised input, noisy camera; read out and rescaled."""
         cfg, twin = self.config, self.twin
-        filt = self._kernels(kernels)
+        filt = self.filter_kernels(kernels)
         plan = self.plan(filt.shape[0], images.shape[-2:], kernels.shape[-2:], physical=True)
-        mask, peak = normalise_mask(self._masks(filt, plan))
+        mask, peak = normalise_mask(self.frame_masks(filt, plan))
         # angle() has no gradient at an exact zero; a zero there is a zero-amplitude pixel
         mask = torch.where(mask.abs() > 0, mask, torch.full_like(mask, torch.finfo(peak.dtype).tiny))
         transmission = twin.filter_transmission_from_phase(double_phase(mask), quantize=cfg.quantize_slm)
-        amplitude = self._input_amplitude(images)
+        amplitude = self.input_amplitude(images)
         if cfg.quantize_input:
             amplitude = twin.input_amplitude(twin.input_modulator.gray_for_amplitude(amplitude))
         power = twin.output_power_prepared(amplitude, twin.prepare_mask(transmission), cfg.laser_power_w)
@@ -266,7 +271,7 @@ class OpticalPath(nn.Module):
         power = self._cut(twin.camera_power(power), plan.layout)  # (B, F, P, th, tw)
         exposure = self._exposure(power)
         dn = self._read_camera(power, plan.layout, exposure)
-        signal = (dn - self._dark_dn(exposure)) / self._dn_per_unit(images.dtype, images.device, exposure)
+        signal = (dn - self.dark_dn(exposure)) / self.dn_per_unit(images.dtype, images.device, exposure)
         # undo the known mask normalisation (per frame) so the scale matches `detect`
         tiles = (signal * peak.reshape(1, -1, 1, 1, 1).square()).flatten(1, 2)[:, : plan.channels]
         return subtract_pairs(tiles) if self.detection == "incoherent" else tiles
@@ -298,12 +303,12 @@ class OpticalPath(nn.Module):
             dn = (dn + std * torch.randn_like(dn)).clamp(0, spec.max_dn)
         return CameraModel.quantize(dn) if cfg.quantize_camera else dn
 
-    def _dark_dn(self, exposure: torch.Tensor | float) -> torch.Tensor | float:
+    def dark_dn(self, exposure: torch.Tensor | float) -> torch.Tensor | float:
         """Reading with no light (the nominal offset plus dark current), as a dark frame gives."""
         spec, cfg = self.geometry.camera, self.config
         return spec.offset_dn + spec.dark_current_e_per_s * exposure * spec.conversion_dn_per_e * cfg.gain
 
-    def _dn_per_unit(self, dtype: torch.dtype, device: torch.device, exposure: torch.Tensor | float) -> torch.Tensor:
+    def dn_per_unit(self, dtype: torch.dtype, device: torch.device, exposure: torch.Tensor | float) -> torch.Tensor:
         """DN per unit |x ⊛ h|^2 for a passive mask, fill factor of the filter SLM included."""
         spec, cfg = self.geometry.camera, self.config
         unit = self._unit_power(dtype, device, camera=True) * self.geometry.filter.fill_factor**2

@@ -30,11 +30,11 @@ from PySide6.QtWidgets import (
 )
 
 from drivers.errors import FrameDropped
+from labrig.bench.frames import save_frame
 from labrig.gui import plots
 from labrig.gui.framestats import RateMeter, roi_means, saturated_fraction
 from labrig.gui.program_info import program_rois
 from labrig.gui.session import Session
-from labrig.gui.snapshot import save_frame
 from labrig.gui.workers import LiveStream, TaskManager
 
 __all__ = ["LiveDock"]
