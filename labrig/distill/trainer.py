@@ -157,6 +157,15 @@ def teacher_logits_for(
     return torch.cat(parts)
 
 
+def _epoch_line(record: dict[str, Any], epochs: int, score: str, improved: bool) -> str:
+    """One line per finished epoch for the log (the bar of an epoch does not stay)."""
+    line = f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}"
+    if f"val_{score}" in record:
+        line += f", val loss {record['val_loss']:.4f}, val {score} {100 * record[f'val_{score}']:.2f} %"
+        line += " (best)" if improved else ""
+    return line + f", {record['images_per_s']:.0f} img/s"
+
+
 def _val_metrics(record: dict[str, Any]) -> dict[str, float]:
     """The validation metrics of an epoch record, without their ``val_`` prefix."""
     return {k[4:]: v for k, v in record.items() if k.startswith("val_")}
@@ -455,6 +464,8 @@ class Trainer:
                 else:
                     state.bad_epochs += 1
             state.history.append(record)
+            if cfg.progress and self.is_main:
+                tqdm.write(_epoch_line(record, cfg.epochs, self.task.score, improved))
             if improved:
                 self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
             if folder is not None and self.is_main:
