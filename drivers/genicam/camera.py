@@ -1,24 +1,9 @@
-"""GenICam cameras through harvesters: any GenTL producer (.cti) as a labrig `Camera`.
+"""The GenICam camera: a labrig `Camera` on one device of the GenTL producers.
 
-A bench profile names the producers (``cti = [...]``, else every ``*.cti`` in the
-directories of ``GENICAM_GENTL64_PATH``) and the camera (serial number, model,
-user id, device id, vendor, or an index into what matches). Features are set by
-their SFNC node names; a feature the camera lacks is a `DeviceError` naming the
-node, never a silent no-op, because a bench that ignored an exposure setting
-produces wrong data without a sign.
-
-Frames are Mono8/10/12/14/16 (packed variants too, unpacked by harvesters);
-anything else (RGB, Bayer, 3-D) is refused with the formats the camera offers
-that would work. Every buffer is handed back to the producer (`with buffer:`),
-stale frames queued before a grab are dropped (so a frame follows the SLM pattern
-shown before it), and a lost device is reported as `DeviceDisconnected` and can
-be reopened with `reconnect()` (or automatically, ``reconnect_attempts``).
-
-A GenTL producer library can be loaded once per process, so cameras that use
-the same producers share one harvester; it is reset when its last camera closes.
-harvesters replaces the process's SIGINT handler whenever it opens a camera (its
-handler swallows Ctrl-C); the driver puts the previous one back, so the bench's
-safety handler stays in charge.
+Profile parsing, opening and closing, reapplying the settings after a reconnect,
+exposure/gain/ROI/trigger through the nodes, and grabbing frames; the pieces it
+builds on (producers, nodes, frames) are the sibling modules. The behaviour is
+described in the package docstring (`drivers.genicam`).
 """
 
 from __future__ import annotations
@@ -29,8 +14,7 @@ import math
 import os
 import signal
 import threading
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,401 +30,25 @@ from drivers.errors import (
     FrameDropped,
     OutOfRange,
 )
+from drivers.genicam.frames import PIXEL_FORMATS, frame_from_component
+from drivers.genicam.nodes import Feature, NodeAccess, _short, list_features
+from drivers.genicam.producers import (
+    _HARVESTERS,
+    SELECTOR_KEYS,
+    DeviceSelector,
+    _describe_device,
+    _device_info,
+    find_producers,
+)
 from drivers.plugin import DeviceContext
 
 __all__ = [
-    "PIXEL_FORMATS",
-    "DeviceSelector",
-    "Feature",
     "GenICamCamera",
-    "NodeAccess",
-    "enumerate_devices",
-    "find_producers",
-    "frame_from_component",
-    "live_acquirers",
+    "GenICamSettings",
+    "Roi",
 ]
 
 log = logging.getLogger(__name__)
-
-GENTL_PATH_VAR = "GENICAM_GENTL64_PATH"
-
-#: pixel formats labrig turns into a 2-D integer array, with their bit depth
-PIXEL_FORMATS: dict[str, int] = {
-    "Mono8": 8,
-    "Mono10": 10,
-    "Mono10p": 10,
-    "Mono10Packed": 10,
-    "Mono12": 12,
-    "Mono12p": 12,
-    "Mono12Packed": 12,
-    "Mono14": 14,
-    "Mono16": 16,
-}
-
-#: device-information fields a profile may select a camera by (profile key -> harvesters name)
-SELECTOR_KEYS: dict[str, str] = {
-    "serial_number": "serial_number",
-    "model": "model",
-    "user_id": "user_defined_name",
-    "device_id": "id_",
-    "vendor": "vendor",
-}
-
-_VISIBILITY = ("Beginner", "Expert", "Guru", "Invisible")
-
-
-# -- producers and devices ----------------------------------------------------------------------
-
-
-def find_producers(cti: Sequence[str | os.PathLike[str]] = (), *, base: Path | None = None,
-                   environ: Mapping[str, str] | None = None) -> list[Path]:
-    """The GenTL producer files to load: `cti` (files or folders), else ``$GENICAM_GENTL64_PATH``.
-
-    Relative paths are taken relative to `base` (the profile's folder). A named
-    file that does not exist is an error: harvesters would skip it silently.
-    """
-    env = os.environ if environ is None else environ
-    entries: list[Path] = []
-    if cti:
-        for item in cti:
-            path = Path(item).expanduser()
-            if base is not None and not path.is_absolute():
-                path = base / path
-            if not path.exists():
-                raise DeviceError(f"GenTL producer {path} does not exist")
-            entries.append(path)
-    else:
-        entries = [Path(p) for p in env.get(GENTL_PATH_VAR, "").split(os.pathsep) if p]
-    files: list[Path] = []
-    for entry in entries:
-        found = sorted(entry.glob("*.cti")) if entry.is_dir() else [entry] if entry.is_file() else []
-        for path in found:
-            resolved = path.resolve()
-            if resolved not in files:
-                files.append(resolved)
-    if not files:
-        where = ", ".join(map(str, entries)) if cti else f"${GENTL_PATH_VAR}={env.get(GENTL_PATH_VAR, '')!r}"
-        raise DeviceError(
-            f"no GenTL producer (.cti) found in {where}; name one with cti = [...] "
-            f"or install your camera vendor's producer"
-        )
-    return files
-
-
-@dataclass(frozen=True)
-class DeviceSelector:
-    """Which camera of the enumerated ones: fields to match, then an index among the matches."""
-
-    fields: Mapping[str, str] = field(default_factory=dict)
-    """Profile key (serial_number, model, user_id, device_id, vendor) -> required value."""
-    index: int | None = None
-
-    def describe(self) -> str:
-        parts = [f"{k}={v!r}" for k, v in self.fields.items()]
-        if self.index is not None:
-            parts.append(f"index={self.index}")
-        return ", ".join(parts) or "any camera"
-
-    def pick(self, devices: Sequence[Mapping[str, Any]]) -> int:
-        """Position of the selected device in `devices` (harvesters' property dicts)."""
-        matches = [
-            i for i, info in enumerate(devices)
-            if all(str(info.get(SELECTOR_KEYS[k]) or "") == v for k, v in self.fields.items())
-        ]
-        listing = "; ".join(_describe_device(d) for d in devices) or "none"
-        if self.index is not None:
-            if not 0 <= self.index < len(matches):
-                raise DeviceError(
-                    f"no camera at index {self.index} of {len(matches)} matching "
-                    f"{self.describe()}; cameras found: {listing}"
-                )
-            return matches[self.index]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise DeviceError(f"no camera matches {self.describe()}; cameras found: {listing}")
-        raise DeviceError(
-            f"{len(matches)} cameras match {self.describe()}; add serial_number (or index) "
-            f"to pick one: {listing}"
-        )
-
-
-def _describe_device(info: Mapping[str, Any]) -> str:
-    return (f"{info.get('vendor') or '?'} {info.get('model') or '?'} "
-            f"serial={info.get('serial_number') or '?'} id={info.get('id_') or '?'}"
-            + (f" user_id={info['user_defined_name']}" if info.get("user_defined_name") else ""))
-
-
-class _Harvesters:
-    """One harvester per process and set of producers (a producer library loads only once)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, ...], list[Any]] = {}  # key -> [harvester, users]
-        self.live: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    def acquire(self, files: Sequence[Path]) -> Any:
-        from harvesters.core import Harvester
-
-        key = tuple(str(f) for f in files)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                for other in self._entries:
-                    shared = set(other) & set(key)
-                    if shared:
-                        raise DeviceError(
-                            f"GenTL producer {sorted(shared)[0]} is already loaded with a different "
-                            "producer list by another camera; give every GenICam camera the same cti list"
-                        )
-                harvester = Harvester()
-                try:
-                    for path in files:
-                        harvester.add_file(str(path))
-                    harvester.update()
-                except BaseException:
-                    harvester.reset()
-                    raise
-                entry = self._entries[key] = [harvester, 0]
-                self.live.add(harvester)
-            entry[1] += 1
-            return entry[0]
-
-    def release(self, harvester: Any) -> None:
-        with self._lock:
-            for key, entry in list(self._entries.items()):
-                if entry[0] is harvester:
-                    entry[1] -= 1
-                    if entry[1] <= 0:
-                        del self._entries[key]
-                        harvester.reset()  # destroys acquirers, closes producers
-                    return
-
-    def users(self, harvester: Any) -> int:
-        with self._lock:
-            return next((e[1] for e in self._entries.values() if e[0] is harvester), 0)
-
-
-_HARVESTERS = _Harvesters()
-
-
-def live_acquirers() -> int:
-    """Image acquirers still valid in harvesters this module created (0 when every camera closed)."""
-    return sum(
-        1 for h in list(_HARVESTERS.live) for ia in list(h.image_acquirers) if ia.is_valid()
-    )
-
-
-def enumerate_devices(cti: Sequence[str | os.PathLike[str]] = ()) -> list[dict[str, Any]]:
-    """Vendor, model, serial number, ids and access status of every camera the producers see."""
-    harvester = _HARVESTERS.acquire(find_producers(cti))
-    try:
-        return [_device_info(d) for d in harvester.device_info_list]
-    finally:
-        _HARVESTERS.release(harvester)
-
-
-def _device_info(info: Any) -> dict[str, Any]:
-    props = dict(info.property_dict)
-    props.pop("parent", None)
-    props.pop("thisown", None)
-    return props
-
-
-# -- node access --------------------------------------------------------------------------------
-
-
-class NodeAccess:
-    """Reads and writes of GenICam features by name, with errors that name the node.
-
-    Works on a harvesters node map or on any object whose attributes are nodes
-    with ``value`` (and ``min``/``max``/``inc``/``unit``/``symbolics``/``execute()``
-    where they apply), raising `AttributeError` for an absent node, as genicam does.
-    """
-
-    def __init__(self, node_map: Any, owner: str) -> None:
-        self.node_map = node_map
-        self.owner = owner
-
-    def has(self, name: str) -> bool:
-        try:
-            getattr(self.node_map, name)
-        except AttributeError:
-            return False
-        return True
-
-    def node(self, name: str) -> Any:
-        try:
-            return getattr(self.node_map, name)
-        except AttributeError:
-            raise DeviceError(f"{self.owner}: the camera has no {name} node "
-                              "(it does not support this feature)") from None
-
-    def first(self, *names: str) -> str:
-        """The first of `names` the camera has (SFNC names first, legacy ones after)."""
-        for name in names:
-            if self.has(name):
-                return name
-        raise DeviceError(f"{self.owner}: the camera has no {' / '.join(names)} node "
-                          "(it does not support this feature)")
-
-    def get(self, name: str) -> Any:
-        node = self.node(name)
-        try:
-            return node.value
-        except Exception as exc:
-            raise DeviceError(f"{self.owner}: reading {name} failed: {_short(exc)}") from exc
-
-    def bounds(self, name: str) -> tuple[float, float]:
-        node = self.node(name)
-        try:
-            return float(node.min), float(node.max)
-        except Exception as exc:
-            raise DeviceError(f"{self.owner}: {name} has no readable range: {_short(exc)}") from exc
-
-    def unit(self, name: str) -> str:
-        try:
-            return str(getattr(self.node(name), "unit", "") or "")
-        except Exception:
-            return ""
-
-    def choices(self, name: str) -> tuple[str, ...]:
-        try:
-            return tuple(str(s) for s in self.node(name).symbolics)
-        except DeviceError:
-            raise
-        except Exception:
-            return ()
-
-    def set(self, name: str, value: Any) -> None:
-        """Write a feature after checking choices, range and increment; the error names the node."""
-        node = self.node(name)
-        if isinstance(value, str):
-            options = self.choices(name)
-            if options and value not in options:
-                raise OutOfRange(f"{self.owner}: {name} cannot be {value!r}; "
-                                 f"the camera offers {', '.join(options)}")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            self._check_range(name, node, value)
-        try:
-            node.value = value
-        except Exception as exc:
-            raise DeviceError(f"{self.owner}: setting {name} = {value!r} failed: {_short(exc)}") from exc
-
-    def _check_range(self, name: str, node: Any, value: float) -> None:
-        try:
-            lo, hi = float(node.min), float(node.max)
-        except Exception:
-            return  # no range published; the camera will say
-        if not lo <= value <= hi:
-            raise OutOfRange(f"{self.owner}: {name} {value!r} is outside [{lo:g}, {hi:g}]")
-        inc = getattr(node, "inc", None)
-        if isinstance(value, int) and isinstance(inc, int) and inc > 1 and (value - int(lo)) % inc:
-            raise OutOfRange(f"{self.owner}: {name} {value} is not min {int(lo)} plus a multiple of {inc}")
-
-    def execute(self, name: str) -> None:
-        node = self.node(name)
-        try:
-            node.execute()
-        except Exception as exc:
-            raise DeviceError(f"{self.owner}: executing {name} failed: {_short(exc)}") from exc
-
-    def set_if_present(self, name: str, value: Any) -> None:
-        """For switches that only some cameras have (ExposureAuto, AcquisitionFrameRateEnable)."""
-        if self.has(name):
-            with contextlib.suppress(DeviceError):
-                self.set(name, value)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.split(" : ")[0]  # genicam appends file/line details after " : "
-
-
-@dataclass(frozen=True)
-class Feature:
-    """One user-level GenICam feature, as a GUI needs it to draw a control."""
-
-    name: str
-    kind: str  # int, float, bool, str, enum, command
-    value: Any
-    writable: bool
-    visibility: str
-    display_name: str = ""
-    description: str = ""
-    unit: str = ""
-    minimum: float | None = None
-    maximum: float | None = None
-    increment: float | None = None
-    choices: tuple[str, ...] = ()
-
-
-def list_features(node_map: Any, max_visibility: str = "Expert") -> list[Feature]:
-    """The node map's features up to `max_visibility` (Beginner, Expert, Guru)."""
-    from genicam.genapi import EAccessMode, EInterfaceType
-
-    kinds = {
-        EInterfaceType.intfIInteger: "int",
-        EInterfaceType.intfIFloat: "float",
-        EInterfaceType.intfIBoolean: "bool",
-        EInterfaceType.intfIString: "str",
-        EInterfaceType.intfIEnumeration: "enum",
-        EInterfaceType.intfICommand: "command",
-    }
-    limit = _VISIBILITY.index(max_visibility)
-    features = []
-    for wrapper in node_map.nodes:
-        node = wrapper.node
-        try:
-            kind = kinds.get(node.principal_interface_type)
-            if kind is None or not node.is_feature() or int(node.visibility) > limit:
-                continue
-            access = node.get_access_mode()
-            if access not in (EAccessMode.RO, EAccessMode.RW, EAccessMode.WO):
-                continue  # not implemented or not available in the current state
-            readable = access in (EAccessMode.RO, EAccessMode.RW) and kind != "command"
-            value = wrapper.value if readable else None
-            extra: dict[str, Any] = {}
-            if kind in ("int", "float") and readable:
-                extra = {"minimum": wrapper.min, "maximum": wrapper.max,
-                         "unit": str(getattr(wrapper, "unit", "") or "")}
-                if kind == "int":
-                    extra["increment"] = wrapper.inc
-            elif kind == "enum":
-                extra = {"choices": tuple(wrapper.symbolics)}
-            features.append(Feature(
-                name=node.name, kind=kind, value=value,
-                writable=access in (EAccessMode.RW, EAccessMode.WO),
-                visibility=_VISIBILITY[int(node.visibility)],
-                display_name=node.display_name, description=node.tooltip, **extra,
-            ))
-        except Exception as exc:  # one odd node must not hide the others
-            log.debug("skipping GenICam node %s: %s", getattr(node, "name", "?"), exc)
-    return features
-
-
-# -- frames -------------------------------------------------------------------------------------
-
-
-def frame_from_component(component: Any, owner: str) -> np.ndarray:
-    """A 2-D copy of a harvesters image component (the buffer goes back to the producer)."""
-    fmt = str(component.data_format)
-    if fmt not in PIXEL_FORMATS:
-        raise DeviceError(
-            f"{owner}: frame has pixel format {fmt}, which labrig cannot turn into a 2-D array "
-            f"(it takes {', '.join(PIXEL_FORMATS)})"
-        )
-    width, height = int(component.width), int(component.height)
-    data = component.data
-    if data is None or height <= 0 or width <= 0 or data.size < width * height:
-        raise FrameDropped(f"{owner}: incomplete frame ({0 if data is None else data.size} "
-                           f"values for {height}x{width})")
-    if data.size % height == 0 and data.size // height >= width:  # rows may carry padding
-        return np.array(data.reshape(height, -1)[:, :width])
-    return np.array(data[: width * height].reshape(height, width))
-
-
-# -- the camera ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -467,7 +75,7 @@ class GenICamSettings:
 
 
 class GenICamCamera(Camera):
-    """A GenICam camera through harvesters; see the module docstring for the behaviour."""
+    """A GenICam camera through harvesters; see the `drivers.genicam` docstring for the behaviour."""
 
     def __init__(
         self,
