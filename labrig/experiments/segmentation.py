@@ -210,7 +210,8 @@ def run_segmentation(
     """Run (or resume) the experiment; returns the report (None if cancelled).
 
     The teacher trains here; the students then train in `workers` processes of
-    one thread each (1: here, in order, honouring `cancel`). Writes ``report.json``, ``report.md`` and ``predictions.png`` into `out`.
+    one thread each (1: here, in order, honouring `cancel`). Writes
+    ``report.json``, ``report.md`` and ``predictions.png`` into `out`.
     """
     config = config or SegmentationConfig()
     out = Path(out)
