@@ -98,6 +98,9 @@ def test_a_finished_job_is_loaded_not_retrained_unless_its_settings_change(tmp_p
     again = run_job(_toy_job("same settings, other name"), data, tmp_path)
     assert again == json.loads(path.read_text())
     assert path.stat().st_mtime_ns == stored
+    quiet = _toy_job()
+    quiet = replace(quiet, train=replace(quiet.train, progress=not quiet.train.progress))
+    assert quiet.key == _toy_job().key  # progress bars do not decide a result: --no-progress reuses runs
     changed = run_job(_toy_job(epochs=2), data, tmp_path)
     assert changed["epochs_run"] == 2
 

@@ -70,8 +70,10 @@ class Job:
     tags: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
-        """What decides the result: a stored result with other settings is stale."""
-        return {"kind": self.kind, "model": self.model, "train": config_to_dict(self.train),
+        """What decides the result: a stored result with other settings is stale. Progress
+        bars do not decide it, so ``--no-progress`` reuses runs made with them."""
+        train = {k: v for k, v in config_to_dict(self.train).items() if k != "progress"}
+        return {"kind": self.kind, "model": self.model, "train": train,
                 "distill": config_to_dict(self.distill), "init_from": self.init_from,
                 "freeze_optics": self.freeze_optics, "eval_modes": list(self.eval_modes),
                 **({} if self.validate else {"validate": False})}
