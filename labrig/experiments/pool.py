@@ -12,6 +12,9 @@ functions (the workers are spawned).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -25,9 +28,18 @@ Work = Callable[[Any, Job], "dict[str, Any] | None"]
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(setup: Callable[..., Any], setup_args: tuple[Any, ...]) -> None:
+def _init_worker(setup: Callable[..., Any], setup_args: tuple[Any, ...], parent: int) -> None:
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="exit-with-parent").start()
     _STATE["state"] = setup(*setup_args)
+
+
+def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """A killed experiment must not leave workers training on (holding their jobs' locks):
+    once the parent is gone, exit. The job keeps its last whole-epoch checkpoint."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os._exit(1)
 
 
 def _call(work: Work, job: Job) -> dict[str, Any]:
@@ -77,7 +89,7 @@ def _run_parallel(jobs: list[Job], work: Work, workers: int, setup: Callable[...
     pending = list(jobs)
     running: dict[Future, Job] = {}
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(setup, setup_args)) as pool:
+                             initargs=(setup, setup_args, os.getpid())) as pool:
         while pending or running:
             finished = {keys[name] for name in results}
             ready = sorted((j for j in pending if j.init_from is None or j.init_from in finished), key=cost)
