@@ -74,11 +74,20 @@ def dense_kd_loss(
     `ignore_index` (boundaries, padding) enter neither term, so the teacher's
     guess there is not taught either.
     """
-    c = student_logits.shape[1]
-    s = student_logits.permute(0, 2, 3, 1).reshape(-1, c)
-    t = teacher_logits.permute(0, 2, 3, 1).reshape(-1, c)
-    y = labels.reshape(-1).long()
-    valid = y != ignore_index
-    if not bool(valid.any()):
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    labels = labels.long()
+    valid = labels != ignore_index
+    count = valid.sum()
+    if not bool(count):
         return student_logits.sum() * 0
-    return kd_loss(s[valid], t[valid], y[valid], temperature, alpha)
+    # along the class axis in place, masked by multiplication: no permuted or gathered
+    # copies of the (B, C, H, W) logits, whose backward would scatter them back
+    log_p_s = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
+    soft = (kl * valid).sum() / count * temperature**2
+    hard = F.cross_entropy(student_logits, labels, ignore_index=ignore_index)
+    return alpha * soft + (1 - alpha) * hard
