@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-from labrig.distill import TrainConfig
 from labrig.experiments.jobs import Job
 
 HERE = Path(__file__).parent
@@ -28,7 +27,6 @@ def _sleep_forever(folder: str, job: Job) -> dict:
 PARENT = f"""
 import sys
 sys.path.insert(0, {str(HERE)!r})
-from labrig.distill import TrainConfig
 from labrig.experiments.jobs import Job
 from labrig.experiments.pool import run_pool
 from test_experiments_pool import _setup, _sleep_forever
@@ -67,7 +65,3 @@ def test_workers_exit_when_the_experiment_is_killed(tmp_path: Path) -> None:
             except ProcessLookupError:
                 pass
 
-
-def test_a_job_is_named_by_its_settings_not_its_display() -> None:
-    job = Job("j", "student", {}, TrainConfig(progress=True))
-    assert Job("j", "student", {}, TrainConfig(progress=False)).key == job.key

@@ -19,6 +19,13 @@ def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
 
 
+def _check_kd(temperature: float, alpha: float) -> None:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -30,10 +37,7 @@ def kd_loss(
 
     The teacher's logits are detached: the teacher is not trained by its student.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    _check_kd(temperature, alpha)
     soft = soft_target_kl(student_logits, teacher_logits, temperature) * temperature**2
     hard = F.cross_entropy(student_logits, labels)
     return alpha * soft + (1 - alpha) * hard
@@ -74,10 +78,7 @@ def dense_kd_loss(
     `ignore_index` (boundaries, padding) enter neither term, so the teacher's
     guess there is not taught either.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    _check_kd(temperature, alpha)
     labels = labels.long()
     valid = labels != ignore_index
     count = valid.sum()
