@@ -27,6 +27,7 @@ def _sleep_forever(folder: str, job: Job) -> dict:
 PARENT = f"""
 import sys
 sys.path.insert(0, {str(HERE)!r})
+from labrig.distill import TrainConfig
 from labrig.experiments.jobs import Job
 from labrig.experiments.pool import run_pool
 from test_experiments_pool import _setup, _sleep_forever
