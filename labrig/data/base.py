@@ -7,7 +7,7 @@ requested resolution per item or per batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +28,20 @@ def batch_indices(
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield order[start : start + batch_size]
+
+
+def in_memory_batches(
+    images: torch.Tensor, targets: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
+    *, shuffle: bool = False, seed: int | None = None, device: torch.device | str | None = None,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(prepare(images[idx]), targets[idx]) per batch of `batch_indices`. The stored rows
+    move to `device` first (uint8 is 4x less to move) and are converted there."""
+    for idx in batch_indices(len(images), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last):
+        x, y = images[idx], targets[idx]
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        yield prepare(x), y
 
 
 @dataclass(eq=False)
@@ -121,11 +135,8 @@ class ImageDataset(Dataset):
         Faster than a DataLoader over `__getitem__` for in-memory data, and the
         shuffle order depends only on `seed`, never on the global RNG.
         """
-        for idx in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last):
-            x, y = self.images[idx], self.labels[idx]
-            if device is not None:
-                x, y = x.to(device), y.to(device)  # move uint8 (4x less), convert there
-            yield self.prepare(x), y
+        return in_memory_batches(self.images, self.labels, self.prepare, batch_size, shuffle=shuffle, seed=seed,
+                                 device=device, drop_last=drop_last)
 
     def subset(
         self, indices: Sequence[int] | torch.Tensor, name: str | None = None

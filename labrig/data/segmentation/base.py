@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import Dataset
 
-from labrig.data.base import batch_indices
+from labrig.data.base import in_memory_batches
 from labrig.data.errors import DataError
 from labrig.data.transforms import to_float01
 
@@ -93,11 +93,9 @@ class SegmentationDataset(Dataset):
         drop_last: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (images float32 (B, C, H, W), masks int64 (B, H, W)); order depends on `seed` only."""
-        for idx in batch_indices(len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last):
-            x, y = self.images[idx], self.masks[idx]
-            if device is not None:
-                x, y = x.to(device), y.to(device)
-            yield self.prepare(x), y.long()
+        for x, y in in_memory_batches(self.images, self.masks, self.prepare, batch_size, shuffle=shuffle, seed=seed,
+                                      device=device, drop_last=drop_last):
+            yield x, y.long()
 
     def subset(self, indices: Sequence[int] | torch.Tensor, name: str | None = None) -> SegmentationDataset:
         """A copy holding the given rows (`indices` remembers where from)."""
