@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cal_fakes import REGISTRY, Offset, Spot
 from cal_helpers import small_profile, small_truth, truth_of
 
-from calibration.base import CalibrationCancelled, CalibrationError, Routine, RoutineResult
-from calibration.probe import Probe
+from calibration.base import CalibrationCancelled, CalibrationError
 from calibration.session import calibrate, plan
 from calibration.store import (
     CalibrationFileError,
@@ -19,53 +19,8 @@ from calibration.store import (
     load_calibration,
     staleness,
 )
-from drivers.errors import DeviceError, LabrigError
+from drivers.errors import LabrigError
 from labrig.bench import Bench, load_profile
-
-
-class Offset(Routine):
-    """Camera black level from dark frames (a real, if small, measurement)."""
-
-    name, title, estimates, frames_hint = "offset", "Dark offset", ("camera_offset_dn", "hot_pixels_e_per_s"), 4
-
-    def run(self, bench, twin, *, progress=None, cancel=None):
-        with Probe(bench, self.name, progress=progress, cancel=cancel) as probe:
-            dark, noise = probe.dark_reference(4)
-        offset = float(np.median(dark)) - twin.geometry.camera.offset_dn
-        return RoutineResult(self.name, {"camera_offset_dn": offset, "hot_pixels_e_per_s": None}, noise, "DN",
-                             probe.frames, products={"dark_dn": dark, "exposure_s": bench.camera.exposure_s},
-                             plot={"histogram": np.histogram(dark, 16)[0]})
-
-
-class Spot(Routine):
-    """Takes lit frames; estimates a camera shift from the frame's centroid (enough for the engine)."""
-
-    name, title, estimates, after, frames_hint = "spot", "Spot", ("camera_shift_px",), ("offset",), 2
-
-    def run(self, bench, twin, *, progress=None, cancel=None):
-        assert twin.imperfections.camera_offset_dn.item() != 0.0, "offset's result must be in the twin first"
-        with Probe(bench, self.name, progress=progress, cancel=cancel) as probe:
-            probe.set_exposure(2e-5)
-            probe.show_input(np.full(bench.input.resolution, 60, np.uint8))
-            probe.show_filter(np.zeros(bench.filter.resolution, np.uint8))
-            frame = probe.grab(2)
-        yy, xx = np.indices(frame.shape)
-        w = np.clip(frame - np.median(frame), 0, None)
-        centre = [float((yy * w).sum() / w.sum()), float((xx * w).sum() / w.sum())]
-        shift = [c - (n - 1) / 2 for c, n in zip(centre, frame.shape, strict=True)]
-        return RoutineResult(self.name, {"camera_shift_px": shift}, 0.1, "px", probe.frames)
-
-
-class Broken(Routine):
-    name, estimates, after = "broken", (), ("offset",)
-
-    def run(self, bench, twin, *, progress=None, cancel=None):
-        with Probe(bench, self.name, progress=progress, cancel=cancel) as probe:
-            probe.grab(1)
-            raise DeviceError("filter SLM: write failed")
-
-
-REGISTRY = {"offset": Offset, "spot": Spot, "broken": Broken}
 
 
 @pytest.fixture
@@ -86,6 +41,7 @@ def test_round_trip_keeps_values_products_provenance_and_hash(profile: Path, tmp
     loaded = load_calibration(out)
     assert list(loaded.routines) == ["offset", "spot"]
     assert loaded.hash == cal.hash
+    assert Spot.seen_offset_dn == pytest.approx(cal.values()["camera_offset_dn"])  # applied before `spot` ran
     assert loaded.frames == cal.frames == sum(r.result.frames for r in cal.routines.values()) > 6
     assert loaded.result("offset").values["camera_offset_dn"] == pytest.approx(truth.camera_offset_dn.item(), abs=1.0)
     np.testing.assert_array_equal(loaded.product("offset", "dark_dn"), cal.product("offset", "dark_dn"))
@@ -150,7 +106,7 @@ def test_staleness_names_age_profile_and_device(profile: Path, tmp_path: Path) -
 def test_plan_orders_dependencies_and_names_unknown_routines() -> None:
     assert plan(["spot"], registry=REGISTRY) == ["offset", "spot"]
     assert plan(["spot"], have=["offset"], registry=REGISTRY) == ["spot"]
-    assert plan("all", registry=REGISTRY) == ["offset", "spot", "broken"]
+    assert plan("all", registry=REGISTRY) == ["offset", "spot", "broken", "interrupted"]
     with pytest.raises(LabrigError, match=r"unknown calibration routine.*'nope'"):
         plan(["nope"], registry=REGISTRY)
 
