@@ -15,7 +15,8 @@ import numpy as np
 from calibration.base import Routine, RoutineResult
 from calibration.store import DEFAULT_MAX_AGE_S, Calibration, staleness
 
-__all__ = ["format_calibration", "format_value", "plot_routine", "save_calibration_png"]
+__all__ = ["calibration_rois", "format_calibration", "format_value", "input_footprint", "plot_routine", "routine_states",
+           "save_calibration_png"]
 
 
 def format_value(value: Any) -> str:
@@ -117,3 +118,49 @@ def save_calibration_png(cal: Calibration, path: str | Path) -> Path:
     fig.suptitle(f"calibration of {cal.profile_name}" + (f", saved {cal.saved}" if cal.saved else ""), fontsize=10)
     fig.tight_layout()
     return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def input_footprint(twin: Any, level: float = 0.5) -> tuple[int, int, int, int]:
+    """Camera rectangle (top, left, bottom, right; bottom/right exclusive) where the input
+    modulator's image lands, per `twin`: a full-on input through a flat filter, thresholded at
+    `level` of its peak. With a calibrated twin this is where the bench's image really is."""
+    import torch
+
+    g = twin.geometry
+    with torch.no_grad():
+        gray = torch.full(tuple(g.input.resolution), g.input.levels - 1, dtype=torch.long)
+        flat = torch.zeros(tuple(g.filter.resolution), dtype=torch.long)
+        amplitude = twin.input_amplitude(gray)
+        power = twin.camera_power(twin.output_power(amplitude, twin.filter_transmission(flat), 1.0))
+    lit = (power >= level * power.max()).cpu().numpy()
+    rows, cols = np.nonzero(lit.any(axis=1))[0], np.nonzero(lit.any(axis=0))[0]
+    if rows.size == 0:
+        return (0, 0, 0, 0)
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def calibration_rois(cal: Calibration) -> list[tuple[int, int, int, int]]:
+    """The ROIs the live view draws for a calibration: where the input's image lands on the camera."""
+    return [input_footprint(cal.twin())]
+
+
+def routine_states(cal: Calibration | None, bench_or_profile: Any = None, failed: dict[str, str] | None = None,
+                   max_age_s: float | None = DEFAULT_MAX_AGE_S) -> list[tuple[str, str, str]]:
+    """(routine, state, detail) for every registered routine (and any other the calibration holds),
+    in run order; state is ``not run``, ``fresh``, ``stale`` or ``failed`` (this session's last try)."""
+    from calibration.session import ROUTINES
+
+    failed = failed or {}
+    names = list(ROUTINES) + [n for n in (cal.routines if cal is not None else {}) if n not in ROUTINES]
+    out = []
+    for name in names:
+        if name in failed:
+            out.append((name, "failed", failed[name]))
+        elif cal is None or name not in cal.routines:
+            out.append((name, "not run", ""))
+        else:
+            reasons = staleness(cal, bench_or_profile, max_age_s, routines=[name])
+            record = cal.routines[name]
+            detail = f"{record.result.residual:.3g} {record.result.residual_unit}, {record.result.frames} frames"
+            out.append((name, "stale", "; ".join(reasons)) if reasons else (name, "fresh", detail))
+    return out

@@ -69,3 +69,21 @@ class Interrupted(Routine):
 
 
 REGISTRY["interrupted"] = Interrupted
+
+
+class Slow(Routine):
+    """Many single frames: long enough to cancel from a test."""
+
+    name, estimates, frames_hint = "slow", (), 400
+
+    def run(self, bench, twin, *, progress=None, cancel=None):
+        with Probe(bench, self.name, progress=progress, cancel=cancel) as probe:
+            probe.set_exposure(2e-5)
+            probe.show_input(np.full(bench.input.resolution, 60, np.uint8))
+            for i in range(self.frames_hint):
+                probe.grab_frames(1, check=False)
+                probe.progress(i + 1, self.frames_hint, "frames")
+        return RoutineResult(self.name, {}, 0.0, "", probe.frames)
+
+
+REGISTRY["slow"] = Slow

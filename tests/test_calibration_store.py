@@ -106,7 +106,7 @@ def test_staleness_names_age_profile_and_device(profile: Path, tmp_path: Path) -
 def test_plan_orders_dependencies_and_names_unknown_routines() -> None:
     assert plan(["spot"], registry=REGISTRY) == ["offset", "spot"]
     assert plan(["spot"], have=["offset"], registry=REGISTRY) == ["spot"]
-    assert plan("all", registry=REGISTRY) == ["offset", "spot", "broken", "interrupted"]
+    assert plan("all", registry=REGISTRY) == ["offset", "spot", "broken", "interrupted", "slow"]
     with pytest.raises(LabrigError, match=r"unknown calibration routine.*'nope'"):
         plan(["nope"], registry=REGISTRY)
 
