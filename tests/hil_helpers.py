@@ -1,4 +1,4 @@
-"""Small simulated benches for the unmodelled-truth and in-situ tests (64 px filter, 16 px input).
+"""Small simulated benches for the unmodelled-truth and in-situ tests (64 or 128 px filter).
 
 One input pixel is one simulation sample and one camera pixel one output sample,
 as on `sim`, at a quarter of the focal lengths: every frame costs ~1/16 of `sim`'s.
@@ -14,18 +14,20 @@ name = "{name}"
 extends = "{extends}"
 
 [optics]
-focal1_m = 0.015398496240601503
-focal2_m = 0.0076992481203007515
+focal1_m = {f1!r}
+focal2_m = {f2!r}
 
 [devices.input]
-resolution = [16, 16]
+resolution = [{inp}, {inp}]
 
 [devices.filter]
-resolution = [64, 64]
+resolution = [{n}, {n}]
 
 [devices.camera]
-resolution = [64, 64]
+resolution = [{n}, {n}]
 """
+#: `sim`'s focal length f1 for its 256-pixel filter SLM (f2 = f1 / 2)
+SIM_F1 = 0.06159398496240601
 
 
 #: every [truth.unmodelled] key switched off: a child of `sim-ideal` inherits `sim`'s values otherwise
@@ -45,9 +47,11 @@ def unmodelled_table(**on: str) -> str:
 
 
 def small_profile(tmp_path: Path, *, extends: str = "sim-ideal", truth: str = "", unmodelled: str = "",
-                  name: str = "small") -> Path:
-    """A small bench; `truth` / `unmodelled` are TOML lines for [truth] / [truth.unmodelled]."""
-    text = SMALL.format(name=name, extends=extends)
+                  name: str = "small", filter_px: int = 64, input_px: int = 16) -> Path:
+    """A small bench (`filter_px` square filter SLM and camera, `input_px` input modulator);
+    `truth` / `unmodelled` are TOML lines for [truth] / [truth.unmodelled]."""
+    f1 = SIM_F1 * filter_px / 256
+    text = SMALL.format(name=name, extends=extends, f1=f1, f2=f1 / 2, n=filter_px, inp=input_px)
     if truth:
         text += f"\n[truth]\n{truth}\n"
     if unmodelled:
