@@ -16,8 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from calibration.base import CalibrationCancelled, CalibrationError, Cancel, Progress, never_cancel, no_progress
-from drivers.errors import DeviceError, DeviceTimeout, FrameDropped
+from calibration.base import (
+    CalibrationCancelled,
+    CalibrationError,
+    Cancel,
+    Progress,
+    never_cancel,
+    no_progress,
+)
+from drivers.errors import DeviceError, DeviceTimeout, FrameDropped, SafetyError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -56,7 +63,10 @@ class Probe:
 
     def light_on(self) -> None:
         if self.bench.laser is not None or self.bench.shutter is not None:
-            self.bench.guard.arm()
+            try:
+                self.bench.guard.arm()
+            except SafetyError as exc:  # interlock open, shutter stuck: the guard made it safe
+                raise CalibrationError(self.routine, f"cannot turn the light on: {exc}") from exc
         self._lit = True
 
     def light_off(self) -> None:
@@ -100,8 +110,8 @@ class Probe:
         if self.cancel():
             raise CalibrationCancelled(self.routine)
 
-    def grab_frames(self, n: int = 1, *, check: bool = True) -> np.ndarray:
-        """`n` raw frames (n, H, W) of what the modulators show now."""
+    def grab_frames(self, n: int = 1, *, check: bool = True, lit_pixels: int | None = None) -> np.ndarray:
+        """`n` raw frames (n, H, W) of what the modulators show now (`lit_pixels`: see `check_frames`)."""
         out = []
         for _ in range(n):
             self._step()
@@ -110,12 +120,12 @@ class Probe:
             self._check_light_state()
         frames = np.stack(out)
         if check and self._lit:
-            self.check_frames(frames)
+            self.check_frames(frames, lit_pixels=lit_pixels)
         return frames
 
-    def grab(self, n: int = 1, *, check: bool = True) -> np.ndarray:
+    def grab(self, n: int = 1, *, check: bool = True, lit_pixels: int | None = None) -> np.ndarray:
         """Mean of `n` frames (float64 DN)."""
-        return self.grab_frames(n, check=check).astype(np.float64).mean(axis=0)
+        return self.grab_frames(n, check=check, lit_pixels=lit_pixels).astype(np.float64).mean(axis=0)
 
     def grab_inputs(self, input_grays: np.ndarray, *, check: bool = True) -> np.ndarray:
         """One frame (B, H, W) per input pattern, through the camera's batched grab when it has one."""
@@ -160,18 +170,36 @@ class Probe:
         """Mean dark frame and its temporal noise (DN) at the current exposure, taken once."""
         exposure = float(self.bench.camera.exposure_s)
         if exposure not in self._dark:
-            with self.dark():
-                frames = self.grab_frames(max(n, 2), check=False).astype(np.float64)
-            noise = float(np.sqrt(0.5) * np.std(frames[1] - frames[0]))
-            self._dark[exposure] = (frames.mean(axis=0), max(noise, 0.5))
+            self.dark_frames(n)
         return self._dark[exposure]
 
-    def check_frames(self, frames: np.ndarray) -> None:
-        """Refuse saturated frames and frames at the dark level (light off, wrong pattern)."""
+    def dark_frames(self, n: int = 4) -> np.ndarray:
+        """`n` (>= 2) raw dark frames at the current exposure; they also become its dark reference."""
+        with self.dark():
+            frames = self.grab_frames(max(n, 2), check=False)
+        f = frames.astype(np.float64)
+        self.remember_dark(float(self.bench.camera.exposure_s), f.mean(axis=0),
+                           float(np.sqrt(0.5) * np.std(f[1] - f[0])))
+        return frames
+
+    def remember_dark(self, exposure_s: float, mean: np.ndarray, noise: float) -> None:
+        """Use a dark level a routine measured or modelled (e.g. from a dark-current fit) at `exposure_s`,
+        so checking frames there costs no dark frames."""
+        self._dark[float(exposure_s)] = (np.asarray(mean, dtype=np.float64), max(float(noise), 0.5))
+
+    def check_frames(self, frames: np.ndarray, *, lit_pixels: int | None = None,
+                     allow_saturated: bool = False) -> None:
+        """Refuse saturated frames and frames at the dark level (light off, wrong pattern).
+
+        A frame is lit when its `lit_pixels`-th brightest pixel (default: 0.1 % of the
+        frame) rises `LIGHT_SIGMAS` dark-noise sigmas above the dark reference; pass a
+        small count for patterns that light only a small spot. `allow_saturated`: a
+        routine that masks saturated pixels itself (photon transfer) takes them.
+        """
         cam = self.bench.camera
         flat = frames.reshape(len(frames), -1) if frames.ndim == 3 else frames.reshape(1, -1)
         saturated = (flat >= cam.max_value).mean(axis=1)
-        if np.any(saturated > SATURATED_FRACTION):
+        if not allow_saturated and np.any(saturated > SATURATED_FRACTION):
             raise CalibrationError(
                 self.routine,
                 f"{float(saturated.max()) * 100:.3g} % of the pixels are saturated at exposure "
@@ -179,7 +207,11 @@ class Probe:
             )
         dark, noise = self.dark_reference()
         signal = flat.astype(np.float64) - dark.reshape(1, -1)
-        peak = np.percentile(signal, 99.9, axis=1)
+        if lit_pixels is None:
+            peak = np.percentile(signal, 99.9, axis=1)
+        else:
+            k = int(np.clip(lit_pixels, 1, signal.shape[1]))
+            peak = np.partition(signal, signal.shape[1] - k, axis=1)[:, signal.shape[1] - k]
         if np.any(peak < LIGHT_SIGMAS * noise):
             raise CalibrationError(
                 self.routine,

@@ -1,0 +1,55 @@
+"""The photometric routines (camera, SLM LUT, crosstalk, illumination) on small simulated benches.
+
+Each runs against drawn truths (not only `sim`'s values) and must recover them
+within the issue's tolerances; each refuses a bench whose light is off. The
+routines see only the device protocols and the twin; these tests read the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cal_helpers import small_profile, small_truth, truth_of
+
+from calibration.base import CalibrationError
+from calibration.camera import CameraRoutine
+from labrig.bench.bench import Bench
+from labrig.geometry import geometry_from_profile
+from labrig.optics import Twin
+
+
+def open_small(tmp_path: Path, truth: object, **overrides: object) -> Iterator[tuple[Bench, Twin]]:
+    path = small_profile(tmp_path, truth, **overrides)
+    with Bench.open(path) as bench:
+        yield bench, Twin(geometry_from_profile(bench.profile.root))
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_camera_recovers_gain_offset_and_hot_pixels(tmp_path: Path, seed: int) -> None:
+    truth = small_truth(seed)
+    truth["hot_pixel_fraction"] = 1e-3  # a few on a 64 x 64 camera
+    for bench, twin in open_small(tmp_path, truth):
+        result = CameraRoutine().run(bench, twin)
+        true = truth_of(bench)
+        assert result.values["camera_gain"] == pytest.approx(float(true.camera_gain), rel=0.01)
+        assert result.values["camera_offset_dn"] == pytest.approx(float(true.camera_offset_dn), abs=1.0)
+        hot_true = true.hot_pixels_e_per_s.numpy() > 0
+        hot = np.asarray(result.values["hot_pixels_e_per_s"])
+        assert np.array_equal(hot > 0, hot_true)
+        assert hot[hot_true] == pytest.approx(true.hot_pixels_e_per_s.numpy()[hot_true], rel=0.05)
+        spec = twin.geometry.camera
+        assert result.products["read_noise_e"] == pytest.approx(spec.read_noise_e, rel=0.05)
+        assert result.products["dark_dn"].shape == spec.resolution
+        assert result.frames < 130
+        assert bench.camera.exposure_s == pytest.approx(1e-3)  # the exposure in use is restored
+        assert not bench.guard.armed
+
+
+def test_camera_refuses_a_dark_bench(tmp_path: Path) -> None:
+    for bench, twin in open_small(tmp_path, small_truth(5), laser={"power_w": 0.0}):
+        with pytest.raises(CalibrationError, match=r"camera.*dark level"):
+            CameraRoutine().run(bench, twin)
+        assert not bench.guard.armed
