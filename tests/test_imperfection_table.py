@@ -81,3 +81,16 @@ def test_apply_values_writes_estimates_and_refuses_bad_ones() -> None:
     with pytest.raises(ValueError, match="not finite"):
         apply_values(imp, {"camera_gain": float("nan")})
     assert BY_NAME["slm_lut"].routine == "slm_lut"
+
+
+def test_routines_estimate_what_the_table_says() -> None:
+    """Each registered routine writes only declared imperfections, and the routine the table names
+    for an imperfection (when it exists) does estimate it: the table and the routines agree."""
+    from calibration.session import ROUTINES
+
+    for name, cls in ROUTINES.items():
+        assert set(cls.estimates) <= set(NAMES), f"routine {name} estimates undeclared {set(cls.estimates) - set(NAMES)}"
+    for entry in TABLE:
+        if entry.routine in ROUTINES:
+            assert entry.name in ROUTINES[entry.routine].estimates, (
+                f"the table says {entry.routine!r} estimates {entry.name!r}, but it does not")
