@@ -58,14 +58,20 @@ REGISTRY = {"offset": Offset, "spot": Spot, "broken": Broken}
 
 
 class Interrupted(Routine):
-    """Ctrl-C in the middle of a lit measurement."""
+    """Ctrl-C (a real SIGINT to this process) in the middle of a lit measurement."""
 
     name, estimates = "interrupted", ()
 
     def run(self, bench, twin, *, progress=None, cancel=None):
+        import os
+        import signal
+        import time
+
         with Probe(bench, self.name, progress=progress, cancel=cancel) as probe:
             probe.grab_frames(1, check=False)
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the signal arrives here
+            raise AssertionError("SIGINT did not interrupt the routine")
 
 
 REGISTRY["interrupted"] = Interrupted
