@@ -118,3 +118,17 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
     junk.write_bytes(b"not hdf5")
     with pytest.raises(CalibrationFileError, match="not a readable HDF5"):
         load_calibration(junk)
+
+
+@pytest.mark.parametrize(("tables", "cause"), [
+    ({"laser": {"power_w": 0.0}}, "dark level"),             # laser off: no frame taken in the dark is data
+    ({"optics": {"transmission": 1e-3}, "camera": {"gain": 4.0}}, "saturated"),  # 100x the light, ADC clips
+])
+def test_dark_or_saturated_series_is_refused_and_writes_nothing(tmp_path: Path, tables: dict, cause: str) -> None:
+    path = small_profile(tmp_path, small_truth(3), **tables)
+    out = tmp_path / "cal.h5"
+    with Bench.open(path) as bench:
+        with pytest.raises(CalibrationError, match=f"'spot'.*{cause}"):
+            calibrate(bench, ["spot"], out=out, registry=REGISTRY)
+        assert not bench.guard.armed and not bench.laser.enabled
+    assert not out.exists()
