@@ -255,6 +255,8 @@ def _feed(h: Any, value: Any) -> None:
         h.update(value.encode() if isinstance(value, str) else value)
     else:
         a = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+        if a.dtype.kind == "c":
+            a = np.ascontiguousarray(a, dtype=np.complex128).view(np.float64)
         if a.dtype.kind in "biuf":
             a = np.ascontiguousarray(a, dtype=np.float64)
             h.update(str(a.shape).encode())

@@ -19,7 +19,8 @@ class Offset(Routine):
             dark, noise = probe.dark_reference(4)
         offset = float(np.median(dark)) - twin.geometry.camera.offset_dn
         return RoutineResult(self.name, {"camera_offset_dn": offset, "hot_pixels_e_per_s": None}, noise, "DN",
-                             probe.frames, products={"dark_dn": dark, "exposure_s": bench.camera.exposure_s},
+                             probe.frames, products={"dark_dn": dark, "exposure_s": bench.camera.exposure_s,
+                                       "dark_spectrum": np.fft.fft2(dark)[:4, :4]},
                              plot={"histogram": np.histogram(dark, 16)[0]})
 
 

@@ -46,6 +46,7 @@ def test_round_trip_keeps_values_products_provenance_and_hash(profile: Path, tmp
     assert loaded.result("offset").values["camera_offset_dn"] == pytest.approx(truth.camera_offset_dn.item(), abs=1.0)
     np.testing.assert_array_equal(loaded.product("offset", "dark_dn"), cal.product("offset", "dark_dn"))
     assert loaded.product("offset", "exposure_s") == pytest.approx(1e-3)
+    np.testing.assert_array_equal(loaded.product("offset", "dark_spectrum"), cal.product("offset", "dark_spectrum"))
     assert loaded.provenance["profile"]["name"] == "small"
     assert loaded.provenance["devices"]["camera"]["identity"]["serial"] == "SIM-0004"
     twin = loaded.twin()
