@@ -317,7 +317,16 @@ class FineTuner:
         return tiles
 
     def _train_step(self) -> dict[str, Any]:
+        drawn = (self.order, self.pos, self.batch_gen.get_state())
         x, y = self._next_batch()
+        try:
+            return self._update(x, y)
+        except LabrigError:  # a device fault: the batch was not used, the resumed run draws it again
+            self.order, self.pos = drawn[:2]
+            self.batch_gen.set_state(drawn[2])
+            raise
+
+    def _update(self, x: np.ndarray, y: torch.Tensor) -> dict[str, Any]:
         input_gray = torch.from_numpy(encode_images(self.parent.input, x).astype(np.int64))
         frames0 = self.meter.frames if self.meter is not None else 0
         try:
