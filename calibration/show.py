@@ -35,8 +35,10 @@ def format_value(value: Any) -> str:
     return f"{'x'.join(map(str, a.shape))} array, {float(a.min()):.4g} .. {float(a.max()):.4g}, {nonzero} nonzero"
 
 
-def format_calibration(cal: Calibration, max_age_s: float | None = DEFAULT_MAX_AGE_S) -> str:
-    """Provenance, then one block per routine: when, frames, time, residual, estimates and products."""
+def format_calibration(cal: Calibration, max_age_s: float | None = DEFAULT_MAX_AGE_S,
+                       bench_or_profile: Any = None) -> str:
+    """Provenance, state (fresh or why stale, against `bench_or_profile` when given: age otherwise),
+    then one block per routine: when, frames, time, residual, estimates and products."""
     prov = cal.provenance
     profile = prov.get("profile", {})
     lines = [
@@ -48,7 +50,7 @@ def format_calibration(cal: Calibration, max_age_s: float | None = DEFAULT_MAX_A
         ident = dev.get("identity", {})
         lines.append(f"  {role:8s} {dev.get('kind', '')}: " + " ".join(
             str(ident.get(k)) for k in ("vendor", "model", "serial") if ident.get(k)))
-    reasons = staleness(cal, None, max_age_s)
+    reasons = staleness(cal, bench_or_profile, max_age_s)
     lines.append("  state: " + ("fresh" if not reasons else "STALE: " + "; ".join(reasons)))
     for name, record in cal.routines.items():
         r = record.result

@@ -32,6 +32,8 @@ def test_calibrate_then_show(fakes: None, tmp_path: Path, capsys: pytest.Capture
     text = capsys.readouterr().out
     assert "bench profile small" in text and "state: fresh" in text and "camera_offset_dn" in text
     assert (tmp_path / "cal.png").stat().st_size > 5_000
+    assert main(["calibration", "show", str(out), "--profile", "sim"]) == 0
+    assert "STALE: routine 'offset' was measured with another profile ('small'" in capsys.readouterr().out
 
     # a rerun of one routine keeps the other's result from the file it updates
     assert main(["calibrate", "offset", "--profile", str(profile), "--out", str(out), "--no-progress"]) == 0

@@ -48,6 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                           help="print a calibration's provenance and estimates; optionally plot each routine")
     show.add_argument("file", type=Path, metavar="FILE", help="calibration file (.h5)")
     show.add_argument("--png", type=Path, default=None, metavar="FILE", help="also write a figure, a panel per routine")
+    show.add_argument("--profile", "-p", default=None, metavar="P",
+                      help="also check staleness against this bench profile (default: age only)")
     show.set_defaults(handler=cmd_show)
 
 
@@ -129,7 +131,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     from calibration.store import load_calibration
 
     cal = load_calibration(args.file)
-    print(format_calibration(cal))
+    profile = None
+    if args.profile is not None:
+        from labrig.bench import load_profile
+
+        profile = load_profile(args.profile)
+    print(format_calibration(cal, bench_or_profile=profile))
     if args.png is not None:
         save_calibration_png(cal, args.png)
         print(f"\nwrote {args.png}")
