@@ -223,3 +223,29 @@ def test_bench_meter_refuses_dark_batches(tmp_path: Path) -> None:
         raw = np.full((4, 4, 20, 20), 4095.0)
         with pytest.raises(SaturatedFrames):
             meter.check(raw)
+
+
+def test_cli_finetunes_resumes_and_records_lineage(tmp_path: Path, capsys) -> None:
+    from data_helpers import write_idx_split
+
+    from labrig.cli import main
+
+    data = tmp_path / "toy"
+    train, held = toy_dataset(64, seed=1), toy_dataset(32, seed=5)
+    write_idx_split(data, train.images[:, 0].numpy(), train.labels.numpy().astype("u1"), "train")
+    write_idx_split(data, held.images[:, 0].numpy(), held.labels.numpy().astype("u1"), "test")
+    parent = save_program(_program(), tmp_path / "parent.h5")
+    bench = _real(tmp_path)
+    out = tmp_path / "ft"
+    args = ["finetune", "--program", str(parent), "--profile", str(bench), "--data", str(data), "--out", str(out),
+            "--mode", "backend", "--batch", "8", "--eval-images", "16", "--eval-every", "2", "--no-progress"]
+    assert main([*args, "--steps", "2"]) == 0
+    assert main([*args, "--steps", "4", "--frames", "1000"]) == 0  # resumes at step 2
+    printed = capsys.readouterr().out
+    assert "complete: 4 steps" in printed
+    program = load_program(out / "program.h5")
+    lineage = program.source["finetune"]
+    assert lineage["parent_path"] == str(parent) and lineage["mode"] == "backend" and lineage["steps"] == 4
+    assert lineage["calibration_hash"] is None and [m["step"] for m in lineage["metrics"]] == [1, 2, 3, 4]
+    assert any(e["kind"] == "resumed" for e in lineage["events"])
+    assert np.array_equal(program.filter.gray, _program().filter.gray)  # backend mode: the masks stay
