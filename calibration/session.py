@@ -61,15 +61,22 @@ MODULES: tuple[str, ...] = (
 Listener = Callable[[str, str, Any], None]
 
 
-def _discover(modules: Iterable[str]) -> dict[str, type[Routine]]:
+def _discover(modules: Iterable[str]) -> tuple[dict[str, type[Routine]], dict[str, str]]:
+    """Routine classes by name, and the modules that exist but failed to import (module -> error)."""
     found: dict[str, type[Routine]] = {}
+    broken: dict[str, str] = {}
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name == module_name:
                 continue  # that routine module does not exist (yet)
-            raise
+            broken[module_name] = f"{type(exc).__name__}: {exc}"
+            continue
+        except Exception as exc:  # a broken module is named wherever it matters, never skipped silently
+            broken[module_name] = f"{type(exc).__name__}: {exc}"
+            log.error("calibration routine module %s failed to import: %s", module_name, exc)
+            continue
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if (issubclass(cls, Routine) and cls.__module__ == module.__name__
                     and not inspect.isabstract(cls) and cls.name):
@@ -77,11 +84,11 @@ def _discover(modules: Iterable[str]) -> dict[str, type[Routine]]:
                     raise LabrigError(f"two calibration routines are named {cls.name!r}: "
                                       f"{found[cls.name].__module__} and {module_name}")
                 found[cls.name] = cls
-    return found
+    return found, broken
 
 
-#: every routine, by name, in run order
-ROUTINES: dict[str, type[Routine]] = _discover(MODULES)
+#: every routine, by name, in run order; BROKEN: routine modules that failed to import (and why)
+ROUTINES, BROKEN = _discover(MODULES)
 
 
 def register(cls: type[Routine]) -> type[Routine]:
@@ -100,17 +107,23 @@ def plan(names: Sequence[str] | str, have: Iterable[str] = (),
     previous calibration already holds) is added to the plan; an unknown name
     or a dependency cycle is a clear error.
     """
+    default_registry = registry is None
     registry = ROUTINES if registry is None else registry
     order = list(registry)
     if isinstance(names, str):
         names = [names]
     if not names or list(names) == ["all"]:
+        if default_registry and BROKEN:  # "all" without a routine would be a silent gap
+            raise LabrigError("cannot run all calibration routines: " + "; ".join(
+                f"{m} failed to import ({e})" for m, e in BROKEN.items()))
         wanted = list(order)
     else:
         unknown = [n for n in names if n not in registry]
         if unknown:
+            extra = (f"; broken routine modules: {', '.join(f'{m} ({e})' for m, e in BROKEN.items())}"
+                     if default_registry and BROKEN else "")
             raise LabrigError(f"unknown calibration routine(s) {', '.join(map(repr, unknown))}; "
-                              f"known: {', '.join(order) or 'none'} (or 'all')")
+                              f"known: {', '.join(order) or 'none'} (or 'all'){extra}")
         wanted = list(dict.fromkeys(names))
     have = set(have)
     out: list[str] = []
@@ -254,4 +267,4 @@ def _safe(bench: Bench) -> None:
         log.exception("making the bench safe failed")
 
 
-__all__ = ["MODULES", "ROUTINES", "Listener", "calibrate", "plan", "register", "start_twin"]
+__all__ = ["BROKEN", "MODULES", "ROUTINES", "Listener", "calibrate", "plan", "register", "start_twin"]

@@ -133,3 +133,15 @@ def test_dark_or_saturated_series_is_refused_and_writes_nothing(tmp_path: Path, 
             calibrate(bench, ["spot"], out=out, registry=REGISTRY)
         assert not bench.guard.armed and not bench.laser.enabled
     assert not out.exists()
+
+
+def test_a_broken_routine_module_is_named_not_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from calibration import session
+
+    (tmp_path / "calib_broken_mod.py").write_text("raise RuntimeError('half-written routine')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found, broken = session._discover(["calib_broken_mod", "calib_absent_mod"])
+    assert found == {} and list(broken) == ["calib_broken_mod"] and "half-written routine" in broken["calib_broken_mod"]
+    monkeypatch.setattr(session, "BROKEN", broken)
+    with pytest.raises(LabrigError, match=r"cannot run all.*calib_broken_mod.*half-written"):
+        session.plan("all")

@@ -84,12 +84,13 @@ class TqdmProgress:
 
 
 def _list_routines() -> str:
-    from calibration.session import ROUTINES
+    from calibration.session import BROKEN, ROUTINES
 
     rows = [f"{'routine':14s} {'frames':>6s}  after           estimates"]
     for name, cls in ROUTINES.items():
         rows.append(f"{name:14s} {cls.frames_hint:6d}  {','.join(cls.after) or '-':15s} {', '.join(cls.estimates)}")
-    return "\n".join(rows) if ROUTINES else "no calibration routines are installed"
+    rows += [f"BROKEN {module}: {error}" for module, error in BROKEN.items()]
+    return "\n".join(rows) if ROUTINES or BROKEN else "no calibration routines are installed"
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
