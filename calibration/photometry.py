@@ -164,3 +164,88 @@ def twin_frames_from_phase(twin: Twin, input_gray: np.ndarray, phases: torch.Ten
 def require(condition: bool, routine: str, message: str) -> None:
     if not condition:
         raise CalibrationError(routine, message)
+
+
+# -- zero-order measurements (SLM LUT, crosstalk) ---------------------------------------------------
+
+
+class ZeroOrder:
+    """The zero order of filter patterns, relative to a flat filter, on the bench and in the twin.
+
+    The input shows a small bright patch, whose spectrum lights the whole filter
+    SLM; the camera sees the patch's image (the zero order) plus whatever the
+    pattern diffracts away from it. The zero order's light, summed in a disc
+    around the patch image and divided by that of a flat filter (gray 0
+    everywhere), is the squared modulus of the pattern's mean transmission: it
+    does not depend on where the orders land, on the filter's lateral shift or on
+    the camera's geometry, and the twin computes the same ratio for any phase
+    pattern. `measure` shows gray levels and returns ratios; `model` returns the
+    twin's ratios for phase patterns (radians).
+    """
+
+    def __init__(self, probe: Probe, twin: Twin, *, patch_px: int = 2, radius_px: float = 3.0,
+                 target: float = 0.5) -> None:
+        self.probe, self.twin = probe, twin
+        geo = twin.geometry
+        self.shape = tuple(geo.filter.resolution)
+        self.radius = float(radius_px)
+        self.input_gray = patch(geo.input.resolution, patch_px, geo.input.levels - 1)
+        self.lit_pixels = max(2, patch_px)
+        probe.show_input(self.input_gray)
+        probe.show_filter(np.zeros(self.shape, dtype=np.int64))
+        dark, _ = probe.dark_reference()
+        find_exposure(probe, dark, target=target, count=self.lit_pixels)
+        self.dark, _ = probe.dark_reference()
+        self.saturation = probe.bench.camera.max_value
+        flat = probe.grab(2, lit_pixels=self.lit_pixels) - self.dark
+        self.centre = brightest(flat)
+        self.flat = float(window_sums(flat, [self.centre], self.radius)[0])
+        require(self.flat > 0, probe.routine, "no light in the zero order of a flat filter")
+        self.frames_flat = [self.flat]
+        self._twin_flat: dict[int, tuple[tuple[float, float], float]] = {}
+
+    def measure(self, grays: np.ndarray, progress: str = "") -> np.ndarray:
+        """Zero-order ratios of filter patterns (B, N, N) of gray levels, one frame each."""
+        out = np.empty(len(grays))
+        for i, g in enumerate(grays):
+            self.probe.show_filter(g)
+            out[i] = self._zero_order(self.grab()) / self.flat
+            if progress:
+                self.probe.progress(self.probe.frames, 0, progress)
+        return out
+
+    def remeasure_flat(self) -> float:
+        """A flat frame again (the light may drift): returns the new/old ratio, and uses the mean."""
+        self.probe.show_filter(np.zeros(self.shape, dtype=np.int64))
+        value = self._zero_order(self.grab())
+        drift = value / self.frames_flat[0]
+        self.frames_flat.append(value)
+        return drift
+
+    def grab(self) -> np.ndarray:
+        """One checked frame (light on; saturation is refused only in the zero order's window,
+        which is all that is measured: a diffraction order elsewhere may clip)."""
+        frame = self.probe.grab_frames(1, check=False)
+        self.probe.check_frames(frame, lit_pixels=self.lit_pixels, allow_saturated=True)
+        signal = frame[0].astype(np.float64)
+        inside = window_sums((signal >= self.saturation).astype(np.float64), [self.centre], self.radius)[0]
+        require(inside == 0, self.probe.routine, "the zero order saturates the camera: lower the laser power")
+        return signal - self.dark
+
+    def _zero_order(self, signal: np.ndarray) -> float:
+        return float(window_sums(signal, [self.centre], self.radius)[0])
+
+    def model(self, phases: torch.Tensor, twin: Twin | None = None, chunk: int = 16) -> np.ndarray:
+        """The twin's zero-order ratios for phase patterns (B, N, N) (radians, no LUT)."""
+        twin = twin or self.twin
+        if id(twin) not in self._twin_flat:  # a flat filter's frame: crosstalk and LUT do not change it
+            flat = twin_frames_from_phase(twin, self.input_gray, torch.zeros((1, *self.shape)), exposure_s=1.0)[0]
+            flat_np = flat.cpu().numpy()
+            centre = brightest(flat_np)
+            self._twin_flat[id(twin)] = (centre, float(window_sums(flat_np, [centre], self.radius)[0]))
+        centre, flat_sum = self._twin_flat[id(twin)]
+        out = []
+        for start in range(0, len(phases), chunk):
+            frames = twin_frames_from_phase(twin, self.input_gray, phases[start:start + chunk], exposure_s=1.0)
+            out.append(window_sums(frames.cpu().numpy(), [centre], self.radius) / flat_sum)
+        return np.concatenate(out)[:, 0] if out else np.zeros(0)

@@ -16,9 +16,12 @@ from cal_helpers import small_profile, small_truth, truth_of
 
 from calibration.base import CalibrationError
 from calibration.camera import CameraRoutine
+from calibration.crosstalk import CrosstalkRoutine
+from calibration.slm_lut import SlmLutRoutine
 from labrig.bench.bench import Bench
 from labrig.geometry import geometry_from_profile
 from labrig.optics import Twin
+from labrig.optics.imperfections import apply_values
 
 
 def open_small(tmp_path: Path, truth: object, **overrides: object) -> Iterator[tuple[Bench, Twin]]:
@@ -52,4 +55,31 @@ def test_camera_refuses_a_dark_bench(tmp_path: Path) -> None:
     for bench, twin in open_small(tmp_path, small_truth(5), laser={"power_w": 0.0}):
         with pytest.raises(CalibrationError, match=r"camera.*dark level"):
             CameraRoutine().run(bench, twin)
+        assert not bench.guard.armed
+
+
+@pytest.mark.parametrize("seed", [4, 9])
+def test_crosstalk_then_lut_recover_the_filter_slm(tmp_path: Path, seed: int) -> None:
+    """Crosstalk first (it needs no LUT), then the LUT through the twin holding that crosstalk."""
+    for bench, twin in open_small(tmp_path, small_truth(seed)):
+        true = truth_of(bench)
+        crosstalk = CrosstalkRoutine().run(bench, twin)
+        assert crosstalk.values["slm_crosstalk_px"] == pytest.approx(float(true.slm_crosstalk_px), abs=0.05)
+        assert crosstalk.frames <= 25
+        apply_values(twin.imperfections, crosstalk.values)
+        lut = SlmLutRoutine(step=8).run(bench, twin)
+        error = np.asarray(lut.values["slm_lut"]) - true.slm_lut.numpy()
+        assert np.sqrt(np.mean(error**2)) <= 0.05
+        inverse = lut.products["inverse_lut"]  # gray level for phase 2 pi k / levels
+        phase_of_inverse = true.slm_lut.numpy()[inverse]
+        wanted = 2 * np.pi * np.arange(len(inverse)) / len(inverse)
+        wrapped = np.angle(np.exp(1j * (phase_of_inverse - wanted)))
+        assert np.sqrt(np.mean(wrapped**2)) < 0.06
+        assert not bench.guard.armed
+
+
+def test_lut_refuses_an_interlocked_laser(tmp_path: Path) -> None:
+    for bench, twin in open_small(tmp_path, small_truth(2), faults={"interlock_open": True}):
+        with pytest.raises(CalibrationError, match=r"slm_lut.*interlock"):
+            SlmLutRoutine(step=8).run(bench, twin)
         assert not bench.guard.armed
