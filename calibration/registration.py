@@ -185,8 +185,8 @@ def fit_markers(work: Twin, names: tuple[str, ...], render: Any, measured: np.nd
     """The marker frame fit; an input shift that ends near zero is fitted again from the other
     side of zero (the flat spot there stops a fit from crossing it) and the better fit kept."""
     imp = work.imperfections
-    fit_twin(work, names[1:], render, measured[None], weights[None], iterations=40)
-    report = fit_twin(work, names, render, measured[None], weights[None], iterations=80)
+    fit_twin(work, names[1:], render, measured[None], weights[None], iterations=20)
+    report = fit_twin(work, names, render, measured[None], weights[None], iterations=40)
     m = input_to_camera_px(work)
     for axis in (0, 1):
         s = float(imp.input_shift_px[axis])
@@ -197,7 +197,7 @@ def fit_markers(work: Twin, names: tuple[str, ...], render: Any, measured: np.nd
         d[axis] = -2 * s
         imp.input_shift_px.data += d
         imp.camera_shift_px.data += m * d
-        other = fit_twin(work, names, render, measured[None], weights[None], iterations=80)
+        other = fit_twin(work, names, render, measured[None], weights[None], iterations=40)
         if other.chi2 < report.chi2:
             report = other
         else:
@@ -271,7 +271,7 @@ class Registration(Routine):
             return torch.stack([camera_power(t, blob, g) for g in lenses])
 
         lens_start(work, blob, lenses, lens_img)
-        lens_report = fit_twin(work, ("filter_shift_px",), render_lenses, lens_img, lens_w, iterations=40)
+        lens_report = fit_twin(work, ("filter_shift_px",), render_lenses, lens_img, lens_w, iterations=20)
         check_finite(self.name, lens_report)
         chi2 = max(report.reduced_chi2, lens_report.reduced_chi2)
         if chi2 > CHI2_LIMIT:

@@ -186,15 +186,7 @@ def fit_twin(
         finally:
             for n in names:
                 imp._parameters[n] = saved[n]
-        pw, mw = pred * w, meas * w
-        dims = tuple(range(1, pred.ndim))
-        if per_frame_amplitude:
-            a = (pw * mw).sum(dims) / (pw * pw).sum(dims).clamp_min(1e-300)
-            a_b = a.reshape(-1, *([1] * (pred.ndim - 1)))
-        else:
-            a = (pw * mw).sum() / (pw * pw).sum().clamp_min(1e-300)
-            a_b = a
-        return ((mw - a_b * pw) ** 2).sum(), a.detach().reshape(-1)
+        return _projected(pred, meas, w, per_frame_amplitude)
 
     with torch.no_grad():
         chi2_start, _ = residual_sq()
@@ -218,6 +210,31 @@ def fit_twin(
     dof = int(np.count_nonzero(np.asarray(weights) * np.ones_like(measured))) - sum(
         int(v.numel()) for v in fitted.values()) - int(amps.numel())
     return FitReport(fitted, float(chi2_start), float(chi2), dof, amps.numpy(), count[0])
+
+
+def _projected(pred: torch.Tensor, meas: torch.Tensor, w: torch.Tensor,
+               per_frame: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted residual after the best factors: one per frame, or one per component when
+    `pred` has a component axis (F, J, ...) more than `meas` (F, ...); one overall if not `per_frame`."""
+    mw = meas * w
+    if pred.ndim == meas.ndim + 1:  # components: meas[f] ~ sum_j a[f, j] pred[f, j]
+        pw = (pred * w.unsqueeze(1)).flatten(2)
+        m = mw.flatten(1)
+        gram = pw @ pw.transpose(1, 2)
+        rhs = (pw @ m.unsqueeze(-1)).squeeze(-1)
+        eye = torch.eye(gram.shape[-1], dtype=gram.dtype) * 1e-12 * gram.diagonal(dim1=1, dim2=2).amax(-1)[:, None, None]
+        a = torch.linalg.solve(gram + eye, rhs)
+        fit = (a.unsqueeze(-1) * pw).sum(1)
+        return ((m - fit) ** 2).sum(), a.detach().reshape(-1)
+    pw = pred * w
+    dims = tuple(range(1, pred.ndim))
+    if per_frame:
+        a = (pw * mw).sum(dims) / (pw * pw).sum(dims).clamp_min(1e-300)
+        a_b = a.reshape(-1, *([1] * (pred.ndim - 1)))
+    else:
+        a = (pw * mw).sum() / (pw * pw).sum().clamp_min(1e-300)
+        a_b = a
+    return ((mw - a_b * pw) ** 2).sum(), a.detach().reshape(-1)
 
 
 def check_finite(routine: str, report: FitReport) -> None:
