@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from calibration.session import ROUTINES, calibrate
+from calibration.session import ROUTINES, calibrate, plan
 from labrig.bench import Bench
 from labrig.optics.aberrations import ZERNIKE_NAMES
 from labrig.optics.imperfections import TABLE
@@ -166,22 +166,30 @@ def case_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_case(label: str, profile: str | Path, routines: list[str], workdir: Path) -> dict[str, Any]:
+    """Calibrate one bench routine by routine (what `calibrate(bench, "all")` runs, in its order), so a
+    failing routine is reported and the others, unless they depend on it, still run and are scored."""
     out = workdir / f"{label}.h5"
+    cal = None
+    errors: dict[str, str] = {}
     with Bench.open(profile) as bench:
         started = time.perf_counter()
-        error = None
-        try:
-            cal = calibrate(bench, routines, out=out)
-        except Exception as exc:  # one bad case must not hide the others: report it
-            cal, error = None, f"{type(exc).__name__}: {exc}"
+        for name in plan(routines):
+            blocked = [dep for dep in ROUTINES[name].after if dep in errors]
+            if blocked:
+                errors[name] = f"skipped: needs {', '.join(blocked)}"
+                continue
+            try:
+                cal = calibrate(bench, [name], out=out, previous=cal)
+            except Exception as exc:  # one bad routine must not hide the others: report it
+                errors[name] = f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - started
         truth = bench.shared["sim.world"].truth.imperfections
         rows = score(cal.values() if cal is not None else {}, truth)
     per_routine = {} if cal is None else {
         n: {"frames": r.result.frames, "seconds": round(r.duration_s, 2), "residual": r.result.residual,
             "residual_unit": r.result.residual_unit} for n, r in cal.routines.items()}
-    return {"case": label, "profile": str(profile), "seconds": seconds, "error": error,
-            "frames": None if cal is None else cal.frames, "routines": per_routine, "rows": rows}
+    return {"case": label, "profile": str(profile), "seconds": seconds, "errors": errors,
+            "frames": 0 if cal is None else cal.frames, "routines": per_routine, "rows": rows}
 
 
 def report(cases: list[dict[str, Any]], header: str) -> str:
@@ -206,8 +214,10 @@ def report(cases: list[dict[str, Any]], header: str) -> str:
         parts.append(f"| {c['case']} | {c['frames']} | {c['seconds']:.0f} | " + " | ".join(cells) + " |")
     for c in cases:
         parts += ["", f"## {c['case']}", ""]
-        if c["error"]:
-            parts += [f"calibration failed: {c['error']}", ""]
+        for name, error in c["errors"].items():
+            parts += [f"- routine `{name}` failed: {' '.join(error.split())}"]
+        if c["errors"]:
+            parts.append("")
         parts.append(f"{c['frames']} frames, {c['seconds']:.1f} s. Routines: " + ", ".join(
             f"{n} ({r['frames']} frames, {r['seconds']} s, residual {r['residual']:.3g} {r['residual_unit']})"
             for n, r in c["routines"].items()))
@@ -237,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             case = run_case(label, profile, args.routines, work)
             cases.append(case)
             print(f"  {label}: {case['frames']} frames, {case['seconds']:.1f} s"
-                  + (f", FAILED: {case['error']}" if case["error"] else ""), file=sys.stderr, flush=True)
+                  + "".join(f"; {n} FAILED: {e}" for n, e in case["errors"].items()), file=sys.stderr, flush=True)
     header = (f"# Calibration accuracy\n\n`python benchmarks/calibration_accuracy.py "
               f"--seeds {' '.join(map(str, args.seeds))}` on {platform.machine()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads; routines: {', '.join(ROUTINES)}.")
