@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 #: coefficient (rad) of the diversity phases shown on the filter SLM
 DIVERSITY_RAD = 1.5
 #: the diversity terms: (Zernike index, sign); the first frame has none
-DIVERSITIES: tuple[tuple[int, float], ...] = ((0, 1.0), (0, -1.0), (1, 1.0), (2, 1.0))
+DIVERSITIES: tuple[tuple[int, float], ...] = ((0, 1.0), (0, -1.0))
 #: largest reduced chi^2 of the fit
 CHI2_LIMIT = 50.0
 GEOMETRY = ("input_shift_px", "input_rotation_rad", "camera_shift_px")
