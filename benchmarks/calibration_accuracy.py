@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import tempfile
@@ -172,7 +173,7 @@ def run_case(label: str, profile: str | Path, routines: list[str], workdir: Path
     cal = None
     errors: dict[str, str] = {}
     with Bench.open(profile) as bench:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for name in plan(routines):
             blocked = [dep for dep in ROUTINES[name].after if dep in errors]
             if blocked:
@@ -182,13 +183,13 @@ def run_case(label: str, profile: str | Path, routines: list[str], workdir: Path
                 cal = calibrate(bench, [name], out=out, previous=cal)
             except Exception as exc:  # one bad routine must not hide the others: report it
                 errors[name] = f"{type(exc).__name__}: {exc}"
-        seconds = time.perf_counter() - started
+        seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         truth = bench.shared["sim.world"].truth.imperfections
         rows = score(cal.values() if cal is not None else {}, truth)
     per_routine = {} if cal is None else {
         n: {"frames": r.result.frames, "seconds": round(r.duration_s, 2), "residual": r.result.residual,
             "residual_unit": r.result.residual_unit} for n, r in cal.routines.items()}
-    return {"case": label, "profile": str(profile), "seconds": seconds, "errors": errors,
+    return {"case": label, "profile": str(profile), "seconds": seconds, "cpu_s": cpu_s, "errors": errors,
             "frames": 0 if cal is None else cal.frames, "routines": per_routine, "rows": rows}
 
 
@@ -196,8 +197,8 @@ def report(cases: list[dict[str, Any]], header: str) -> str:
     parts = [header, ""]
     names = [e.name for e in TABLE]
     parts += ["## Summary: misses per parameter", "",
-              "| case | frames | time (s) | " + " | ".join(names) + " |",
-              "|---|---|---|" + "---|" * len(names)]
+              "| case | frames | wall (s) | CPU (s) | " + " | ".join(names) + " |",
+              "|---|---|---|---|" + "---|" * len(names)]
     for c in cases:
         cells = []
         for n in names:
@@ -211,14 +212,15 @@ def report(cases: list[dict[str, Any]], header: str) -> str:
             else:
                 miss = sum(1 for r in rows if r["ok"] is False)
                 cells.append("ok" if miss == 0 else f"**{miss} miss**")
-        parts.append(f"| {c['case']} | {c['frames']} | {c['seconds']:.0f} | " + " | ".join(cells) + " |")
+        parts.append(f"| {c['case']} | {c['frames']} | {c['seconds']:.0f} | {c['cpu_s']:.0f} | "
+                     + " | ".join(cells) + " |")
     for c in cases:
         parts += ["", f"## {c['case']}", ""]
         for name, error in c["errors"].items():
             parts += [f"- routine `{name}` failed: {' '.join(error.split())}"]
         if c["errors"]:
             parts.append("")
-        parts.append(f"{c['frames']} frames, {c['seconds']:.1f} s. Routines: " + ", ".join(
+        parts.append(f"{c['frames']} frames, {c['seconds']:.1f} s wall, {c['cpu_s']:.1f} s CPU. Routines: " + ", ".join(
             f"{n} ({r['frames']} frames, {r['seconds']} s, residual {r['residual']:.3g} {r['residual_unit']})"
             for n, r in c["routines"].items()))
         parts += ["", case_table(c["rows"])]
@@ -248,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(case)
             print(f"  {label}: {case['frames']} frames, {case['seconds']:.1f} s"
                   + "".join(f"; {n} FAILED: {e}" for n, e in case["errors"].items()), file=sys.stderr, flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header = (f"# Calibration accuracy\n\n`python benchmarks/calibration_accuracy.py "
-              f"--seeds {' '.join(map(str, args.seeds))}` on {platform.machine()}, torch {torch.__version__}, "
+              f"--seeds {' '.join(map(str, args.seeds))}` on {platform.machine()} ({os.cpu_count()} cores, load "
+              f"average {load:.1f} at the end: wall times include waiting for the CPU), torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads; routines: {', '.join(ROUTINES)}.")
     text = report(cases, header)
     print(text)
