@@ -21,8 +21,8 @@ from drivers.errors import DeviceError, LabrigError
 from drivers.plugin import DeviceContext
 from labrig.bench.frames import SNAP_FORMATS, check_frame_path, save_frame
 from labrig.bench.plugins import create_device
-from labrig.bench.profile import Profile, load_profile
 from labrig.bench.safety import SafetyGuard
+from labrig.profiles import Profile, load_profile
 
 __all__ = ["SNAP_FORMATS", "Bench", "open_bench"]
 
@@ -207,18 +207,6 @@ class Bench:
             self.guard.make_safe()
         save_frame(path, frame, self, when)
         return frame
-
-    def run(self, program: Any, images: Any, out_path: str | Path | None = None, **options: Any) -> Any:
-        """Stream `images` through a compiled program (a `Program` or its file) on this bench.
-
-        A thin front for `labrig.deploy.run_program` (see there for the options); returns its
-        `RunResult`. Without `out_path` the run is kept in memory.
-        """
-        from labrig.deploy import load_program, run_program  # deploy sits above bench: import late
-
-        if isinstance(program, str | Path):
-            program = load_program(program)
-        return run_program(self, program, images, out_path, **options)
 
 
 def open_bench(profile: Profile | str | Path | None = None) -> Bench:
