@@ -10,9 +10,7 @@ interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +29,11 @@ from labrig.deploy.program import Program
 from labrig.deploy.result import RunResult
 from labrig.deploy.runfile import MemorySink, RunFile, RunLayout
 from labrig.models.runtime import resolve_device
+from labrig.progress import Cancel, Progress, is_cancelled
 
 __all__ = ["DEFAULT_BATCH", "run_program"]
 
 DEFAULT_BATCH = 64
-Cancel = Callable[[], bool] | threading.Event
-Progress = Callable[[int, int, dict[str, Any]], None]
-
-
-def _cancelled(cancel: Cancel | None) -> bool:
-    if cancel is None:
-        return False
-    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
-
-
 def _has_light(bench: Bench) -> bool:
     return bench.laser is not None or bench.shutter is not None
 
@@ -152,7 +141,7 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
         if pipelined:
             host.start()
         for s in range(start, total, batch):
-            if _cancelled(cancel):
+            if is_cancelled(cancel):
                 status = "cancelled"
                 break
             t = time.perf_counter()
