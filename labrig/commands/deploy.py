@@ -16,7 +16,7 @@ EXIT_INTERRUPTED = 130
 def _data_option(parser: argparse.ArgumentParser, split: str) -> None:
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help=f"dataset folder, its {split} split is used "
-                             "(default: $LABRIG_DATA or ../shared/data/fashion-mnist)")
+                             "(default: $LABRIG_DATA, else shared/data/fashion-mnist in the working directory or above)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
