@@ -111,3 +111,41 @@ def test_run_outcome_holds_report_and_confusion(tmp_path: Path) -> None:
     assert np.trace(cm) == round(outcome.result.accuracy * 40)
     labels = data.labels[:40].numpy()
     assert (cm.sum(axis=1) == np.bincount(labels, minlength=outcome.num_classes)).all()  # rows: true class
+
+
+@pytest.mark.gui
+def test_console_run_shows_a_partial_run_and_reports_the_fault(qtbot, tmp_path: Path) -> None:
+    """A disconnect mid-run: the Run dock shows the images measured (result, confusion, browser)
+    and reports the fault once, as the CLI prints the partial report and fails."""
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    from deploy_helpers import fault_profile
+    from PySide6.QtCore import QSettings
+
+    from labrig.deploy import save_program
+    from labrig.gui.main_window import MainWindow
+
+    profile = fault_profile(tmp_path, "disconnect_after_frames = 100")
+    program_file = save_program(program(), tmp_path / "p.h5")
+    w = MainWindow(profile, settings=QSettings(str(tmp_path / "c.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    try:
+        w.devices.connect_bench()
+        qtbot.waitUntil(lambda: w.session.connected, timeout=30_000)
+        w.live.stop()  # its frames count towards the disconnect too
+        w.program.open_program(program_file)
+        qtbot.waitUntil(lambda: w.session.program is not None, timeout=30_000)
+        w.run.set_dataset(held_out(), "held out")
+        w.run.out_path.setText(str(tmp_path / "run.h5"))
+        w.run.batch.setValue(16)
+        w.run.limit.setValue(0)
+        w.run.start_run()
+        qtbot.waitUntil(lambda: not w.run.running and w.run.result is not None, timeout=60_000)
+        result = w.run.result
+        assert result.status == "fault" and 16 <= result.images < 160 and result.images % 16 == 0
+        assert w.run.status.text().startswith("run failed: RunAborted")
+        assert w.errors[0][0] == "run" and "DeviceDisconnected" in w.errors[0][1]
+        assert w.run.confusion.rowCount() == 10 and w.run.records.count == result.images
+        assert not w.session.bench.shutter.shutter_open
+    finally:
+        w.close()
