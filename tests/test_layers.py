@@ -173,6 +173,29 @@ def test_no_import_cycles() -> None:
     assert not cycles, "import cycles:\n" + "\n".join(detail)
 
 
+#: (importer, imported, why): arrows DESIGN.md forbids even where they point down
+FORBIDDEN: tuple[tuple[str, str, str], ...] = (
+    ("calibration", "sim_backend", "calibration works on glass: it never reads the simulator or its truth"),
+    ("labrig.hil", "sim_backend", "in-situ training works on glass: it never reads the simulator or its truth"),
+    ("labrig", "sim_backend", "labrig finds simulated devices through entry points, like real ones"),
+    ("labrig", "drivers.vendors", "labrig finds vendor drivers through entry points, never by name"),
+    ("labrig", "drivers.templates", "templates are copied, never imported"),
+)
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def test_no_forbidden_imports() -> None:
+    found = [
+        f"{MODULES[src].relative_to(ROOT)}:{line}: {src} imports {dst}: {why}"
+        for src, targets in _edges().items() for dst, line in targets.items()
+        for importer, imported, why in FORBIDDEN if _within(src, importer) and _within(dst, imported)
+    ]
+    assert not found, "\n".join(found)
+
+
 def test_the_checker_sees_upward_and_circular_imports() -> None:
     """The walk itself: a late import counts, and a two-module circle is found."""
     assert floor_of("labrig.deploy.run") == 4 and floor_of("labrig.bench") == 3
