@@ -10,7 +10,6 @@ cancelled run stops cleanly between chunks (see `run_program`).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 from labrig.bench import Bench
 from labrig.data import load_dataset
 from labrig.data.base import ImageDataset
+from labrig.data.errors import DataError
 from labrig.deploy.compiler import DEFAULT_EXPOSURE_FILL, MAX_CALIBRATION, compile_program
 from labrig.deploy.errors import Cancelled, RunAborted
 from labrig.deploy.images import ImageSource
@@ -65,7 +65,7 @@ def load_images(data: ImageDataset | str | Path | Any, split: str) -> Any:
     dataset folder."""
     if isinstance(data, str | Path):
         if not str(data).strip():
-            raise ValueError("no dataset folder given")
+            raise DataError("no dataset folder given")
         return load_dataset(data, split=split)
     return data
 
@@ -73,9 +73,7 @@ def load_images(data: ImageDataset | str | Path | Any, split: str) -> Any:
 def _first(data: Any, n: int) -> Any:
     """The first `n` images of a dataset or an array."""
     if isinstance(data, ImageDataset):
-        return data if n >= len(data) else dataclasses.replace(data, images=data.images[:n], labels=data.labels[:n],
-                                                                indices=None if data.indices is None
-                                                                else data.indices[:n])
+        return data if n >= len(data) else data.subset(range(n))
     if isinstance(data, tuple) and len(data) == 2:
         return data[0][:n], data[1][:n]
     return data[:n]
