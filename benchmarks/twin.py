@@ -29,11 +29,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from labrig.bench.profile import load_profile
 from labrig.geometry import geometry_from_profile
 from labrig.optics import BenchGeometry, CameraSpec, ModulatorSpec, Twin, fast_size_for_tiles
 from labrig.optics.conv import kernel_to_mask
 from labrig.optics.grid import padded_size
+from labrig.profiles import load_profile
 from sim_backend.truth import FaultPlan, Truth, read_truth
 from sim_backend.world import SimWorld
 

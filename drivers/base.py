@@ -1,9 +1,17 @@
-"""Device protocols shared by real drivers (`drivers/`) and simulated ones (`sim_backend/`).
+"""Device protocols shared by real drivers (`drivers/vendors/`) and simulated ones (`sim_backend/`).
 
 Modelled on slmsuite's base classes: the public methods here validate, keep
 state and raise the errors of `drivers.errors`; a driver only fills in small
 `_*_hw` hooks that talk to the hardware. So bounds checks, shape checks and
-idempotent close behave the same on every device.
+idempotent close behave the same on every device. A new driver starts from
+the copy-me templates in `drivers/templates/`.
+
+The roles a bench fills: `LaserController`, `Shutter`, an `InputModulator`
+(anything that shows gray-level patterns in the input plane: an `SLM`, a DMD,
+a micro-LED array), the filter `SLM` and the `Camera`. A capability beyond a
+role (`BatchCamera`: one frame per input pattern in one call) is a protocol a
+driver declares by subclassing it, and callers test it with ``isinstance``,
+never by looking for a method.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from drivers.errors import (
     PatternError,
 )
 
-__all__ = ["SLM", "Camera", "Device", "LaserController", "Shutter"]
+__all__ = ["SLM", "BatchCamera", "Camera", "Device", "InputModulator", "LaserController", "Shutter", "describe"]
 
 
 class Device(ABC):  # noqa: B024 - abstract hooks live in the subclasses
@@ -188,7 +196,45 @@ class Camera(Device):
         """Send the gain to the hardware."""
 
 
-class SLM(Device):
+class BatchCamera(Camera):
+    """Capability: a camera that takes one frame per input pattern in one call.
+
+    Declared by a camera that drives the input modulator itself (the simulated
+    bench renders a whole chunk at once; a camera hardware-triggered by a DMD's
+    pattern sequence could do the same). The runner and calibration use
+    `grab_batch` when ``isinstance(camera, BatchCamera)`` and otherwise show each
+    pattern on the input modulator and `grab` a frame.
+    """
+
+    @abstractmethod
+    def grab_batch(self, input_patterns: np.ndarray) -> np.ndarray:
+        """(n, rows, cols) input-modulator gray levels -> (n, *resolution) frames, each taken
+        with its pattern shown (exposure and gain as set)."""
+
+
+class InputModulator(Device):
+    """Shows gray-level patterns in the input plane: the role ``input`` of a bench.
+
+    Any pixelated modulator can fill it (every `SLM` is one; a DMD or micro-LED
+    driver subclasses this directly). It must set `resolution` (rows, cols) and
+    `bit_depth`, and `show` must return only once the pattern is displayed
+    (after the settle time with ``wait``), because the next frame is taken then.
+    """
+
+    role: ClassVar[str] = "input"
+    resolution: tuple[int, int]
+    bit_depth: int
+
+    @property
+    def levels(self) -> int:
+        return 1 << self.bit_depth
+
+    @abstractmethod
+    def show(self, pattern: np.ndarray, wait: bool = True) -> None:
+        """Display a (rows, cols) integer pattern of gray levels in [0, levels)."""
+
+
+class SLM(InputModulator):
     """A pixelated spatial light modulator showing gray-level patterns.
 
     `lut[g]` is the response to gray level g: phase in radians for a phase
@@ -219,10 +265,6 @@ class SLM(Device):
         self.settle_s = float(settle_s)
         self._lut = self._default_lut() if lut is None else self._checked_lut(lut)
         self._pattern = np.zeros(self.resolution, dtype=self.dtype)
-
-    @property
-    def levels(self) -> int:
-        return 1 << self.bit_depth
 
     @property
     def dtype(self) -> np.dtype:

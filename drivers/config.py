@@ -1,6 +1,6 @@
 """Typed access to one table of a TOML profile, with errors that name key and file.
 
-Used by `labrig.bench.profile` and by every driver factory, so a malformed
+Used by `labrig.profiles` and by every driver factory, so a malformed
 profile fails the same way whichever layer reads the key.
 """
 

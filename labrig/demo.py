@@ -22,8 +22,7 @@ from typing import Any
 
 from labrig.bench import Bench
 from labrig.data import load_dataset
-from labrig.deploy import compile_program, run_program, save_program, save_program_png, write_report
-from labrig.distill import load_model
+from labrig.deploy import compile_checkpoint, run_and_report, save_program, save_program_png
 from labrig.experiments.classification import ClassificationConfig, run_classification
 from labrig.experiments.jobs import write_json
 from labrig.paths import default_data_dir
@@ -53,11 +52,9 @@ def run_demo(
     if report is None:
         raise KeyboardInterrupt
     checkpoint = Path(report["kd"]["checkpoint"])
-    student, _ = load_model(checkpoint, kind="student")
     train = load_dataset(data_dir, split="train", size=config.input_size)
     log(f"2/3 compiling the KD student for the {COMPILE_FOR} bench")
-    program = compile_program(student, COMPILE_FOR, train.subset(range(min(2000, len(train)))),
-                              classes=tuple(train.classes), source={"checkpoint": str(checkpoint)})
+    program = compile_checkpoint(checkpoint, COMPILE_FOR, train)
     save_program(program, out_dir / "program.h5")
     save_program_png(program, out_dir / "program.png")
     test = load_dataset(data_dir, split="test", size=config.input_size)
@@ -65,9 +62,10 @@ def run_demo(
     for profile in profiles:
         log(f"3/3 running {n_images} test images on {profile}")
         with Bench.open(profile) as bench:
-            result = run_program(bench, program, test, out_dir / f"run-{profile}.h5", limit=n_images, twin=True,
-                                 progress=progress, resume=False)
-        write_report(result, out_dir / f"run-{profile}.json")
+            outcome = run_and_report(bench, program, test, out_dir / f"run-{profile}.h5", limit=n_images,
+                                     twin=True, bar=progress, resume=False, report=out_dir / f"run-{profile}.json")
+        outcome.raise_failure()
+        result = outcome.result
         runs.append({"profile": profile, **{k: v for k, v in result.to_report().items()
                                             if not hasattr(v, "shape")}})
     summary = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.base import SLM, Camera, LaserController, Shutter
+from drivers.base import SLM, BatchCamera, LaserController, Shutter
 from drivers.config import CAMERA_KEYS, MODULATOR_KEYS, Section
 from drivers.errors import DeviceError, SafetyError
 from drivers.plugin import DeviceContext
@@ -84,8 +84,9 @@ class SimInputModulator(_SimSLM):
         return "amplitude"
 
 
-class SimCamera(Camera):
-    """A camera that sees the simulated output plane through the true optics."""
+class SimCamera(BatchCamera):
+    """A camera that sees the simulated output plane through the true optics; it renders a
+    whole chunk of input patterns at once (`BatchCamera`)."""
 
     def __init__(self, world: SimWorld, **kwargs: Any) -> None:
         super().__init__("sim camera", **kwargs)

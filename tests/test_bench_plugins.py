@@ -89,3 +89,36 @@ def test_foreign_error_in_from_config_names_the_table(fakeplug: ModuleType, writ
     with pytest.raises(ConfigError, match=r"\[devices\.camera\]: 'fake.camera' could not be built.*driver bug") as err:
         Bench.open(path)
     assert isinstance(err.value.__cause__, ValueError)
+
+
+def test_bench_refuses_an_input_that_shows_no_patterns(fakeplug: ModuleType, write_profile) -> None:
+    path = write_profile(input='kind = "fake.shutter"')
+    with pytest.raises(ConfigError, match=r"devices\.input\.kind: 'fake.shutter' builds a FakeShutter, which does not "
+                                          r"implement InputModulator"):
+        Bench.open(path)
+
+
+def test_batched_grab_is_a_declared_capability(fakeplug: ModuleType) -> None:
+    """A camera with a method named grab_batch is not batched unless it declares BatchCamera."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from drivers.base import BatchCamera
+    from labrig.deploy import ProgramMismatch
+    from labrig.deploy.acquire import Acquirer
+
+    class Lookalike(fakeplug.FakeCamera):
+        def grab_batch(self, patterns: np.ndarray) -> np.ndarray:
+            raise AssertionError("never called: not a declared BatchCamera")
+
+    class Declared(Lookalike, BatchCamera):
+        pass
+
+    program = SimpleNamespace(frames=1)
+    modulator = fakeplug.FakeSLM("input", resolution=(2, 2))
+    lookalike = Lookalike("cam", resolution=(2, 2))
+    assert not Acquirer(SimpleNamespace(camera=lookalike, input=modulator), program).batched  # type: ignore[arg-type]
+    assert Acquirer(SimpleNamespace(camera=Declared("cam", resolution=(2, 2)), input=None), program).batched  # type: ignore[arg-type]
+    with pytest.raises(ProgramMismatch, match="no input modulator"):
+        Acquirer(SimpleNamespace(camera=lookalike, input=None), program)  # type: ignore[arg-type]

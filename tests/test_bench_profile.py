@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drivers.errors import ConfigError
-from labrig.bench.profile import Profile, embedded_profiles, load_profile
+from labrig.profiles import Profile, embedded_profiles, load_profile
 
 if sys.version_info >= (3, 11):
     import tomllib

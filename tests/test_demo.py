@@ -14,9 +14,9 @@ from labrig.experiments.classification import ClassificationConfig
 from labrig.models import BackendConfig, SCLCConfig, StudentConfig
 from labrig.models.optical import OpticsConfig
 from labrig.models.teacher import TeacherConfig
-from labrig.paths import default_data_dir
+from labrig.paths import find_default_data_dir
 
-DATA = default_data_dir()
+DATA = find_default_data_dir(Path(__file__).parent) or Path("/nonexistent")
 pytestmark = pytest.mark.skipif(not (DATA / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST not found")
 
 

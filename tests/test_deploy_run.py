@@ -152,7 +152,7 @@ def test_time_multiplexed_program_runs_with_one_exposure_per_frame(tmp_path: Pat
     p = compile_program(student.eval(), "sim-ideal", train_set().prepare(train_set().images[:64]), n_reference=2)
     assert p.frames == 2
     with Bench.open("sim-ideal") as bench:
-        result = bench.run(p, held_out(), tmp_path / "t.h5", twin=True, progress=False, limit=48)
+        result = run_program(bench, p, held_out(), tmp_path / "t.h5", twin=True, progress=False, limit=48)
     assert result.frames == 96 and result.frames_per_image == 2
     assert result.twin_tile_rel_error < 1e-3 and result.accuracy == result.twin_accuracy
 

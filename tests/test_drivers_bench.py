@@ -23,16 +23,17 @@ from fake_serial_devices import FakeObis, FakeSC10
 from test_drivers_genicam import VIKY
 
 from drivers.errors import DeviceError
-from drivers.genicam import GenICamCamera, live_acquirers
-from drivers.serial.obis import CoherentObis
-from drivers.serial.sc10 import ThorlabsSC10
-from drivers.slm import SlmsuiteSLM
-from drivers.slmsuite_camera import SlmsuiteCamera
-from labrig.bench import Bench, load_profile
+from drivers.vendors.genicam import GenICamCamera, live_acquirers
+from drivers.vendors.serial.obis import CoherentObis
+from drivers.vendors.serial.sc10 import ThorlabsSC10
+from drivers.vendors.slm import SlmsuiteSLM
+from drivers.vendors.slmsuite_camera import SlmsuiteCamera
+from labrig.bench import Bench
 from labrig.geometry import geometry_from_profile
 from labrig.io import json_default
+from labrig.profiles import example_profiles, load_profile
 
-RIG_EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "rig-example.toml"
+RIG_EXAMPLE = example_profiles()["rig-example"]
 
 GENICAM_CAMERA = """\
 kind = "genicam.camera"

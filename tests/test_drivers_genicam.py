@@ -25,7 +25,8 @@ from drivers.errors import (
     FrameDropped,
     OutOfRange,
 )
-from drivers.genicam import (
+from drivers.plugin import DeviceContext
+from drivers.vendors.genicam import (
     DeviceSelector,
     GenICamCamera,
     GenICamSettings,
@@ -34,7 +35,6 @@ from drivers.genicam import (
     frame_from_component,
     live_acquirers,
 )
-from drivers.plugin import DeviceContext
 
 
 def _viky() -> Path | None:
@@ -71,7 +71,7 @@ def viky():
 
 @needs_viky
 def test_enumerates_the_three_viky_cameras() -> None:
-    from drivers.genicam import enumerate_devices
+    from drivers.vendors.genicam import enumerate_devices
 
     devices = enumerate_devices([VIKY])
     assert [d["serial_number"] for d in devices] == ["0", "1", "2"]

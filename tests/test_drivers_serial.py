@@ -27,9 +27,9 @@ from drivers.errors import (
     SafetyError,
 )
 from drivers.plugin import DeviceContext
-from drivers.serial.obis import CoherentObis
-from drivers.serial.sc10 import SC10Protocol, ThorlabsSC10
-from drivers.serial.transport import Refused, SerialTransport
+from drivers.vendors.serial.obis import CoherentObis
+from drivers.vendors.serial.sc10 import SC10Protocol, ThorlabsSC10
+from drivers.vendors.serial.transport import Refused, SerialTransport
 from labrig.bench import Bench
 
 TIMEOUT_S = 0.15

@@ -18,8 +18,8 @@ pytest.importorskip("scipy")
 from drivers.config import Section
 from drivers.errors import ConfigError, DeviceError, PatternError
 from drivers.plugin import DeviceContext
-from drivers.slm import SlmsuiteSLM, load_lut_file
-from drivers.slmsuite_camera import SlmsuiteCamera
+from drivers.vendors.slm import SlmsuiteSLM, load_lut_file
+from drivers.vendors.slmsuite_camera import SlmsuiteCamera
 
 OPTICS = {"optics": {"wavelength_m": 532e-9, "focal1_m": 0.1, "focal2_m": 0.1}}
 F_EFF_PX = 3000.0  # camera pixels per unit of normalized k (SLM k-space -> camera, "ij" units)

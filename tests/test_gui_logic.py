@@ -9,7 +9,7 @@ import pytest
 
 from labrig.bench.patterns import PATTERN_KINDS, grating, lens, make_pattern, spot, to_gray, uniform
 from labrig.gui.framestats import RateMeter, roi_means, saturated_fraction
-from labrig.gui.runview import RunRecords, confusion_matrix, tile_strip
+from labrig.gui.runview import RunRecords, tile_strip
 
 PHASE_LUT = 2 * np.pi * np.arange(256) / 256
 AMP_LUT = np.arange(256) / 255
@@ -103,13 +103,6 @@ def test_rate_meter() -> None:
 # -- run views ------------------------------------------------------------------------------------
 
 
-def test_confusion_matrix_counts_known_labels_only() -> None:
-    labels = np.array([0, 1, 1, 2, -1, 2])
-    preds = np.array([0, 1, 2, 2, 0, 9])
-    m = confusion_matrix(labels, preds, 3)
-    assert m.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
-
-
 def test_run_records_and_tile_strip() -> None:
     class Result:
         images, path = 3, None
@@ -122,7 +115,6 @@ def test_run_records_and_tile_strip() -> None:
     rec = records.record(1)
     assert rec.label == 1 and rec.prediction == 0 and records.class_name(rec.label) == "b"
     assert np.array_equal(rec.image, images[1]) and rec.tiles.shape == (2, 4, 4)
-    assert records.confusion(2).tolist() == [[0, 0], [1, 2]]
     with pytest.raises(IndexError):
         records.record(3)
     strip = tile_strip(rec.tiles, gap=2)

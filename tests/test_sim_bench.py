@@ -19,9 +19,10 @@ from drivers.errors import (
     PatternError,
     SafetyError,
 )
-from labrig.bench import Bench, load_profile
+from labrig.bench import Bench
 from labrig.geometry import geometry_from_profile
 from labrig.optics import Twin
+from labrig.profiles import load_profile
 
 RNG = np.random.default_rng(3)
 

@@ -16,24 +16,24 @@ from typing import Any
 
 import numpy as np
 
-from drivers.base import SLM, Camera, Device, LaserController, Shutter, describe
+from drivers.base import SLM, Camera, Device, InputModulator, LaserController, Shutter, describe
 from drivers.errors import DeviceError, LabrigError
 from drivers.plugin import DeviceContext
 from labrig.bench.frames import SNAP_FORMATS, check_frame_path, save_frame
 from labrig.bench.plugins import create_device
-from labrig.bench.profile import Profile, load_profile
 from labrig.bench.safety import SafetyGuard
+from labrig.profiles import Profile, load_profile
 
 __all__ = ["SNAP_FORMATS", "Bench", "open_bench"]
 
 log = logging.getLogger(__name__)
 
-#: the protocol each role's device must implement; the input modulator may be any device
-#: (an SLM, a DMD, a micro-LED array)
+#: the protocol each role's device must implement (checked with isinstance when the bench is
+#: built, before anything is opened); the input may be any modulator (an SLM, a DMD, a micro-LED array)
 ROLE_TYPES: dict[str, type[Device]] = {
     "laser": LaserController,
     "shutter": Shutter,
-    "input": Device,
+    "input": InputModulator,
     "filter": SLM,
     "camera": Camera,
 }
@@ -81,8 +81,8 @@ class Bench:
             if not isinstance(device, expected):
                 raise section.error(
                     "kind",
-                    f"{kind!r} builds a {type(device).__name__}, which is not a "
-                    f"{expected.__name__} and cannot be the {role}",
+                    f"{kind!r} builds a {type(device).__name__}, which does not implement "
+                    f"{expected.__name__} (drivers.base) and cannot be the {role}",
                 )
             self.devices[role] = device
 
@@ -106,8 +106,8 @@ class Bench:
         return self.devices["camera"]  # type: ignore[return-value]  # validated in _build
 
     @property
-    def input(self) -> Device | None:
-        return self.devices.get("input")
+    def input(self) -> InputModulator | None:
+        return self.devices.get("input")  # type: ignore[return-value]
 
     @property
     def filter(self) -> SLM | None:
@@ -207,18 +207,6 @@ class Bench:
             self.guard.make_safe()
         save_frame(path, frame, self, when)
         return frame
-
-    def run(self, program: Any, images: Any, out_path: str | Path | None = None, **options: Any) -> Any:
-        """Stream `images` through a compiled program (a `Program` or its file) on this bench.
-
-        A thin front for `labrig.deploy.run_program` (see there for the options); returns its
-        `RunResult`. Without `out_path` the run is kept in memory.
-        """
-        from labrig.deploy import load_program, run_program  # deploy sits above bench: import late
-
-        if isinstance(program, str | Path):
-            program = load_program(program)
-        return run_program(self, program, images, out_path, **options)
 
 
 def open_bench(profile: Profile | str | Path | None = None) -> Bench:

@@ -10,22 +10,34 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
+from drivers.base import Camera
 from drivers.errors import ConfigError
 from labrig.io import atomic_write, json_default
+from labrig.profiles import Profile
 
-if TYPE_CHECKING:
-    from labrig.bench.bench import Bench
+__all__ = ["SNAP_FORMATS", "FrameOrigin", "check_frame_path", "save_frame"]
 
-__all__ = ["SNAP_FORMATS", "check_frame_path", "save_frame"]
+
+class FrameOrigin(Protocol):
+    """What a frame file records about where the frame came from (a `Bench` is one)."""
+
+    @property
+    def profile(self) -> Profile: ...
+
+    @property
+    def camera(self) -> Camera: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
 
 SNAP_FORMATS = (".npy", ".png", ".h5", ".hdf5")
 
 
-def check_frame_path(path: str | Path, bench: Bench | None = None) -> Path:
+def check_frame_path(path: str | Path, bench: FrameOrigin | None = None) -> Path:
     """`path` if its format is known and can be written (PNG and HDF5 need the bench for
     their metadata); a clear error otherwise, before any light is switched on."""
     path = Path(path)
@@ -37,7 +49,7 @@ def check_frame_path(path: str | Path, bench: Bench | None = None) -> Path:
     return path
 
 
-def save_frame(path: str | Path, frame: np.ndarray, bench: Bench | None = None,
+def save_frame(path: str | Path, frame: np.ndarray, bench: FrameOrigin | None = None,
                when: _dt.datetime | None = None) -> Path:
     """Write `frame` atomically to `path`, in the format its suffix names."""
     path = check_frame_path(path, bench)
@@ -47,12 +59,12 @@ def save_frame(path: str | Path, frame: np.ndarray, bench: Bench | None = None,
     return path
 
 
-def _write_npy(tmp: Path, frame: np.ndarray, bench: Bench | None, when: _dt.datetime) -> None:
+def _write_npy(tmp: Path, frame: np.ndarray, bench: FrameOrigin | None, when: _dt.datetime) -> None:
     with open(tmp, "wb") as fh:
         np.save(fh, frame)
 
 
-def _write_png(tmp: Path, frame: np.ndarray, bench: Bench, when: _dt.datetime) -> None:
+def _write_png(tmp: Path, frame: np.ndarray, bench: FrameOrigin, when: _dt.datetime) -> None:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -67,7 +79,7 @@ def _write_png(tmp: Path, frame: np.ndarray, bench: Bench, when: _dt.datetime) -
     Image.fromarray(data).save(tmp, format="PNG", pnginfo=meta)
 
 
-def _write_h5(tmp: Path, frame: np.ndarray, bench: Bench, when: _dt.datetime) -> None:
+def _write_h5(tmp: Path, frame: np.ndarray, bench: FrameOrigin, when: _dt.datetime) -> None:
     import h5py
 
     import labrig

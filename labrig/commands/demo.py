@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                  help="the main job: quick training, compile, run on sim-ideal and sim")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     demo.add_argument("--data", type=Path, default=None,
-                      help="Fashion-MNIST folder (default: $LABRIG_DATA or ../shared/data/fashion-mnist)")
+                      help="Fashion-MNIST folder (default: $LABRIG_DATA, else shared/data/fashion-mnist in the working directory or above)")
     demo.add_argument("--images", type=int, default=1000, help="test images to run on each bench (default: 1000)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(handler=cmd_demo)

@@ -16,7 +16,7 @@ EXIT_INTERRUPTED = 130
 def _data_option(parser: argparse.ArgumentParser, split: str) -> None:
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help=f"dataset folder, its {split} split is used "
-                             "(default: $LABRIG_DATA or ../shared/data/fashion-mnist)")
+                             "(default: $LABRIG_DATA, else shared/data/fashion-mnist in the working directory or above)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -71,31 +71,15 @@ def _default_data(path: Path | None) -> Path:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from labrig.data import load_dataset
-    from labrig.deploy import compile_program, save_program
-    from labrig.deploy.compiler import DEFAULT_EXPOSURE_FILL
+    from labrig.deploy import compile_checkpoint, save_program
     from labrig.deploy.show import format_program
-    from labrig.distill.checkpoint import load_model
 
-    model, checkpoint = load_model(args.model, kind="student")
-    train = load_dataset(_default_data(args.data), split="train")
-    calibration = train if args.calibration_images >= len(train) else _head(train, args.calibration_images)
-    program = compile_program(
-        model.eval(), args.profile if args.profile is not None else "sim", calibration,
-        exposure_fill=args.exposure_fill or DEFAULT_EXPOSURE_FILL, classes=train.classes,
-        source={"checkpoint": str(args.model), "metrics": checkpoint.metrics},
-    )
+    program = compile_checkpoint(args.model, args.profile, _default_data(args.data),
+                                 calibration_images=args.calibration_images, exposure_fill=args.exposure_fill)
     save_program(program, args.out)
     print(format_program(program, args.out))
     print(f"\nwrote {args.out}")
     return 0
-
-
-def _head(dataset, n: int):
-    """The first `n` images of a dataset (the calibration set)."""
-    import dataclasses
-
-    return dataclasses.replace(dataset, images=dataset.images[:n], labels=dataset.labels[:n])
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -112,32 +96,24 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from labrig.bench import open_bench
-    from labrig.data import load_dataset
-    from labrig.deploy import RunAborted, load_program, run_program
-    from labrig.deploy.result import format_result, write_report
+    from labrig.deploy import load_program, run_and_report
+    from labrig.deploy.result import format_result
 
     program = load_program(args.program)
-    test = load_dataset(_default_data(args.data), split="test")
     out = args.out if args.out is not None else args.report.with_suffix(".h5")
     profile = args.profile if args.profile is not None else program.constraints.profile
-    try:
-        with open_bench(profile) as bench:
-            result = run_program(
-                bench, program, test, out, device=args.device, batch=args.batch, resume=not args.no_resume,
-                progress=not args.no_progress, limit=args.limit, save_frames=args.save_frames,
-                save_tiles=not args.no_tiles, twin=args.twin,
-                timeout_s=args.timeout,
-            )
-    except (RunAborted, KeyboardInterrupt) as exc:
-        partial = getattr(exc, "result", None)
-        if partial is not None:
-            write_report(partial, args.report)
-            print(format_result(partial), file=sys.stderr)
-        if isinstance(exc, KeyboardInterrupt):
-            print(f"labrig: {exc}", file=sys.stderr)
+    with open_bench(profile) as bench:
+        outcome = run_and_report(
+            bench, program, _default_data(args.data), out, split="test", report=args.report, device=args.device,
+            batch=args.batch, resume=not args.no_resume, bar=not args.no_progress, limit=args.limit,
+            save_frames=args.save_frames, save_tiles=not args.no_tiles, twin=args.twin, timeout_s=args.timeout,
+        )
+    if outcome.failure is not None:
+        print(format_result(outcome.result), file=sys.stderr)
+        if isinstance(outcome.failure, KeyboardInterrupt):
+            print(f"labrig: {outcome.failure}", file=sys.stderr)
             return EXIT_INTERRUPTED
-        raise
-    write_report(result, args.report)
-    print(format_result(result))
+        outcome.raise_failure()
+    print(format_result(outcome.result))
     print(f"\nwrote {args.report}")
     return 0

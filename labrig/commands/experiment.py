@@ -14,7 +14,7 @@ __all__ = ["add_parser"]
 
 def _data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None,
-                        help="dataset folder (default: $LABRIG_DATA or ../shared/data/fashion-mnist)")
+                        help="dataset folder (default: $LABRIG_DATA, else shared/data/fashion-mnist in the working directory or above)")
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:

@@ -9,10 +9,19 @@
   does not fit a bench.
 - `run_program(bench, program, images, out_path)`: stream images through a
   bench, pipelined and resumable, into an HDF5 run file (`RunResult`).
+- `compile_checkpoint` and `run_and_report` (`engine`): the two jobs as the CLI
+  and the console both call them, with progress and cancel.
 """
 
 from labrig.deploy.compiler import compile_program
-from labrig.deploy.errors import ProgramError, ProgramMismatch, RunAborted, RunFileError
+from labrig.deploy.engine import (
+    RunOutcome,
+    StudentCheckpoint,
+    compile_checkpoint,
+    load_student,
+    run_and_report,
+)
+from labrig.deploy.errors import Cancelled, ProgramError, ProgramMismatch, RunAborted, RunFileError
 from labrig.deploy.fit import check_fits, misfits
 from labrig.deploy.kernels import CompiledFrontEnd, compile_kernels, place_inputs, read_tiles
 from labrig.deploy.program import SCHEMA_VERSION, Program
@@ -24,24 +33,30 @@ from labrig.deploy.store import load_program, program_hash, save_program
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Cancelled",
     "CompiledFrontEnd",
     "Program",
     "ProgramError",
     "ProgramMismatch",
     "RunAborted",
     "RunFileError",
+    "RunOutcome",
     "RunResult",
+    "StudentCheckpoint",
     "check_fits",
+    "compile_checkpoint",
     "compile_kernels",
     "compile_program",
     "format_program",
     "format_result",
     "load_program",
+    "load_student",
     "misfits",
     "place_inputs",
     "program_hash",
     "read_run",
     "read_tiles",
+    "run_and_report",
     "run_program",
     "save_program",
     "save_program_png",

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 
+from drivers.base import BatchCamera
 from drivers.errors import DeviceTimeout, FrameDropped
+from labrig.bench import Bench
+from labrig.deploy.errors import ProgramMismatch
 from labrig.deploy.program import Program
 
 __all__ = ["Acquirer"]
@@ -27,12 +29,19 @@ log = logging.getLogger(__name__)
 class Acquirer:
     """Drives the input modulator, filter SLM and camera for one program."""
 
-    def __init__(self, bench: Any, program: Program, *, timeout_s: float = 1.0, retries: int = 2,
+    def __init__(self, bench: Bench, program: Program, *, timeout_s: float = 1.0, retries: int = 2,
                  batched: bool | None = None) -> None:
         self.bench, self.program = bench, program
         self.timeout_s, self.retries = float(timeout_s), int(retries)
         camera = bench.camera
-        self.batched = hasattr(camera, "grab_batch") if batched is None else bool(batched)
+        capable = isinstance(camera, BatchCamera)
+        if batched and not capable:
+            raise ProgramMismatch(f"batched acquisition: the camera {camera.name} is not a BatchCamera",
+                                  ["batched acquisition needs a BatchCamera"])
+        self.batched = capable if batched is None else bool(batched)
+        if not self.batched and bench.input is None:
+            raise ProgramMismatch("this bench has no input modulator to show images on",
+                                  ["input modulator: this bench has none to show images on"])
         self.dtype = np.dtype(np.uint8 if camera.bit_depth <= 8 else np.uint16)
         self.device_s = 0.0
         self.frames = 0
@@ -64,11 +73,13 @@ class Acquirer:
         try:
             for group in range(self.program.frames):
                 self._select(group)
-                if self.batched:
+                if self.batched and isinstance(cam, BatchCamera):
                     frames[:, group] = cam.grab_batch(input_gray)
                 else:
+                    modulator = self.bench.input
+                    assert modulator is not None  # checked in __init__
                     for i, pattern in enumerate(input_gray):
-                        self.bench.input.show(pattern)  # waits the modulator's settle time
+                        modulator.show(pattern)  # waits the modulator's settle time
                         frames[i, group] = self._grab()
                 self.frames += len(input_gray)
         finally:

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from labrig.bench.profile import Profile, load_profile
 from labrig.deploy.backend import backend_program, build_backend
 from labrig.deploy.errors import ProgramError
 from labrig.deploy.exposure import choose_exposures
@@ -44,6 +43,7 @@ from labrig.models.optical import OpticalPath, OpticsConfig
 from labrig.models.registry import model_config
 from labrig.optics.encoding import double_phase, normalise_mask
 from labrig.optics.quantize import nearest_gray_level
+from labrig.profiles import Profile, load_profile
 
 __all__ = ["DEFAULT_EXPOSURE_FILL", "compile_program", "state_digest"]
 

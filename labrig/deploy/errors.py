@@ -34,3 +34,7 @@ class RunAborted(LabrigError):
     def __init__(self, message: str, result: Any = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class Cancelled(LabrigError):
+    """The operator cancelled a job (a compile) before it finished; nothing was written."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labrig.bench import Bench
 from labrig.deploy.errors import ProgramMismatch
 from labrig.deploy.multiplexing import tile_capacity
 from labrig.deploy.program import SCHEMA_VERSION, Program
@@ -27,7 +28,7 @@ def _fmt(shape: tuple[int, ...] | None) -> str:
     return "none" if shape is None else "x".join(str(s) for s in shape)
 
 
-def misfits(program: Program, bench: Any) -> list[str]:
+def misfits(program: Program, bench: Bench) -> list[str]:
     """Why `program` cannot run on `bench` (an open `Bench`); empty when it can."""
     c = program.constraints
     problems: list[str] = []
@@ -43,17 +44,17 @@ def misfits(program: Program, bench: Any) -> list[str]:
         if int(slm.bit_depth) != c.slm_bit_depth:
             problems.append(f"SLM bit depth: the program is for {c.slm_bit_depth} bits, this bench's filter SLM "
                             f"has {slm.bit_depth}")
-        if getattr(slm, "modulation", c.slm_modulation) != c.slm_modulation:
+        if slm.modulation != c.slm_modulation:
             problems.append(f"SLM modulation: the program is for a {c.slm_modulation} SLM, this bench has "
                             f"a {slm.modulation} one")
     if inp is None:
         problems.append("input modulator: this bench has none to show images on")
     else:
-        res = _shape(getattr(inp, "resolution", None))
+        res = _shape(inp.resolution)
         if res != c.input_resolution:
             problems.append(f"input modulator size: the program is for {_fmt(c.input_resolution)}, this bench's "
                             f"is {_fmt(res)}")
-        depth = getattr(inp, "bit_depth", None)
+        depth = inp.bit_depth
         if depth != c.input_bit_depth:
             problems.append(f"input modulator bit depth: the program is for {c.input_bit_depth} bits, this "
                             f"bench's has {depth}")
@@ -67,7 +68,7 @@ def misfits(program: Program, bench: Any) -> list[str]:
     return problems
 
 
-def _channel_misfits(program: Program, bench: Any) -> list[str]:
+def _channel_misfits(program: Program, bench: Bench) -> list[str]:
     """Tiles per frame against what this bench's filter grid holds; tiles inside the camera;
     the back end reading as many channels as the optics deliver."""
     mux, ro = program.multiplexing, program.readout
@@ -92,7 +93,7 @@ def _channel_misfits(program: Program, bench: Any) -> list[str]:
     return problems
 
 
-def check_fits(program: Program, bench: Any) -> None:
+def check_fits(program: Program, bench: Bench) -> None:
     """Raise `ProgramMismatch` listing every misfit of `program` on `bench`."""
     problems = misfits(program, bench)
     if problems:

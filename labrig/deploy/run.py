@@ -10,9 +10,7 @@ interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from drivers.errors import LabrigError
+from labrig.bench import Bench
 from labrig.deploy.acquire import Acquirer
 from labrig.deploy.errors import RunAborted
 from labrig.deploy.fit import check_fits
@@ -30,26 +29,17 @@ from labrig.deploy.program import Program
 from labrig.deploy.result import RunResult
 from labrig.deploy.runfile import MemorySink, RunFile, RunLayout
 from labrig.models.runtime import resolve_device
+from labrig.progress import Cancel, Progress, is_cancelled
 
 __all__ = ["DEFAULT_BATCH", "run_program"]
 
 DEFAULT_BATCH = 64
-Cancel = Callable[[], bool] | threading.Event
-Progress = Callable[[int, int, dict[str, Any]], None]
-
-
-def _cancelled(cancel: Cancel | None) -> bool:
-    if cancel is None:
-        return False
-    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
-
-
-def _has_light(bench: Any) -> bool:
+def _has_light(bench: Bench) -> bool:
     return bench.laser is not None or bench.shutter is not None
 
 
 def run_program(
-    bench: Any,
+    bench: Bench,
     program: Program,
     data: Any,
     out_path: str | Path | None = None,
@@ -120,7 +110,7 @@ def run_program(
         sink.close()  # a no-op after `finish`; closes the file if the run failed before it
 
 
-def _run(bench: Any, program: Program, images: ImageSource, sink: Any, program_hash: str, *, device: str,
+def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program_hash: str, *, device: str,
          batch: int, cancel: Cancel | None, progress: bool, on_progress: Progress | None, timeout_s: float,
          retries: int, pipelined: bool, batched: bool | None) -> RunResult:
     torch_device = resolve_device(device)
@@ -143,7 +133,7 @@ def _run(bench: Any, program: Program, images: ImageSource, sink: Any, program_h
         acquirer.prepare()
         sink.begin_session({
             "profile": bench.profile.name, "profile_source": bench.profile.source,
-            "profile_toml": bench.profile.to_toml_snapshot() if hasattr(bench.profile, "to_toml_snapshot") else "",
+            "profile_toml": bench.profile.to_toml_snapshot(),
             "devices": bench.describe()["devices"], "backend_device": str(torch_device), "batch": batch,
         })
         if _has_light(bench):
@@ -151,7 +141,7 @@ def _run(bench: Any, program: Program, images: ImageSource, sink: Any, program_h
         if pipelined:
             host.start()
         for s in range(start, total, batch):
-            if _cancelled(cancel):
+            if is_cancelled(cancel):
                 status = "cancelled"
                 break
             t = time.perf_counter()
@@ -200,7 +190,7 @@ def _run(bench: Any, program: Program, images: ImageSource, sink: Any, program_h
     raise failure
 
 
-def _make_safe(bench: Any) -> str | None:
+def _make_safe(bench: Bench) -> str | None:
     """Laser off, shutter closed; a failure to do so is reported, never swallowed silently."""
     try:
         bench.guard.make_safe()
@@ -209,7 +199,7 @@ def _make_safe(bench: Any) -> str | None:
     return None
 
 
-def _result(bench: Any, program: Program, sink: Any, program_hash: str, host: Host, acquirer: Acquirer,
+def _result(bench: Bench, program: Program, sink: Any, program_hash: str, host: Host, acquirer: Acquirer,
             status: str, error: str | None, device: Any, wall: float, encode_s: float, start: int) -> RunResult:
     done = sink.done
     labels = np.asarray(sink.labels[:done])

@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 
-from labrig.bench.profile import load_profile
 from labrig.experiments.classification import ClassificationConfig
 from labrig.experiments.jobs import write_json
 from labrig.models.flops import count_flops
@@ -43,6 +42,7 @@ from labrig.models.student import StudentModel
 from labrig.models.teacher import TeacherCNN
 from labrig.optics.conv import fourier_conv2d
 from labrig.optics.grid import fast_size
+from labrig.profiles import load_profile
 from labrig.timing import median_seconds
 
 DEFAULT_SIZES: tuple[int, ...] = (28, 64, 128, 256, 512, 1024)

@@ -8,15 +8,13 @@ above) so a sign cannot be misread.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from labrig.experiments.jobs import JobData
 from labrig.experiments.report import machine_info, markdown_table
+from labrig.experiments.seg_config import SegmentationConfig
 from labrig.experiments.stats import Comparison, compare, spread
 from labrig.models.serialize import config_to_dict
-
-if TYPE_CHECKING:
-    from labrig.experiments.segmentation import SegmentationConfig
 
 
 def _summary(runs: list[dict[str, Any]], mode: str) -> dict[str, Any]:

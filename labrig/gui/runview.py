@@ -1,9 +1,9 @@
 """What the Run dock shows about a run, from a `RunResult` and its run file. No Qt.
 
-The confusion matrix and the per-image browser read what `run_program` stored:
-predictions and labels from the result, raw tile counts from the run file (or
-from the result for runs kept in memory), the input images from the dataset
-that was run, so nothing is recomputed here.
+The per-image browser reads what `run_program` stored: predictions and labels
+from the result, raw tile counts from the run file (or from the result for runs
+kept in memory), the input images from the dataset that was run, so nothing is
+recomputed here. The confusion matrix is the engine's (`RunOutcome.confusion`).
 """
 
 from __future__ import annotations
@@ -14,19 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ImageRecord", "RunRecords", "confusion_matrix", "tile_strip"]
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
-    """(classes, classes) counts: row = true class, column = predicted; unknown labels (< 0)
-    and out-of-range values are left out."""
-    labels = np.asarray(labels, dtype=np.int64)
-    predictions = np.asarray(predictions, dtype=np.int64)
-    n = min(len(labels), len(predictions))
-    labels, predictions = labels[:n], predictions[:n]
-    ok = (labels >= 0) & (labels < classes) & (predictions >= 0) & (predictions < classes)
-    flat = labels[ok] * classes + predictions[ok]
-    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+__all__ = ["ImageRecord", "RunRecords", "tile_strip"]
 
 
 @dataclass
@@ -53,11 +41,6 @@ class RunRecords:
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.path: Path | None = getattr(result, "path", None)
         self._tiles = getattr(result, "tiles", None)
-
-    def confusion(self, classes: int) -> np.ndarray | None:
-        if self.labels is None or not len(self.predictions):
-            return None
-        return confusion_matrix(self.labels, self.predictions, classes)
 
     def class_name(self, k: int | None) -> str:
         if k is None or k < 0:

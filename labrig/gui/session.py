@@ -18,7 +18,8 @@ from PySide6.QtCore import QObject, Signal
 
 from drivers.base import SLM
 from drivers.errors import DeviceError
-from labrig.bench import Bench, load_profile
+from labrig.bench import Bench
+from labrig.profiles import load_profile
 
 __all__ = ["Session"]
 

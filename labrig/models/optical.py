@@ -30,7 +30,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from labrig.bench.profile import load_profile
 from labrig.geometry import geometry_from_profile
 from labrig.models.detection import Detection, psf_pair, safe_sqrt, subtract_pairs
 from labrig.models.errors import ModelConfigError
@@ -47,6 +46,7 @@ from labrig.optics import (
     plan_tiles,
 )
 from labrig.optics.specs import BenchGeometry
+from labrig.profiles import load_profile
 
 Layout = Literal["auto", "multiplexed", "per_channel"]
 LAYOUTS: tuple[str, ...] = ("auto", "multiplexed", "per_channel")

@@ -31,9 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from drivers.base import SLM, describe
-from labrig.bench import Bench, embedded_profiles
+from labrig.bench import Bench
 from labrig.gui.session import Session
 from labrig.gui.workers import TaskManager
+from labrig.profiles import embedded_profiles
 
 __all__ = ["DevicesDock", "light_text"]
 

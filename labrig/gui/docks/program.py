@@ -1,9 +1,9 @@
 """The Model and program dock: load a checkpoint or a compiled program, look at its
 masks channel by channel and its tile layout, compile a checkpoint for this bench.
 
-Loading and compiling run in workers and call the engine (`labrig.deploy`,
-`labrig.distill.checkpoint`); what is drawn comes from `program_info`, which
-turns either kind of file into the same arrays.
+Loading and compiling run in workers and call the engine (`labrig.deploy.load_student`,
+`labrig.deploy.compile_checkpoint`, the same function as ``labrig compile``); what is
+drawn comes from `program_info`, which turns either kind of file into the same arrays.
 """
 
 from __future__ import annotations
@@ -58,21 +58,11 @@ def load_program_file(path: str | Path) -> tuple[Any, ProgramView]:
 
 
 def load_checkpoint_file(path: str | Path) -> tuple[Any, ProgramView]:
-    """Rebuild a student from a checkpoint (worker thread): (model, its view)."""
-    from labrig.distill.checkpoint import load_model
+    """Rebuild a student from a checkpoint (worker thread): (StudentCheckpoint, its view)."""
+    from labrig.deploy import load_student
 
-    model, checkpoint = load_model(path, kind="student")
-    model.eval()
-    return model, checkpoint_view(model, checkpoint, str(path))
-
-
-def calibration_images(path: str, count: int, split: str = "train") -> np.ndarray:
-    """The first `count` images of a dataset folder as (N, H, W) float in [0, 1]."""
-    from labrig.data import load_dataset
-
-    ds = load_dataset(path, split=split)
-    images, _ = next(ds.subset(range(min(count, len(ds)))).batches(count))
-    return images[:, 0].numpy()
+    student = load_student(path)
+    return student, checkpoint_view(student.model, student.checkpoint, str(path))
 
 
 class ProgramDock(QDockWidget):
@@ -82,8 +72,7 @@ class ProgramDock(QDockWidget):
         self.session = session
         self.tasks = tasks
         self.view_data: ProgramView | None = None
-        self.student: Any = None
-        self.student_path: Path | None = None
+        self.student: Any = None  # a labrig.deploy.StudentCheckpoint
         self.calibration_data: Any = None
         self._tile_items: list[Any] = []
 
@@ -197,7 +186,6 @@ class ProgramDock(QDockWidget):
 
     def _checkpoint_loaded(self, result: tuple[Any, ProgramView], path: Path) -> None:
         self.student, view = result
-        self.student_path = path
         self.status.setText(f"checkpoint {path.name}: {view.channels} channels (compile it to run)")
         self.set_view(view)
         self._update_enabled()
@@ -224,15 +212,12 @@ class ProgramDock(QDockWidget):
             self.status.setText("choose a dataset folder for the calibration images (they set the "
                                 "exposure)")
             return
-        source = {"checkpoint": str(self.student_path)} if self.student_path else None
 
         def work(ctx: TaskContext) -> tuple[Any, ProgramView]:
-            from labrig.deploy import compile_program
+            from labrig.deploy import compile_checkpoint
 
-            images = data if data is not None else calibration_images(folder, count)
-            ctx.progress(0, 1)
-            program = compile_program(student, profile, images, source=source)
-            ctx.progress(1, 1)
+            program = compile_checkpoint(student, profile, data if data is not None else folder,
+                                         calibration_images=count, progress=ctx.progress, cancel=ctx.cancel)
             return program, program_view(program)
 
         self.status.setText(f"compiling for {profile.name} …")

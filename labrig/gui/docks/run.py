@@ -1,10 +1,12 @@
 """The Run dock: run a dataset through the bench with progress and cancel, then look at
 the outcome: accuracy, a confusion matrix and every image with its tiles and prediction.
 
-The run itself is `labrig.deploy.run_program` in a worker thread: it arms the
-light, streams the images, writes the run file chunk by chunk and makes the bench
-safe however it ends; Cancel sets the event it polls between chunks. While it
-runs the session is busy, so the live view and the pattern controls step aside.
+The run itself is `labrig.deploy.run_and_report` (the engine of ``labrig run``) in a
+worker thread: it arms the light, streams the images, writes the run file chunk by
+chunk and makes the bench safe however it ends; Cancel sets the event it polls
+between chunks. What comes back (`RunOutcome`: the result, partial after a fault,
+the images, the confusion matrix) is only shown here. While it runs the session
+is busy, so the live view and the pattern controls step aside.
 """
 
 from __future__ import annotations
@@ -62,8 +64,7 @@ class RunDock(QDockWidget):
         self.result: Any = None
         self.records: RunRecords | None = None
         self.last_metrics: dict[str, Any] = {}
-        self._partial: tuple[Any, Any] | None = None
-        self._program: Any = None
+        self.outcome: Any = None  # the last labrig.deploy.RunOutcome
 
         # what to run
         self.data_path = QLineEdit()
@@ -200,17 +201,6 @@ class RunDock(QDockWidget):
         self.dataset = dataset
         self.data_path.setText(label or getattr(dataset, "name", "") or "(in memory)")
 
-    @staticmethod
-    def _load_data(dataset: Any, folder: str, split: str) -> Any:
-        """The in-memory dataset, or the folder's split (runs in the worker: reading takes time)."""
-        if dataset is not None:
-            return dataset
-        from labrig.data import load_dataset
-
-        if not folder:
-            raise ValueError("choose a dataset folder to run")
-        return load_dataset(folder, split=split)
-
     # -- running -------------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -235,6 +225,8 @@ class RunDock(QDockWidget):
             program = self.session.program
             if program is None:
                 raise ValueError("load or compile a program first")
+            if self.dataset is None and not self.data_path.text().strip():
+                raise ValueError("choose a dataset folder to run")
             out = Path(self.out_path.text().strip() or self._default_out())
             out.parent.mkdir(parents=True, exist_ok=True)
         except Exception as exc:
@@ -250,25 +242,16 @@ class RunDock(QDockWidget):
         self.status.setText(f"running {program.profile} program on {bench.profile.name} → {out}")
         self.session.set_busy(True)  # the live view lets go of the camera first
 
-        self._partial = None
-        self._program = program  # results are read against the program that ran
         # read the widgets here, in the UI thread; the worker only gets plain values
-        dataset, folder, split = self.dataset, self.data_path.text().strip(), self.split.currentText()
+        data = self.dataset if self.dataset is not None else self.data_path.text().strip()
+        split = self.split.currentText()
 
-        def work(ctx: TaskContext) -> tuple[Any, Any]:
-            from labrig.deploy import RunAborted, run_program
-            from labrig.deploy.images import ImageSource
+        def work(ctx: TaskContext) -> Any:
+            from labrig.deploy import run_and_report
 
-            data = self._load_data(dataset, folder, split)
-            images = ImageSource(data, program.input.image_shape, limit=limit)
-            try:
-                result = run_program(bench, program, data, out, device="auto", batch=batch,
-                                     resume=resume, cancel=ctx.cancel, on_progress=ctx.progress,
-                                     progress=False, limit=limit, twin=twin)
-            except RunAborted as exc:  # a device fault: the partial run is still worth a look
-                self._partial = (exc.result, images)
-                raise
-            return result, images
+            return run_and_report(bench, program, data, out, split=split, limit=limit, batch=batch,
+                                  resume=resume, twin=twin, device="auto", progress=ctx.progress,
+                                  cancel=ctx.cancel)
 
         self.job = self.tasks.start("run", work, on_success=self._on_done, on_progress=self._on_progress,
                                     on_failure=self._on_failed, on_finished=self._on_finished)
@@ -292,11 +275,10 @@ class RunDock(QDockWidget):
         if fps:
             self.rates.setText(f"{fps:.0f} frames/s")
 
-    def _on_done(self, payload: tuple[Any, Any]) -> None:
-        result, images = payload
-        self.result = result
-        classes = tuple(self._program.backend.classes) if self._program is not None else ()
-        self.records = RunRecords(result, images, classes)
+    def _on_done(self, outcome: Any) -> None:
+        self.outcome = outcome
+        result = self.result = outcome.result
+        self.records = RunRecords(result, outcome.images, outcome.class_names)
         self.progress.setMaximum(max(1, result.total))
         self.progress.setValue(result.images)
         self.accuracy.setText(self._accuracy_text(result.accuracy, result.twin_accuracy))
@@ -309,15 +291,16 @@ class RunDock(QDockWidget):
         self._show_confusion()
         self.index.setRange(0, max(0, result.images - 1))
         self.show_image(self.index.value())
+        if outcome.failure is not None:  # a device fault: the partial run is shown, the fault reported
+            message = " ".join(str(outcome.failure).split())
+            self.status.setText(f"run failed: {type(outcome.failure).__name__}: {message}")
+            self.tasks.report("run", f"{type(outcome.failure).__name__}: {message}")
 
     @staticmethod
     def _accuracy_text(accuracy: float | None, twin: float | None) -> str:
         return f"accuracy {_pct(accuracy)}" + (f"  (twin {_pct(twin)})" if twin is not None else "")
 
     def _on_failed(self, message: str) -> None:
-        partial, self._partial = self._partial, None
-        if partial is not None and partial[0] is not None:
-            self._on_done(partial)
         self.status.setText(f"run failed: {message}")
 
     def _on_finished(self) -> None:
@@ -326,14 +309,13 @@ class RunDock(QDockWidget):
 
     # -- outcome ----------------------------------------------------------------------------------
     def _show_confusion(self) -> None:
-        records = self.records
-        program = self._program
-        k = int(program.backend.num_classes) if program is not None else 0
-        matrix = records.confusion(k) if records is not None and k else None
-        if matrix is None:
+        records, outcome = self.records, self.outcome
+        matrix = outcome.confusion() if outcome is not None else None
+        if matrix is None or records is None:
             self.confusion.setRowCount(0)
             self.confusion.setColumnCount(0)
             return
+        k = len(matrix)
         names = [records.class_name(i) for i in range(k)]
         self.confusion.setRowCount(k)
         self.confusion.setColumnCount(k)

@@ -28,7 +28,7 @@ from drivers.base import LaserController
 from drivers.config import Section
 from drivers.errors import DeviceError, OutOfRange, SafetyError
 from drivers.plugin import DeviceContext
-from drivers.serial.transport import (
+from drivers.vendors.serial.transport import (
     GarbledReply,
     Protocol,
     Refused,

@@ -28,7 +28,7 @@ from drivers.base import Camera
 from drivers.config import CAMERA_KEYS, Section
 from drivers.errors import DeviceError, DeviceTimeout
 from drivers.plugin import DeviceContext
-from drivers.slm import (
+from drivers.vendors.slm import (
     SHARED_KEY,
     SlmsuiteSLM,
     close_slmsuite,

@@ -3,7 +3,7 @@
 Profile parsing, opening and closing, reapplying the settings after a reconnect,
 exposure/gain/ROI/trigger through the nodes, and grabbing frames; the pieces it
 builds on (producers, nodes, frames) are the sibling modules. The behaviour is
-described in the package docstring (`drivers.genicam`).
+described in the package docstring (`drivers.vendors.genicam`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from drivers.errors import (
     FrameDropped,
     OutOfRange,
 )
-from drivers.genicam.frames import PIXEL_FORMATS, frame_from_component
-from drivers.genicam.nodes import Feature, NodeAccess, _short, list_features
-from drivers.genicam.producers import (
+from drivers.plugin import DeviceContext
+from drivers.vendors.genicam.frames import PIXEL_FORMATS, frame_from_component
+from drivers.vendors.genicam.nodes import Feature, NodeAccess, _short, list_features
+from drivers.vendors.genicam.producers import (
     _HARVESTERS,
     SELECTOR_KEYS,
     DeviceSelector,
@@ -40,7 +41,6 @@ from drivers.genicam.producers import (
     _device_info,
     find_producers,
 )
-from drivers.plugin import DeviceContext
 
 __all__ = [
     "GenICamCamera",
@@ -75,7 +75,7 @@ class GenICamSettings:
 
 
 class GenICamCamera(Camera):
-    """A GenICam camera through harvesters; see the `drivers.genicam` docstring for the behaviour."""
+    """A GenICam camera through harvesters; see the `drivers.vendors.genicam` docstring for the behaviour."""
 
     def __init__(
         self,

@@ -25,10 +25,10 @@ harvesters), `nodes` (feature access by node name), `frames` (pixel formats,
 image component to array) and `camera` (`GenICamCamera`, its settings and profile).
 """
 
-from drivers.genicam.camera import GenICamCamera, GenICamSettings, Roi
-from drivers.genicam.frames import PIXEL_FORMATS, frame_from_component
-from drivers.genicam.nodes import Feature, NodeAccess, list_features
-from drivers.genicam.producers import (
+from drivers.vendors.genicam.camera import GenICamCamera, GenICamSettings, Roi
+from drivers.vendors.genicam.frames import PIXEL_FORMATS, frame_from_component
+from drivers.vendors.genicam.nodes import Feature, NodeAccess, list_features
+from drivers.vendors.genicam.producers import (
     GENTL_PATH_VAR,
     SELECTOR_KEYS,
     DeviceSelector,

@@ -23,7 +23,7 @@ from drivers.base import Shutter
 from drivers.config import Section
 from drivers.errors import DeviceDisconnected, DeviceError, SafetyError
 from drivers.plugin import DeviceContext
-from drivers.serial.transport import (
+from drivers.vendors.serial.transport import (
     GarbledReply,
     Protocol,
     Refused,

@@ -36,6 +36,7 @@ __all__ = [
     "ROLES",
     "Profile",
     "embedded_profiles",
+    "example_profiles",
     "load_profile",
 ]
 
@@ -46,8 +47,8 @@ ROLES = frozenset(BUILD_ORDER)
 ILLUMINATIONS = ("coherent", "incoherent")
 DEFAULT_PROFILE = "sim"
 
-_PACKAGE = "labrig.bench"
-_DIR = "profiles"
+_PACKAGE = "labrig.profiles"
+_EXAMPLES = "examples"
 
 
 # -- locating and parsing -----------------------------------------------------------------
@@ -65,8 +66,15 @@ class _Ref:
 
 def embedded_profiles() -> list[str]:
     """Names of the profiles shipped inside labrig (``sim``, ``sim-ideal``, ...)."""
-    folder = resources.files(_PACKAGE) / _DIR
+    folder = resources.files(_PACKAGE)
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def example_profiles() -> dict[str, Path]:
+    """Example profiles of real rigs shipped with labrig (``rig-example``: GenICam camera,
+    slmsuite SLMs, SC10 shutter, OBIS laser), by name: copy one and edit it for your rig."""
+    folder = Path(str(resources.files(_PACKAGE) / _EXAMPLES))
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
 
 
 def _is_path(ref: str | Path) -> bool:
@@ -95,7 +103,7 @@ def _read_text(ref: _Ref) -> str:
     try:
         if ref.path is not None:
             return ref.path.read_text(encoding="utf-8")
-        return (resources.files(_PACKAGE) / _DIR / f"{ref.name}.toml").read_text(encoding="utf-8")
+        return (resources.files(_PACKAGE) / f"{ref.name}.toml").read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{ref.source}: bench profile file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
