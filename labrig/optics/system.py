@@ -78,12 +78,26 @@ class Twin(nn.Module):
 
     def input_field(self, amplitude: torch.Tensor, laser_power_w: float) -> Field:
         """Field on the simulation grid for per-pixel amplitudes in [0, 1]."""
+        window, (top, left) = self.input_field_window(amplitude, laser_power_w)
+        rows, cols = self.geometry.input_grid.shape
+        h, w = window.shape[-2:]
+        data = torch.nn.functional.pad(window, (left, cols - left - w, top, rows - top - h))
+        return Field(data, self.geometry.input_grid, self.geometry.wavelength_m)
+
+    def input_field_window(self, amplitude: torch.Tensor, laser_power_w: float) -> tuple[torch.Tensor, tuple[int, int]]:
+        """`input_field` as its non-zero window of the grid and that window's (top, left):
+        the modulator, its misalignment and the illumination profile, computed where
+        there is light only."""
         imp = self.imperfections
-        field = self.input_modulator.field_from_amplitude(
-            amplitude, self.irradiance_w_m2(laser_power_w), self.geometry.wavelength_m,
-            imp.input_shift_px, imp.input_rotation_rad,
+        window, (top, left) = self.input_modulator.field_window(
+            amplitude, self.irradiance_w_m2(laser_power_w), imp.input_shift_px, imp.input_rotation_rad,
         )
-        return self.illumination(field, imp.illumination_waist_m, imp.illumination_center_m)
+        dtype = window.real.dtype if torch.is_complex(window) else window.dtype
+        profile = self.illumination.profile(
+            self.geometry.input_grid, imp.illumination_waist_m, imp.illumination_center_m, dtype, window.device,
+            (top, left, *window.shape[-2:]),
+        )
+        return (window if profile is None else window * profile), (top, left)
 
     # -- Fourier plane -------------------------------------------------------------
     def filter_transmission(self, gray: torch.Tensor) -> torch.Tensor:
@@ -131,15 +145,26 @@ class Twin(nn.Module):
 
     def output_power_prepared(self, amplitude: torch.Tensor, prepared: torch.Tensor, laser_power_w: float) -> torch.Tensor:
         """`output_power` for a `prepare_mask` result. The coherent path is the
-        composition lens1 -> mask -> lens2 of `output_field` with the inner
-        fftshift/ifftshift pair cancelled (tested equal)."""
-        field = self.input_field(amplitude, laser_power_w)
-        dims = (-2, -1)
+        composition lens1 -> mask -> lens2 of `output_field` (tested equal)."""
         if self.geometry.illumination == "incoherent":
-            return incoherent_output(field.power(), torch.fft.fftshift(prepared, dim=dims))
-        spectrum = torch.fft.fft2(torch.fft.ifftshift(field.data, dim=dims), norm="ortho") * prepared
-        out = torch.fft.fft2(spectrum, norm="ortho")
-        return torch.fft.fftshift(out.real.square() + out.imag.square(), dim=dims)
+            field = self.input_field(amplitude, laser_power_w)
+            return incoherent_output(field.power(), torch.fft.fftshift(prepared, dim=(-2, -1)))
+        window, offset = self.input_field_window(amplitude, laser_power_w)
+        return self.output_power_window(window, offset, prepared)
+
+    def output_power_window(self, window: torch.Tensor, offset: tuple[int, int], prepared: torch.Tensor) -> torch.Tensor:
+        """Coherent output power per sample (centred grid) for an input field given as
+        its window at `offset` (`input_field_window`) and a `prepare_mask` result.
+
+        Lens 1 transforms only the window's rows (the other rows are dark); where the
+        window sits, and the centring shifts of both lenses, are linear phases folded
+        into the mask (`window_ramp`), so no shifted or padded copy of a frame is made.
+        """
+        rows, cols = self.geometry.fourier_grid.shape
+        spectrum = torch.fft.fft(window, n=cols, dim=-1, norm="ortho")
+        spectrum = torch.fft.fft(spectrum, n=rows, dim=-2, norm="ortho")
+        out = torch.fft.fft2(spectrum * (prepared * window_ramp((rows, cols), offset, prepared)), norm="ortho")
+        return out.real.square() + out.imag.square()
 
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
@@ -194,6 +219,23 @@ class Twin(nn.Module):
         power = self.camera_power(self.output_power_prepared(amplitude, prepared, laser_power_w))
         dn = self.sample_dn(power, exposure_s, gain, generator) if noise else self.expected_dn(power, exposure_s, gain)
         return self.camera.quantize(dn)
+
+
+def window_ramp(shape: tuple[int, int], offset: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """Linear phase (FFT order) that turns fft(window) into the centred 4f result.
+
+    A window at row `top` of an N-row centred plane: fft of the plane is
+    exp(-2 pi i k top / N) fft(window, n=N); the ifftshift before lens 1 and the
+    fftshift after lens 2 each add exp(2 pi i k (N // 2) / N) (they cancel for
+    even N). Separable: an outer product of one vector per axis.
+    """
+    real = like.real.dtype if torch.is_complex(like) else like.dtype
+    ramps = []
+    for n, t in zip(shape, offset, strict=True):
+        k = (torch.arange(n, device=like.device) * ((t - 2 * (n // 2)) % n)) % n
+        phase = (-2 * math.pi / n) * k.to(torch.float64)
+        ramps.append(torch.polar(torch.ones_like(phase), phase).to(torch.complex128 if real == torch.float64 else torch.complex64))
+    return ramps[0][:, None] * ramps[1][None, :]
 
 
 def incoherent_output(input_power: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
