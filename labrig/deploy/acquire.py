@@ -38,6 +38,7 @@ class Acquirer:
         self.frames = 0
         self.retried = 0
         self._group: int | None = None
+        self.rois = [tuple(int(v) for v in r) for r in program.readout.rois]
 
     def prepare(self) -> None:
         """Laser power and camera gain as compiled (exposure and filter follow the frame group)."""
@@ -64,8 +65,8 @@ class Acquirer:
         try:
             for group in range(self.program.frames):
                 self._select(group)
-                if self.batched:
-                    frames[:, group] = cam.grab_batch(input_gray)
+                if self.batched:  # the program reads its ROIs only: noise need not be simulated elsewhere
+                    frames[:, group] = cam.grab_batch(input_gray, rois=self.rois)
                 else:
                     for i, pattern in enumerate(input_gray):
                         self.bench.input.show(pattern)  # waits the modulator's settle time

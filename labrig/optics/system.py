@@ -12,6 +12,7 @@ imperfections), so the three cannot drift apart.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -25,6 +26,9 @@ from labrig.optics.imperfections import Imperfections
 from labrig.optics.lens import FourierLens, centered_fft2, centered_ifft2
 from labrig.optics.modulators import FilterSLM, Illumination, InputModulator
 from labrig.optics.specs import BenchGeometry
+
+PixelRect = tuple[int, int, int, int]
+"""A camera rectangle: top, left, bottom (exclusive), right (exclusive), in pixels."""
 
 
 def _zero(t: torch.Tensor) -> bool:
@@ -78,11 +82,14 @@ class Twin(nn.Module):
 
     def input_field(self, amplitude: torch.Tensor, laser_power_w: float) -> Field:
         """Field on the simulation grid for per-pixel amplitudes in [0, 1]."""
-        window, (top, left) = self.input_field_window(amplitude, laser_power_w)
+        window, offset = self.input_field_window(amplitude, laser_power_w)
+        return Field(self._place_window(window, offset), self.geometry.input_grid, self.geometry.wavelength_m)
+
+    def _place_window(self, window: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+        """A window of the input grid at (top, left) `offset`, zero-padded to the whole grid."""
         rows, cols = self.geometry.input_grid.shape
-        h, w = window.shape[-2:]
-        data = torch.nn.functional.pad(window, (left, cols - left - w, top, rows - top - h))
-        return Field(data, self.geometry.input_grid, self.geometry.wavelength_m)
+        (top, left), (h, w) = offset, window.shape[-2:]
+        return torch.nn.functional.pad(window, (left, cols - left - w, top, rows - top - h))
 
     def input_field_window(self, amplitude: torch.Tensor, laser_power_w: float) -> tuple[torch.Tensor, tuple[int, int]]:
         """`input_field` as its non-zero window of the grid and that window's (top, left):
@@ -144,25 +151,29 @@ class Twin(nn.Module):
         return self.output_power_prepared(amplitude, self.prepare_mask(transmission), laser_power_w)
 
     def output_power_prepared(self, amplitude: torch.Tensor, prepared: torch.Tensor, laser_power_w: float) -> torch.Tensor:
-        """`output_power` for a `prepare_mask` result. The coherent path is the
-        composition lens1 -> mask -> lens2 of `output_field` (tested equal)."""
-        if self.geometry.illumination == "incoherent":
-            field = self.input_field(amplitude, laser_power_w)
-            return incoherent_output(field.power(), torch.fft.fftshift(prepared, dim=(-2, -1)))
+        """`output_power` for a `prepare_mask` result: `input_field_window` then
+        `output_power_window` (the composition lens1 -> mask -> lens2 of
+        `output_field`, tested equal)."""
         window, offset = self.input_field_window(amplitude, laser_power_w)
         return self.output_power_window(window, offset, prepared)
 
     def output_power_window(self, window: torch.Tensor, offset: tuple[int, int], prepared: torch.Tensor) -> torch.Tensor:
-        """Coherent output power per sample (centred grid) for an input field given as
-        its window at `offset` (`input_field_window`) and a `prepare_mask` result.
+        """Output power per sample (centred grid) for an input field given as its
+        window at `offset` (`input_field_window`) and a `prepare_mask` result.
 
-        Lens 1 transforms only the window's rows (the other rows are dark); where the
-        window sits, and the centring shifts of both lenses, are linear phases folded
-        into the mask (`window_ramp`), so no shifted or padded copy of a frame is made.
+        Coherent: lens 1 transforms only the window's rows (the other rows are
+        dark); where the window sits, and the centring shifts of both lenses, are
+        linear phases folded into the mask (`window_ramp`), so no shifted or padded
+        copy of a frame is made.
         """
+        if self.geometry.illumination == "incoherent":
+            power = Field(self._place_window(window, offset), self.geometry.input_grid, self.geometry.wavelength_m).power()
+            return incoherent_output(power, torch.fft.fftshift(prepared, dim=(-2, -1)))
         rows, cols = self.geometry.fourier_grid.shape
-        spectrum = torch.fft.fft(window, n=cols, dim=-1, norm="ortho")
-        spectrum = torch.fft.fft(spectrum, n=rows, dim=-2, norm="ortho")
+        # both 1-D passes run along contiguous rows: a strided pass rounds differently
+        # with the batch size, and one frame must equal the same frame in a batch
+        spectrum = torch.fft.fft(window.mT.contiguous(), n=rows, dim=-1, norm="ortho")
+        spectrum = torch.fft.fft(spectrum.mT.contiguous(), n=cols, dim=-1, norm="ortho")
         out = torch.fft.fft2(spectrum * (prepared * window_ramp((rows, cols), offset, prepared)), norm="ortho")
         return out.real.square() + out.imag.square()
 
@@ -177,13 +188,24 @@ class Twin(nn.Module):
         return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
 
     def sample_dn(
-        self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0, generator: torch.Generator | None = None
+        self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0, generator: torch.Generator | None = None,
+        region: Sequence[PixelRect] | None = None,
     ) -> torch.Tensor:
-        """One noisy reading (DN, not rounded) with shot, dark and read noise."""
+        """One noisy reading (DN, not rounded) with shot, dark and read noise.
+
+        `region`: camera rectangles (top, left, bottom, right) that the caller reads;
+        noise is drawn there only and the rest of the frame is the noise-free
+        reading (`expected_dn`). None: noise everywhere (a live view, a dark frame).
+        """
         imp = self.imperfections
         mean_e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
-        e = self.camera.sample_electrons(mean_e, generator)
-        return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
+        if region is None:
+            return self.camera.to_dn(self.camera.sample_electrons(mean_e, generator), gain, imp.camera_gain, imp.camera_offset_dn)
+        dn = self.camera.to_dn(mean_e, gain, imp.camera_gain, imp.camera_offset_dn)
+        for top, left, bottom, right in region:
+            e = self.camera.sample_electrons(mean_e[..., top:bottom, left:right], generator)
+            dn[..., top:bottom, left:right] = self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
+        return dn
 
     def frame(
         self,
@@ -195,12 +217,13 @@ class Twin(nn.Module):
         gain: float = 1.0,
         noise: bool = False,
         generator: torch.Generator | None = None,
+        region: Sequence[PixelRect] | None = None,
     ) -> torch.Tensor:
         """Camera frames (float tensor of integer DN values) for modulator and SLM gray levels."""
         prepared = self.prepare_mask(self.filter_transmission(filter_gray))
         return self.frame_prepared(
             input_gray, prepared, laser_power_w=laser_power_w,
-            exposure_s=exposure_s, gain=gain, noise=noise, generator=generator,
+            exposure_s=exposure_s, gain=gain, noise=noise, generator=generator, region=region,
         )
 
     def frame_prepared(
@@ -213,11 +236,21 @@ class Twin(nn.Module):
         gain: float = 1.0,
         noise: bool = False,
         generator: torch.Generator | None = None,
+        region: Sequence[PixelRect] | None = None,
     ) -> torch.Tensor:
-        """`frame` for a `prepare_mask` result (the filter rarely changes; inputs do)."""
+        """`frame` for a `prepare_mask` result (the filter rarely changes; inputs do).
+
+        The stages, each a method the simulated bench calls in the same order:
+        input amplitude -> input field (its lit window) -> output power -> camera
+        power -> DN (noisy where `region` says, or everywhere) -> integer DN.
+        """
         amplitude = self.input_amplitude(input_gray)
-        power = self.camera_power(self.output_power_prepared(amplitude, prepared, laser_power_w))
-        dn = self.sample_dn(power, exposure_s, gain, generator) if noise else self.expected_dn(power, exposure_s, gain)
+        window, offset = self.input_field_window(amplitude, laser_power_w)
+        power = self.camera_power(self.output_power_window(window, offset, prepared))
+        if noise:
+            dn = self.sample_dn(power, exposure_s, gain, generator, region)
+        else:
+            dn = self.expected_dn(power, exposure_s, gain)
         return self.camera.quantize(dn)
 
 
