@@ -59,10 +59,10 @@ class CameraModel(nn.Module):
         self, power_w: torch.Tensor, exposure_s: float, hot_pixels_e_per_s: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Expected photo-electrons plus dark electrons per pixel."""
-        photons = power_w * (exposure_s / self.photon_energy_j)
-        e = self.spec.quantum_efficiency * photons + self.spec.dark_current_e_per_s * exposure_s
+        e = power_w * (self.spec.quantum_efficiency * exposure_s / self.photon_energy_j)
+        e = e + self.spec.dark_current_e_per_s * exposure_s
         if hot_pixels_e_per_s is not None:
-            e = e + hot_pixels_e_per_s.to(e.dtype) * exposure_s
+            e = torch.add(e, hot_pixels_e_per_s.to(e.dtype), alpha=exposure_s)
         return e
 
     def to_dn(
@@ -70,9 +70,14 @@ class CameraModel(nn.Module):
         offset_error_dn: torch.Tensor | float = 0.0,
     ) -> torch.Tensor:
         """Full-well clip, conversion, gain and offset, ADC saturation (no rounding)."""
+        scale = self.spec.conversion_dn_per_e * gain * gain_error
+        offset = self.spec.offset_dn + offset_error_dn
+        if torch.is_grad_enabled():
+            e = torch.clamp(electrons, max=self.spec.full_well_e)
+            return (e * scale + offset).clamp(0, self.spec.max_dn)
+        # the same arithmetic in place (the simulated bench renders without gradients)
         e = torch.clamp(electrons, max=self.spec.full_well_e)
-        dn = e * (self.spec.conversion_dn_per_e * gain * gain_error) + (self.spec.offset_dn + offset_error_dn)
-        return dn.clamp(0, self.spec.max_dn)
+        return e.mul_(scale).add_(offset).clamp_(0, self.spec.max_dn)
 
     def sample_electrons(self, mean_e: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Shot noise (exact Poisson counts) plus read noise (Gaussian, in electrons)."""

@@ -145,7 +145,7 @@ class AxisOverlap:
             if a >= z:
                 continue
             shape[dim] = z - a
-            out.narrow(dim, a - lo, z - a).add_(x.narrow(dim, a + c, z - a) * w[a:z, b].reshape(shape))
+            out.narrow(dim, a - lo, z - a).addcmul_(x.narrow(dim, a + c, z - a), w[a:z, b].reshape(shape))
         return out
 
     def dense(self) -> torch.Tensor:

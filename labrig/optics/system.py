@@ -175,7 +175,7 @@ class Twin(nn.Module):
         spectrum = torch.fft.fft(window.mT.contiguous(), n=rows, dim=-1, norm="ortho")
         spectrum = torch.fft.fft(spectrum.mT.contiguous(), n=cols, dim=-1, norm="ortho")
         out = torch.fft.fft2(spectrum * (prepared * window_ramp((rows, cols), offset, prepared)), norm="ortho")
-        return out.real.square() + out.imag.square()
+        return torch.addcmul(out.real.square(), out.imag, out.imag)
 
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
