@@ -134,7 +134,7 @@ class AxisOverlap:
         if self.placement is not None and (weight is None or not weight.requires_grad):
             scale = self.placement[1] if weight is None else float(weight[weight != 0].mean())
             shifted = _shift_axis(x, dim, self.placement[0] + lo, hi - lo)
-            return shifted * scale
+            return shifted if scale == 1.0 else shifted * scale
         w = w.to(x.real.dtype if torch.is_complex(x) else x.dtype)
         size = list(x.shape)
         size[dim] = hi - lo
