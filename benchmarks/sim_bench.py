@@ -184,10 +184,12 @@ def _rss_kib(field: str) -> int:
 
 def memory_row(chunks: int) -> dict:
     """Peak resident memory added by one 64-frame chunk of `sim` (truth, full-frame
-    noise), and the resident memory after `chunks` more chunks."""
+    noise) over the resident memory between chunks, and how that resident memory
+    moves over `chunks` more chunks (allocator noise of a few MiB; no growth)."""
     world = world_for("sim", True)
     grays = inputs(world.geometry.input.resolution)
-    world.render_batch(grays, 1e-3, 1.0)  # plans, caches
+    for _ in range(2):
+        world.render_batch(grays, 1e-3, 1.0)  # plans, caches, the allocator's pools
     base = _rss_kib("VmRSS")
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak (Linux)
@@ -195,14 +197,16 @@ def memory_row(chunks: int) -> dict:
         pass
     world.render_batch(grays, 1e-3, 1.0)
     peak = _rss_kib("VmHWM")
-    after_one = _rss_kib("VmRSS")
+    resident = []
     for _ in range(chunks):
         world.render_batch(grays, 1e-3, 1.0)
-    after = _rss_kib("VmRSS")
+        resident.append(_rss_kib("VmRSS"))
     row = {"chunk_frames": BATCH_CHUNK, "peak_over_base_mib": (peak - base) / 1024, "rss_base_mib": base / 1024,
-           "growth_mib_over_chunks": (after - after_one) / 1024, "chunks": chunks}
+           "rss_min_mib": min(resident) / 1024, "rss_max_mib": max(resident) / 1024,
+           "growth_mib_over_chunks": (resident[-1] - base) / 1024, "chunks": chunks}
     print(f"  memory: one {BATCH_CHUNK}-frame chunk peaks {row['peak_over_base_mib']:.0f} MiB above "
-          f"{row['rss_base_mib']:.0f} MiB resident; {chunks} more chunks: {row['growth_mib_over_chunks']:+.1f} MiB",
+          f"{row['rss_base_mib']:.0f} MiB resident; over {chunks} more chunks resident stays in "
+          f"{row['rss_min_mib']:.0f}-{row['rss_max_mib']:.0f} MiB (last - first {row['growth_mib_over_chunks']:+.0f})",
           flush=True)
     return row
 
