@@ -93,7 +93,7 @@ class Routine(ABC):
             cancel: Cancel | None = None) -> RoutineResult:
         """Measure, fit, and return the estimates; raise `CalibrationError` on bad light or a bad fit."""
 
-    def plot(self, result: RoutineResult, ax: Any) -> None:  # noqa: B027 - optional
+    def plot(self, result: RoutineResult, ax: Any) -> None:
         """Draw the result's figure on a matplotlib Axes (default: its residual as text)."""
         ax.text(0.5, 0.5, f"{self.title or self.name}\nresidual {result.residual:.3g} {result.residual_unit}",
                 ha="center", va="center", transform=ax.transAxes)

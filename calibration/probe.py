@@ -24,6 +24,7 @@ from calibration.base import (
     never_cancel,
     no_progress,
 )
+from drivers.base import BatchCamera
 from drivers.errors import DeviceError, DeviceTimeout, FrameDropped, SafetyError
 
 if TYPE_CHECKING:
@@ -133,10 +134,9 @@ class Probe:
         self._step()
         self._check_light_state()
         camera = self.bench.camera
-        grab_batch = getattr(camera, "grab_batch", None)
-        if grab_batch is not None:
+        if isinstance(camera, BatchCamera):
             try:
-                frames = np.asarray(grab_batch(patterns))
+                frames = np.asarray(camera.grab_batch(patterns))
             except DeviceError as exc:
                 raise CalibrationError(self.routine, f"camera failed: {exc}") from exc
             self.frames += len(patterns)

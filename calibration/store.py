@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     import torch
 
     from labrig.bench.bench import Bench
-    from labrig.bench.profile import Profile
     from labrig.optics.imperfections import Imperfections
     from labrig.optics.specs import BenchGeometry
     from labrig.optics.system import Twin
+    from labrig.profiles import Profile
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -207,9 +207,13 @@ class BatchCamera(Camera):
     """
 
     @abstractmethod
-    def grab_batch(self, input_patterns: np.ndarray) -> np.ndarray:
+    def grab_batch(self, input_patterns: np.ndarray,
+                   rois: Sequence[tuple[int, int, int, int]] | None = None) -> np.ndarray:
         """(n, rows, cols) input-modulator gray levels -> (n, *resolution) frames, each taken
-        with its pattern shown (exposure and gain as set)."""
+        with its pattern shown (exposure and gain as set).
+
+        `rois` (top, left, bottom, right) is a hint of where the caller reads: a camera may use
+        it (an ROI read-out; the simulation draws noise there only) or ignore it."""
 
 
 class InputModulator(Device):

@@ -6,6 +6,7 @@ builds them from a profile exactly as it builds real drivers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from drivers.base import SLM, BatchCamera, LaserController, Shutter
 from drivers.config import CAMERA_KEYS, MODULATOR_KEYS, Section
 from drivers.errors import DeviceError, SafetyError
 from drivers.plugin import DeviceContext
+from labrig.optics.system import PixelRect
 from sim_backend.world import SimWorld, world_for
 
 
@@ -119,14 +121,17 @@ class SimCamera(BatchCamera):
     def _grab_hw(self, timeout_s: float) -> np.ndarray:
         return self.world.grab(self.exposure_s, self.gain, timeout_s)
 
-    def grab_batch(self, input_patterns: np.ndarray) -> np.ndarray:
-        """Frames for many input-modulator patterns at once (simulation fast path)."""
+    def grab_batch(self, input_patterns: np.ndarray, rois: Sequence[PixelRect] | None = None) -> np.ndarray:
+        """Frames for many input-modulator patterns at once (simulation fast path).
+
+        `rois` (top, left, bottom, right): where the caller reads; the simulation
+        draws noise there only (the rest of each frame is noise-free)."""
         self._require_open()
         patterns = np.asarray(input_patterns)
         expected = self.world.geometry.input.resolution
         if patterns.ndim != 3 or tuple(patterns.shape[1:]) != expected:
             raise DeviceError(f"{self.name}: batch must be (n, {expected[0]}, {expected[1]}), got {patterns.shape}")
-        return self.world.render_batch(patterns, self.exposure_s, self.gain)
+        return self.world.render_batch(patterns, self.exposure_s, self.gain, rois)
 
 
 class SimShutter(Shutter):

@@ -117,7 +117,7 @@ def profile_data(
     ``[truth.unmodelled]`` (True), drop it (False) or use the given table.
     `tables`: dotted table names (``"devices.camera"``, ``"faults"``) -> keys merged over them.
     """
-    from labrig.bench.profile import load_profile  # profiles are read where they live
+    from labrig.profiles import load_profile  # profiles are read where they live
 
     data = load_profile(base).as_dict()
     base_truth = dict(data.get("truth", {}))
@@ -148,7 +148,7 @@ def profile_data(
 
 def write_profile(path: str | Path, truth: Mapping[str, Any] | bool | None = None, **kwargs: Any) -> Path:
     """Write `profile_data(truth, **kwargs)` as a self-contained TOML file; returns its path."""
-    from labrig.bench.profile import _dump_toml  # the one TOML writer for profiles
+    from labrig.profiles.profile import _dump_toml  # the one TOML writer for profiles
 
     path = Path(path)
     data = profile_data(truth, **kwargs)

@@ -9,6 +9,7 @@ with the truth off the simulated camera reads exactly what the twin predicts.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from drivers.config import Section
 from drivers.errors import DeviceDisconnected, DeviceTimeout, FrameDropped
 from labrig.geometry import geometry_from_profile
 from labrig.optics.specs import BenchGeometry
-from labrig.optics.system import Twin
+from labrig.optics.system import PixelRect, Twin
 from sim_backend.truth import FaultPlan, Truth, read_faults, read_truth
 from sim_backend.unmodelled import Unmodelled, unmodelled_from_profile
 
@@ -103,14 +104,30 @@ class SimWorld:
             self.frames += 1
             raise FrameDropped("sim camera: frame dropped (fault injection)")
 
-    def _render(self, input_gray: torch.Tensor, exposure_s: float, gain: float) -> np.ndarray:
+    def _render(
+        self, input_gray: torch.Tensor, exposure_s: float, gain: float, out: np.ndarray,
+        rois: Sequence[PixelRect] | None = None,
+    ) -> None:
+        """Frames for input gray levels into `out` (uint16), stage by stage, each the
+        twin's own step (so with the truth off this is `Twin.frame_prepared` exactly):
+        input amplitude -> input field (its lit window) -> filter (the prepared mask)
+        -> output power -> camera power -> DN (noise only inside `rois` when given)."""
+        twin = self.twin
         with torch.no_grad():
-            render = self.unmodelled.renderer(self.twin)  # the twin, plus what it lacks when on
-            dn = render(
-                input_gray, self.prepared_mask(), laser_power_w=self.beam_power_w,
-                exposure_s=exposure_s, gain=gain, noise=self.truth.noise, generator=self.noise_generator,
-            )
-        return dn.to(torch.int32).numpy().astype(np.uint16)
+            amplitude = twin.input_amplitude(input_gray)
+            field, offset = twin.input_field_window(amplitude, self.beam_power_w)
+            output_power = twin.output_power_window(field, offset, self.prepared_mask())
+            output_power = self.unmodelled.output_plane(self.geometry, output_power)  # what the twin lacks
+            camera_power = twin.camera_power(output_power)
+            if self.unmodelled.enabled:
+                dn = self.unmodelled.detect(twin, camera_power, exposure_s, gain, noise=self.truth.noise,
+                                            generator=self.noise_generator, region=rois)
+            elif self.truth.noise:
+                dn = twin.sample_dn(camera_power, exposure_s, gain, self.noise_generator, rois)
+            else:
+                dn = twin.expected_dn(camera_power, exposure_s, gain)
+            dn = twin.camera.quantize(dn)
+        np.copyto(out, dn.numpy(), casting="unsafe")  # integers in [0, max_dn]: exact
 
     def grab(self, exposure_s: float, gain: float, timeout_s: float) -> np.ndarray:
         """One frame of what the modulators show now."""
@@ -118,13 +135,21 @@ class SimWorld:
         if self.truth.latency_s:
             time.sleep(self.truth.latency_s)
         self._advance(1, exposure_s)
-        return self._render(self.input_gray, exposure_s, gain)
+        out = np.empty(self.geometry.camera.resolution, dtype=np.uint16)
+        self._render(self.input_gray, exposure_s, gain, out)
+        return out
 
-    def render_batch(self, input_grays: np.ndarray, exposure_s: float, gain: float) -> np.ndarray:
+    def render_batch(
+        self, input_grays: np.ndarray, exposure_s: float, gain: float, rois: Sequence[PixelRect] | None = None
+    ) -> np.ndarray:
         """Frames for many input patterns at once (the fast path): as if each were
         shown on the input modulator and grabbed in turn. Only disconnects are
         injected here (``disconnect_after_frames`` counts batched frames too); timeouts
-        and drops belong to the frame-by-frame path."""
+        and drops belong to the frame-by-frame path.
+
+        `rois`: the camera rectangles (top, left, bottom, right) the caller reads:
+        noise is drawn there only, the rest of each frame is the noise-free reading.
+        Work and memory are bounded by `BATCH_CHUNK` frames at a time."""
         if not self.connected:
             raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
         inputs = torch.from_numpy(np.ascontiguousarray(input_grays).astype(np.int64))
@@ -136,7 +161,7 @@ class SimWorld:
                 self.connected = False
                 raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
             self._advance(chunk.shape[0], exposure_s)
-            out[start : start + chunk.shape[0]] = self._render(chunk, exposure_s, gain)
+            self._render(chunk, exposure_s, gain, out[start : start + chunk.shape[0]], rois)
         if inputs.shape[0]:
             self.input_gray = inputs[-1]
         return out

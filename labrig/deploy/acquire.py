@@ -47,6 +47,7 @@ class Acquirer:
         self.frames = 0
         self.retried = 0
         self._group: int | None = None
+        self.rois = [tuple(int(v) for v in r) for r in program.readout.rois]
 
     def prepare(self) -> None:
         """Laser power and camera gain as compiled (exposure and filter follow the frame group)."""
@@ -74,7 +75,8 @@ class Acquirer:
             for group in range(self.program.frames):
                 self._select(group)
                 if self.batched and isinstance(cam, BatchCamera):
-                    frames[:, group] = cam.grab_batch(input_gray)
+                    # the program reads its ROIs only: noise need not be simulated elsewhere
+                    frames[:, group] = cam.grab_batch(input_gray, rois=self.rois)
                 else:
                     modulator = self.bench.input
                     assert modulator is not None  # checked in __init__

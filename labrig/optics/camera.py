@@ -7,6 +7,7 @@ the first nonlinearity of a coherent optical network.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,11 +15,6 @@ from torch import nn
 from labrig.optics.grid import Grid
 from labrig.optics.resample import AxisOverlap, affine_warp, is_identity_warp
 from labrig.optics.specs import CameraSpec
-
-#: mean electron count above which shot noise is drawn from a Gaussian of equal
-#: mean and variance: exact in mean and variance, skewness 1/sqrt(mean) < 0.23
-#: (invisible behind a conversion of a few electrons per DN), and far faster
-GAUSSIAN_SHOT_NOISE_ABOVE_E = 20.0
 
 
 class CameraModel(nn.Module):
@@ -64,10 +60,10 @@ class CameraModel(nn.Module):
         self, power_w: torch.Tensor, exposure_s: float, hot_pixels_e_per_s: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Expected photo-electrons plus dark electrons per pixel."""
-        photons = power_w * (exposure_s / self.photon_energy_j)
-        e = self.spec.quantum_efficiency * photons + self.spec.dark_current_e_per_s * exposure_s
+        e = power_w * (self.spec.quantum_efficiency * exposure_s / self.photon_energy_j)
+        e = e + self.spec.dark_current_e_per_s * exposure_s
         if hot_pixels_e_per_s is not None:
-            e = e + hot_pixels_e_per_s.to(e.dtype) * exposure_s
+            e = torch.add(e, hot_pixels_e_per_s.to(e.dtype), alpha=exposure_s)
         return e
 
     def to_dn(
@@ -75,56 +71,43 @@ class CameraModel(nn.Module):
         offset_error_dn: torch.Tensor | float = 0.0,
     ) -> torch.Tensor:
         """Full-well clip, conversion, gain and offset, ADC saturation (no rounding)."""
+        scale = self.spec.conversion_dn_per_e * gain * gain_error
+        offset = self.spec.offset_dn + offset_error_dn
+        if torch.is_grad_enabled():
+            e = torch.clamp(electrons, max=self.spec.full_well_e)
+            return (e * scale + offset).clamp(0, self.spec.max_dn)
+        # the same arithmetic in place (the simulated bench renders without gradients)
         e = torch.clamp(electrons, max=self.spec.full_well_e)
-        dn = e * (self.spec.conversion_dn_per_e * gain * gain_error) + (self.spec.offset_dn + offset_error_dn)
-        return dn.clamp(0, self.spec.max_dn)
+        return e.mul_(scale).add_(offset).clamp_(0, self.spec.max_dn)
 
     def sample_electrons(self, mean_e: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Shot noise (Poisson; Gaussian of equal variance above a threshold) plus read noise."""
+        """Shot noise (exact Poisson counts) plus read noise (Gaussian, in electrons)."""
         e = sample_poisson(mean_e.clamp_min(0), generator)
         read = torch.randn(mean_e.shape, generator=generator, dtype=mean_e.dtype, device=mean_e.device)
-        return e + read * self.spec.read_noise_e
+        return e.add_(read, alpha=self.spec.read_noise_e)
+
+    def sample_electrons_in(
+        self, mean_e: torch.Tensor, generator: torch.Generator | None = None,
+        region: Sequence[tuple[int, int, int, int]] | None = None,
+    ) -> torch.Tensor:
+        """`sample_electrons` everywhere (`region` None), or inside the region's rectangles
+        (top, left, bottom, right) only, the rest left at its mean: noise costs time, and a
+        caller that reads a few tiles need not pay for the whole frame's."""
+        if region is None:
+            return self.sample_electrons(mean_e, generator)
+        e = mean_e.clone()
+        for top, left, bottom, right in region:
+            e[..., top:bottom, left:right] = self.sample_electrons(mean_e[..., top:bottom, left:right], generator)
+        return e
 
     @staticmethod
     def quantize(dn: torch.Tensor) -> torch.Tensor:
         """Round to integer DN with a straight-through gradient."""
+        if not dn.requires_grad:
+            return torch.round(dn)  # the same values, without the gradient's two extra passes
         return dn + (torch.round(dn) - dn).detach()
 
 
-#: below this mean, Poisson counts are drawn by inversion (most pixels of a
-#: sparse optical frame are dark, and inversion of a rare event is cheap)
-_INVERSION_BELOW_E = 1.0
-_INVERSION_STEPS = 24  # P(k > 24 | mean < 1) < 1e-25
-
-
 def sample_poisson(mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Poisson counts for non-negative means, fast on mostly-dark frames.
-
-    Exact Poisson below `GAUSSIAN_SHOT_NOISE_ABOVE_E` (inversion for means < 1,
-    torch.poisson between), Gaussian of equal mean and variance above it.
-    """
-    out = mean + mean.sqrt() * torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-    mid = (mean >= _INVERSION_BELOW_E) & (mean < GAUSSIAN_SHOT_NOISE_ABOVE_E)
-    if bool(mid.any()):
-        out[mid] = torch.poisson(mean[mid], generator=generator)
-    small = mean < _INVERSION_BELOW_E
-    if bool(small.any()):
-        lam = mean[small]
-        u = torch.rand(lam.shape, generator=generator, dtype=lam.dtype, device=lam.device)
-        p = torch.exp(-lam)
-        counts = torch.zeros_like(lam)
-        active = torch.nonzero(u > p).squeeze(1)  # only these have k >= 1
-        if active.numel():
-            lam_a, u_a, p_a = lam[active], u[active], p[active]
-            cdf = p_a.clone()
-            k_a = torch.zeros_like(lam_a)
-            for i in range(1, _INVERSION_STEPS + 1):
-                above = u_a > cdf
-                if not bool(above.any()):
-                    break
-                k_a += above.to(k_a.dtype)
-                p_a = p_a * lam_a / i
-                cdf = cdf + p_a
-            counts[active] = k_a
-        out[small] = counts
-    return out
+    """Exact Poisson counts for non-negative means (any size; no normal shortcut)."""
+    return torch.poisson(mean, generator=generator)

@@ -11,7 +11,7 @@ from torch import nn
 from labrig.optics.field import Field
 from labrig.optics.grid import Grid
 from labrig.optics.quantize import lut_lookup, quantize_phase
-from labrig.optics.resample import AxisOverlap, affine_warp, is_identity_warp
+from labrig.optics.resample import AxisOverlap, affine_warp, is_identity_warp, rotated_window
 from labrig.optics.specs import ModulatorSpec
 
 
@@ -68,6 +68,26 @@ class InputModulator(nn.Module):
         rotation_rad: torch.Tensor | float = 0.0,
     ) -> Field:
         """Field on the simulation grid for per-pixel field amplitudes (..., rows, cols)."""
+        window, (top, left) = self.field_window(amplitude, irradiance_w_m2, shift_px, rotation_rad)
+        h, w = window.shape[-2:]
+        rows, cols = self.grid.shape
+        a = F.pad(window, (left, cols - left - w, top, rows - top - h))
+        return Field(a, self.grid, wavelength_m)
+
+    def field_window(
+        self,
+        amplitude: torch.Tensor,
+        irradiance_w_m2: torch.Tensor | float,
+        shift_px: torch.Tensor | None = None,
+        rotation_rad: torch.Tensor | float = 0.0,
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The field's non-zero window of the simulation grid and its (top, left) there.
+
+        The modulator covers a small part of the grid (a 64-pixel modulator on a
+        256-sample grid): resampling, rotating and lighting only that window,
+        and transforming only its rows (`Twin.output_power_window`), costs what
+        the light does, not what the grid does. Equal to the full-grid field.
+        """
         if tuple(amplitude.shape[-2:]) != self.spec.resolution:
             raise ValueError(
                 f"input pattern {tuple(amplitude.shape[-2:])} does not match the modulator's {self.spec.resolution}"
@@ -75,11 +95,19 @@ class InputModulator(nn.Module):
         real = amplitude.real.dtype if torch.is_complex(amplitude) else amplitude.dtype
         shift = torch.zeros(2, dtype=real) if shift_px is None else shift_px
         oy, ox = self._overlaps(shift, real, amplitude.device)
-        u = amplitude * torch.sqrt(torch.as_tensor(irradiance_w_m2, dtype=real, device=amplitude.device))
-        a = oy.apply(ox.apply(u, -1), -2) / math.sqrt(self.grid.sample_area_m2)
+        (top, bottom), (left, right) = oy.support(), ox.support()
         if not is_identity_warp((0.0, 0.0), rotation_rad, 1.0):
-            a = affine_warp(a, (0.0, 0.0), rotation_rad, 1.0)
-        return Field(a, self.grid, wavelength_m)
+            centre = (self.grid.shape[0] // 2, self.grid.shape[1] // 2)
+            top, left, bottom, right = rotated_window(
+                (top, left, bottom, right), self.grid.shape, float(torch.as_tensor(rotation_rad).detach()), centre
+            )
+        u = amplitude * torch.sqrt(torch.as_tensor(irradiance_w_m2, dtype=real, device=amplitude.device))
+        a = oy.apply(ox.apply(u, -1, window=(left, right)), -2, window=(top, bottom))
+        a = a / math.sqrt(self.grid.sample_area_m2)
+        if not is_identity_warp((0.0, 0.0), rotation_rad, 1.0):
+            centre = (self.grid.shape[0] // 2 - top, self.grid.shape[1] // 2 - left)
+            a = affine_warp(a, (0.0, 0.0), rotation_rad, 1.0, centre)
+        return a, (top, left)
 
 
 class Illumination(nn.Module):
@@ -87,13 +115,29 @@ class Illumination(nn.Module):
     intensity radius `waist` centred at `centre` (flat when the waist is inf)."""
 
     def forward(self, field: Field, waist_m: torch.Tensor, centre_m: torch.Tensor) -> Field:
-        if not waist_m.requires_grad and math.isinf(float(waist_m)):
-            return field
-        dtype = field.data.real.dtype
-        y, x = field.grid.mesh(dtype, field.data.device)
+        profile = self.profile(field.grid, waist_m, centre_m, field.data.real.dtype, field.data.device)
+        return field if profile is None else field.with_data(field.data * profile)
+
+    @staticmethod
+    def is_flat(waist_m: torch.Tensor) -> bool:
+        return not waist_m.requires_grad and math.isinf(float(waist_m))
+
+    def profile(
+        self, grid: Grid, waist_m: torch.Tensor, centre_m: torch.Tensor, dtype: torch.dtype, device=None,
+        window: tuple[int, int, int, int] | None = None,
+    ) -> torch.Tensor | None:
+        """The amplitude factor over `grid` (or its (top, left, rows, cols) `window`);
+        None for a flat beam."""
+        if self.is_flat(waist_m):
+            return None
+        y, x = grid.axis(0, dtype, device), grid.axis(1, dtype, device)
+        if window is not None:
+            top, left, h, w = window
+            y, x = y[top : top + h], x[left : left + w]
         c = centre_m.to(dtype)
-        r2 = (y - c[0]).square() + (x - c[1]).square()
-        return field.with_data(field.data * torch.exp(-r2 / waist_m.to(dtype).square()))
+        w2 = waist_m.to(dtype).square()
+        # separable: exp(-(y^2 + x^2) / w^2) as an outer product of two vectors
+        return torch.exp(-(y - c[0]).square() / w2)[:, None] * torch.exp(-(x - c[1]).square() / w2)[None, :]
 
 
 def gaussian_blur(x: torch.Tensor, sigma_px: torch.Tensor) -> torch.Tensor:

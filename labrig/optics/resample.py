@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -65,6 +66,7 @@ class AxisOverlap:
         self.weight = torch.where(valid, weight, torch.zeros_like(weight))
         self.index = index.clamp(0, n_src - 1)
         self.n_src = n_src
+        self._runs: list[tuple[int, int, int, int]] | None = None
         self.placement = self._as_placement()
 
     def _as_placement(self) -> tuple[int, float] | None:
@@ -91,35 +93,60 @@ class AxisOverlap:
             return None
         return c, float(w.mean())
 
-    def apply(self, x: torch.Tensor, dim: int, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """sum_j W[i, j] x[..., j, ...] along `dim`, with W = `weight` or the overlaps.
+    def support(self) -> tuple[int, int]:
+        """[lo, hi): the destination cells that receive any weight (everything else is 0)."""
+        rows = torch.nonzero((self.weight.detach() != 0).any(1)).squeeze(1)
+        if rows.numel() == 0:
+            return 0, 0
+        return int(rows[0]), int(rows[-1]) + 1
 
-        Loops over the few band columns that carry weight (one for aligned
-        lattices), so no (..., n_dst, band) intermediate is built.
+    def runs(self) -> list[tuple[int, int, int, int]]:
+        """(band, lo, hi, offset): destination cells lo..hi-1 read source cell
+        i + offset in band `band`. A lattice map is a few such runs (one per band
+        for equal pitches), so `apply` multiplies shifted slices instead of gathering."""
+        if self._runs is None:
+            nonzero = (self.weight.detach() != 0).cpu().numpy()
+            index = self.index.cpu().numpy()
+            runs = []
+            for b in range(nonzero.shape[1]):
+                rows = np.flatnonzero(nonzero[:, b])
+                if rows.size == 0:
+                    continue
+                offset = index[rows, b] - rows
+                cut = np.flatnonzero((np.diff(rows) != 1) | (np.diff(offset) != 0)) + 1
+                for lo, hi in zip(np.r_[0, cut], np.r_[cut, rows.size], strict=True):
+                    runs.append((b, int(rows[lo]), int(rows[hi - 1]) + 1, int(offset[lo])))
+            self._runs = runs
+        return self._runs
+
+    def apply(
+        self, x: torch.Tensor, dim: int, weight: torch.Tensor | None = None, window: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """sum_j W[i, j] x[..., j, ...] along `dim`, with W = `weight` or the overlaps,
+        for destination cells i in `window` = [lo, hi) (default: all of them).
+
+        Each run of cells that reads a fixed shift of the source is one slice
+        multiply-add, so no gather and no (..., n_dst, band) intermediate is built.
         """
         w = self.weight if weight is None else weight
         dim = dim % x.ndim
+        lo, hi = (0, w.shape[0]) if window is None else window
         if self.placement is not None and (weight is None or not weight.requires_grad):
             scale = self.placement[1] if weight is None else float(weight[weight != 0].mean())
-            return _shift_axis(x, dim, self.placement[0], self.index.shape[0]) * scale
-        real = x.real.dtype if torch.is_complex(x) else x.dtype
-        w = w.to(real)
+            shifted = _shift_axis(x, dim, self.placement[0] + lo, hi - lo)
+            return shifted if scale == 1.0 else shifted * scale
+        w = w.to(x.real.dtype if torch.is_complex(x) else x.dtype)
+        size = list(x.shape)
+        size[dim] = hi - lo
+        out = x.new_zeros(size)
         shape = [1] * x.ndim
-        shape[dim] = w.shape[0]
-        out = None
-        for b in self._active_bands(w):
-            term = x.index_select(dim, self.index[:, b]) * w[:, b].reshape(shape)
-            out = term if out is None else out + term
-        if out is None:
-            size = list(x.shape)
-            size[dim] = w.shape[0]
-            return x.new_zeros(size)
+        for b, r0, r1, c in self.runs():
+            a, z = max(r0, lo), min(r1, hi)
+            if a >= z:
+                continue
+            shape[dim] = z - a
+            out.narrow(dim, a - lo, z - a).addcmul_(x.narrow(dim, a + c, z - a), w[a:z, b].reshape(shape))
         return out
-
-    def _active_bands(self, w: torch.Tensor) -> list[int]:
-        if w.requires_grad:
-            return list(range(w.shape[1]))
-        return [b for b in range(w.shape[1]) if bool(torch.any(w[:, b] != 0))]
 
     def dense(self) -> torch.Tensor:
         """The (n_dst, n_src) matrix, for tests and small problems."""
@@ -146,27 +173,30 @@ def affine_warp(
     shift_px: torch.Tensor | tuple[float, float] = (0.0, 0.0),
     rotation_rad: torch.Tensor | float = 0.0,
     scale: torch.Tensor | float = 1.0,
+    centre: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Resample x (..., H, W) so that content moves by `shift_px` (rows, cols),
     rotates by `rotation_rad` (counter-clockwise in (col, row) axes) and scales
-    by `scale` about the centre sample. Bilinear, zero outside; complex ok."""
+    by `scale` about the centre sample (or `centre`, in array indices: a window
+    of a bigger plane turns about that plane's axis). Bilinear, zero outside; complex ok."""
     if torch.is_complex(x):
-        re = affine_warp(x.real, shift_px, rotation_rad, scale)
-        im = affine_warp(x.imag, shift_px, rotation_rad, scale)
+        re = affine_warp(x.real, shift_px, rotation_rad, scale, centre)
+        im = affine_warp(x.imag, shift_px, rotation_rad, scale, centre)
         return torch.complex(re, im)
     h, w = x.shape[-2:]
+    cy, cx = (h // 2, w // 2) if centre is None else centre
     dtype, device = x.dtype, x.device
     shift = torch.as_tensor(shift_px, dtype=dtype, device=device)
     rot = torch.as_tensor(rotation_rad, dtype=dtype, device=device)
     s = torch.as_tensor(scale, dtype=dtype, device=device)
     # output pixel (r, c) samples input at A^-1 ((r, c) - centre - shift) + centre
-    rows = torch.arange(h, dtype=dtype, device=device) - h // 2
-    cols = torch.arange(w, dtype=dtype, device=device) - w // 2
+    rows = torch.arange(h, dtype=dtype, device=device) - cy
+    cols = torch.arange(w, dtype=dtype, device=device) - cx
     rr, cc = torch.meshgrid(rows, cols, indexing="ij")
     rr, cc = rr - shift[0], cc - shift[1]
     cos, sin = torch.cos(rot), torch.sin(rot)
-    src_c = (cos * cc + sin * rr) / s + w // 2
-    src_r = (-sin * cc + cos * rr) / s + h // 2
+    src_c = (cos * cc + sin * rr) / s + cx
+    src_r = (-sin * cc + cos * rr) / s + cy
     # grid_sample wants x, y in [-1, 1] with align_corners=True
     grid = torch.stack((2 * src_c / (w - 1) - 1, 2 * src_r / (h - 1) - 1), dim=-1)
     lead = x.shape[:-2]
@@ -174,6 +204,20 @@ def affine_warp(
     grid = grid.expand(flat.shape[0], h, w, 2)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.reshape(*lead, h, w)
+
+
+def rotated_window(
+    window: tuple[int, int, int, int], shape: tuple[int, int], rotation_rad: float, centre: tuple[float, float]
+) -> tuple[int, int, int, int]:
+    """The (top, left, bottom, right) window of a `shape` plane that holds everything a
+    bilinear rotation by `rotation_rad` about `centre` makes of content inside `window`:
+    a point at distance d from the centre moves by 2 d sin(|angle| / 2), plus one sample
+    for the interpolation footprint."""
+    top, left, bottom, right = window
+    corners = [(r - centre[0], c - centre[1]) for r in (top - 1, bottom) for c in (left - 1, right)]
+    reach = max(math.hypot(r, c) for r, c in corners)
+    grow = math.ceil(2 * reach * math.sin(min(abs(rotation_rad), math.pi) / 2)) + 2
+    return (max(0, top - grow), max(0, left - grow), min(shape[0], bottom + grow), min(shape[1], right + grow))
 
 
 def is_identity_warp(shift_px, rotation_rad, scale) -> bool:

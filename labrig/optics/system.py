@@ -12,6 +12,7 @@ imperfections), so the three cannot drift apart.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -25,6 +26,9 @@ from labrig.optics.imperfections import Imperfections
 from labrig.optics.lens import FourierLens, centered_fft2, centered_ifft2
 from labrig.optics.modulators import FilterSLM, Illumination, InputModulator
 from labrig.optics.specs import BenchGeometry
+
+PixelRect = tuple[int, int, int, int]
+"""A camera rectangle: top, left, bottom (exclusive), right (exclusive), in pixels."""
 
 
 def _zero(t: torch.Tensor) -> bool:
@@ -78,12 +82,29 @@ class Twin(nn.Module):
 
     def input_field(self, amplitude: torch.Tensor, laser_power_w: float) -> Field:
         """Field on the simulation grid for per-pixel amplitudes in [0, 1]."""
+        window, offset = self.input_field_window(amplitude, laser_power_w)
+        return Field(self._place_window(window, offset), self.geometry.input_grid, self.geometry.wavelength_m)
+
+    def _place_window(self, window: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+        """A window of the input grid at (top, left) `offset`, zero-padded to the whole grid."""
+        rows, cols = self.geometry.input_grid.shape
+        (top, left), (h, w) = offset, window.shape[-2:]
+        return torch.nn.functional.pad(window, (left, cols - left - w, top, rows - top - h))
+
+    def input_field_window(self, amplitude: torch.Tensor, laser_power_w: float) -> tuple[torch.Tensor, tuple[int, int]]:
+        """`input_field` as its non-zero window of the grid and that window's (top, left):
+        the modulator, its misalignment and the illumination profile, computed where
+        there is light only."""
         imp = self.imperfections
-        field = self.input_modulator.field_from_amplitude(
-            amplitude, self.irradiance_w_m2(laser_power_w), self.geometry.wavelength_m,
-            imp.input_shift_px, imp.input_rotation_rad,
+        window, (top, left) = self.input_modulator.field_window(
+            amplitude, self.irradiance_w_m2(laser_power_w), imp.input_shift_px, imp.input_rotation_rad,
         )
-        return self.illumination(field, imp.illumination_waist_m, imp.illumination_center_m)
+        dtype = window.real.dtype if torch.is_complex(window) else window.dtype
+        profile = self.illumination.profile(
+            self.geometry.input_grid, imp.illumination_waist_m, imp.illumination_center_m, dtype, window.device,
+            (top, left, *window.shape[-2:]),
+        )
+        return (window if profile is None else window * profile), (top, left)
 
     # -- Fourier plane -------------------------------------------------------------
     def filter_transmission(self, gray: torch.Tensor) -> torch.Tensor:
@@ -130,16 +151,31 @@ class Twin(nn.Module):
         return self.output_power_prepared(amplitude, self.prepare_mask(transmission), laser_power_w)
 
     def output_power_prepared(self, amplitude: torch.Tensor, prepared: torch.Tensor, laser_power_w: float) -> torch.Tensor:
-        """`output_power` for a `prepare_mask` result. The coherent path is the
-        composition lens1 -> mask -> lens2 of `output_field` with the inner
-        fftshift/ifftshift pair cancelled (tested equal)."""
-        field = self.input_field(amplitude, laser_power_w)
-        dims = (-2, -1)
+        """`output_power` for a `prepare_mask` result: `input_field_window` then
+        `output_power_window` (the composition lens1 -> mask -> lens2 of
+        `output_field`, tested equal)."""
+        window, offset = self.input_field_window(amplitude, laser_power_w)
+        return self.output_power_window(window, offset, prepared)
+
+    def output_power_window(self, window: torch.Tensor, offset: tuple[int, int], prepared: torch.Tensor) -> torch.Tensor:
+        """Output power per sample (centred grid) for an input field given as its
+        window at `offset` (`input_field_window`) and a `prepare_mask` result.
+
+        Coherent: lens 1 transforms only the window's rows (the other rows are
+        dark); where the window sits, and the centring shifts of both lenses, are
+        linear phases folded into the mask (`window_ramp`), so no shifted or padded
+        copy of a frame is made.
+        """
         if self.geometry.illumination == "incoherent":
-            return incoherent_output(field.power(), torch.fft.fftshift(prepared, dim=dims))
-        spectrum = torch.fft.fft2(torch.fft.ifftshift(field.data, dim=dims), norm="ortho") * prepared
-        out = torch.fft.fft2(spectrum, norm="ortho")
-        return torch.fft.fftshift(out.real.square() + out.imag.square(), dim=dims)
+            power = Field(self._place_window(window, offset), self.geometry.input_grid, self.geometry.wavelength_m).power()
+            return incoherent_output(power, torch.fft.fftshift(prepared, dim=(-2, -1)))
+        rows, cols = self.geometry.fourier_grid.shape
+        # both 1-D passes run along contiguous rows: a strided pass rounds differently
+        # with the batch size, and one frame must equal the same frame in a batch
+        spectrum = torch.fft.fft(window.mT.contiguous(), n=rows, dim=-1, norm="ortho")
+        spectrum = torch.fft.fft(spectrum.mT.contiguous(), n=cols, dim=-1, norm="ortho")
+        out = torch.fft.fft2(spectrum * (prepared * window_ramp((rows, cols), offset, prepared)), norm="ortho")
+        return torch.addcmul(out.real.square(), out.imag, out.imag)
 
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
@@ -152,12 +188,18 @@ class Twin(nn.Module):
         return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
 
     def sample_dn(
-        self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0, generator: torch.Generator | None = None
+        self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0, generator: torch.Generator | None = None,
+        region: Sequence[PixelRect] | None = None,
     ) -> torch.Tensor:
-        """One noisy reading (DN, not rounded) with shot, dark and read noise."""
+        """One noisy reading (DN, not rounded) with shot, dark and read noise.
+
+        `region`: camera rectangles (top, left, bottom, right) that the caller reads;
+        noise is drawn there only and the rest of the frame is the noise-free
+        reading (`expected_dn`). None: noise everywhere (a live view, a dark frame).
+        """
         imp = self.imperfections
         mean_e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
-        e = self.camera.sample_electrons(mean_e, generator)
+        e = self.camera.sample_electrons_in(mean_e, generator, region)
         return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
 
     def frame(
@@ -170,12 +212,13 @@ class Twin(nn.Module):
         gain: float = 1.0,
         noise: bool = False,
         generator: torch.Generator | None = None,
+        region: Sequence[PixelRect] | None = None,
     ) -> torch.Tensor:
         """Camera frames (float tensor of integer DN values) for modulator and SLM gray levels."""
         prepared = self.prepare_mask(self.filter_transmission(filter_gray))
         return self.frame_prepared(
             input_gray, prepared, laser_power_w=laser_power_w,
-            exposure_s=exposure_s, gain=gain, noise=noise, generator=generator,
+            exposure_s=exposure_s, gain=gain, noise=noise, generator=generator, region=region,
         )
 
     def frame_prepared(
@@ -188,12 +231,39 @@ class Twin(nn.Module):
         gain: float = 1.0,
         noise: bool = False,
         generator: torch.Generator | None = None,
+        region: Sequence[PixelRect] | None = None,
     ) -> torch.Tensor:
-        """`frame` for a `prepare_mask` result (the filter rarely changes; inputs do)."""
+        """`frame` for a `prepare_mask` result (the filter rarely changes; inputs do).
+
+        The stages, each a method the simulated bench calls in the same order:
+        input amplitude -> input field (its lit window) -> output power -> camera
+        power -> DN (noisy where `region` says, or everywhere) -> integer DN.
+        """
         amplitude = self.input_amplitude(input_gray)
-        power = self.camera_power(self.output_power_prepared(amplitude, prepared, laser_power_w))
-        dn = self.sample_dn(power, exposure_s, gain, generator) if noise else self.expected_dn(power, exposure_s, gain)
+        window, offset = self.input_field_window(amplitude, laser_power_w)
+        power = self.camera_power(self.output_power_window(window, offset, prepared))
+        if noise:
+            dn = self.sample_dn(power, exposure_s, gain, generator, region)
+        else:
+            dn = self.expected_dn(power, exposure_s, gain)
         return self.camera.quantize(dn)
+
+
+def window_ramp(shape: tuple[int, int], offset: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """Linear phase (FFT order) that turns fft(window) into the centred 4f result.
+
+    A window at row `top` of an N-row centred plane: fft of the plane is
+    exp(-2 pi i k top / N) fft(window, n=N); the ifftshift before lens 1 and the
+    fftshift after lens 2 each add exp(2 pi i k (N // 2) / N) (they cancel for
+    even N). Separable: an outer product of one vector per axis.
+    """
+    real = like.real.dtype if torch.is_complex(like) else like.dtype
+    ramps = []
+    for n, t in zip(shape, offset, strict=True):
+        k = (torch.arange(n, device=like.device) * ((t - 2 * (n // 2)) % n)) % n
+        phase = (-2 * math.pi / n) * k.to(torch.float64)
+        ramps.append(torch.polar(torch.ones_like(phase), phase).to(torch.complex128 if real == torch.float64 else torch.complex64))
+    return ramps[0][:, None] * ramps[1][None, :]
 
 
 def incoherent_output(input_power: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
