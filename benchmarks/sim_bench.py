@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from labrig.bench.profile import load_profile
 
 from labrig.optics.multiplex import plan_tiles
+from labrig.profiles import load_profile
 from sim_backend.world import BATCH_CHUNK, SimWorld
 
 BATCH = 64

@@ -20,7 +20,8 @@ from calibration.store import (
     staleness,
 )
 from drivers.errors import LabrigError
-from labrig.bench import Bench, load_profile
+from labrig.bench import Bench
+from labrig.profiles import load_profile
 
 
 @pytest.fixture

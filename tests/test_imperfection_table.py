@@ -10,7 +10,7 @@ import torch
 from cal_helpers import small_profile, small_truth, truth_of
 
 from drivers.errors import ConfigError
-from labrig.bench import Bench, load_profile
+from labrig.bench import Bench
 from labrig.geometry import geometry_from_profile
 from labrig.optics.imperfections import (
     BY_NAME,
@@ -20,6 +20,7 @@ from labrig.optics.imperfections import (
     Imperfections,
     apply_values,
 )
+from labrig.profiles import load_profile
 from sim_backend.draw import draw_truth
 from sim_backend.truth import read_truth
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from labrig.bench import load_profile
 from labrig.optics.camera import sample_poisson
+from labrig.profiles import load_profile
 from sim_backend.world import SimWorld
 
 

@@ -134,7 +134,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     cal = load_calibration(args.file)
     profile = None
     if args.profile is not None:
-        from labrig.bench import load_profile
+        from labrig.profiles import load_profile
 
         profile = load_profile(args.profile)
     print(format_calibration(cal, bench_or_profile=profile))
