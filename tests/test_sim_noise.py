@@ -12,12 +12,16 @@ import torch
 
 from labrig.optics.camera import sample_poisson
 from labrig.profiles import load_profile
+from sim_backend.unmodelled import Unmodelled
 from sim_backend.world import SimWorld
 
 
 def _world(noise: bool = True) -> SimWorld:
+    """The `sim` truth without the unmodelled effects (their camera knee and laser
+    fluctuation change the statistics this file checks against the camera model)."""
     world = SimWorld.from_profile(load_profile("sim").root)
     world.truth = replace(world.truth, noise=noise)
+    world.unmodelled = Unmodelled.off()
     world.laser_enabled, world.shutter_open, world.laser_power_w = True, True, 0.01
     rng = np.random.default_rng(4)
     world.show_filter(rng.integers(0, 256, world.geometry.filter.resolution).astype(np.uint8))
