@@ -12,7 +12,7 @@
 """
 
 from labrig.deploy.compiler import compile_program
-from labrig.deploy.errors import ProgramError, ProgramMismatch, RunAborted, RunFileError
+from labrig.deploy.errors import LightOff, ProgramError, ProgramMismatch, RunAborted, RunFileError
 from labrig.deploy.fit import check_fits, misfits
 from labrig.deploy.kernels import CompiledFrontEnd, compile_kernels, place_inputs, read_tiles
 from labrig.deploy.program import SCHEMA_VERSION, Program
@@ -25,6 +25,7 @@ from labrig.deploy.store import load_program, program_hash, save_program
 __all__ = [
     "SCHEMA_VERSION",
     "CompiledFrontEnd",
+    "LightOff",
     "Program",
     "ProgramError",
     "ProgramMismatch",

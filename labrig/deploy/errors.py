@@ -34,3 +34,8 @@ class RunAborted(LabrigError):
     def __init__(self, message: str, result: Any = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class LightOff(LabrigError):
+    """The light went off under a run (the bench was made safe, or the laser or shutter
+    reports off, or the frames sit at the dark level): nothing taken since is data."""
