@@ -50,7 +50,7 @@ class _InstantFrames:
     def __init__(self, world, frame: np.ndarray) -> None:
         self.world, self.frame = world, frame
 
-    def render_batch(self, inputs, exposure_s, gain, rois=None):
+    def render_batch(self, inputs, exposure_s, gain, rois=None, timeout_s=1.0):
         return np.broadcast_to(self.frame, (len(inputs), *self.frame.shape)).copy()
 
     def grab(self, exposure_s, gain, timeout_s):

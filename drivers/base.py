@@ -208,12 +208,14 @@ class BatchCamera(Camera):
 
     @abstractmethod
     def grab_batch(self, input_patterns: np.ndarray,
-                   rois: Sequence[tuple[int, int, int, int]] | None = None) -> np.ndarray:
+                   rois: Sequence[tuple[int, int, int, int]] | None = None,
+                   timeout_s: float = 1.0) -> np.ndarray:
         """(n, rows, cols) input-modulator gray levels -> (n, *resolution) frames, each taken
         with its pattern shown (exposure and gain as set).
 
         `rois` (top, left, bottom, right) is a hint of where the caller reads: a camera may use
-        it (an ROI read-out; the simulation draws noise there only) or ignore it."""
+        it (an ROI read-out; the simulation draws noise there only) or ignore it. A fault part
+        way raises the device error with the frames taken before it as ``exc.completed``."""
 
 
 class InputModulator(Device):

@@ -22,6 +22,12 @@ CAMERA_KEYS = (
 )
 
 
+#: the largest device side and pixel count a profile may declare (today's largest sensors and SLMs
+#: are ~14k per side and ~150 Mpx)
+MAX_SIDE = 32768
+MAX_PIXELS = 1 << 28
+
+
 class Section:
     """A read-only view of a TOML table that remembers where it came from.
 
@@ -121,7 +127,8 @@ class Section:
         return [float(v) for v in value]
 
     def get_shape(self, name: str, default: Any = _MISSING) -> tuple[int, int]:
-        """A [rows, cols] pair of positive integers."""
+        """A [rows, cols] pair of positive integers, each at most `MAX_SIDE` (no device has more;
+        a typo such as 100000 must be this key's error, not an 80 GB allocation somewhere else)."""
         value = self._raw(name, default)
         if (
             not isinstance(value, list | tuple)
@@ -129,6 +136,9 @@ class Section:
             or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value)
         ):
             raise self.error(name, f"expected [rows, cols] of positive integers, got {value!r}")
+        if max(value) > MAX_SIDE or value[0] * value[1] > MAX_PIXELS:
+            raise self.error(name, f"{value[0]} x {value[1]} pixels is beyond any device (at most {MAX_SIDE} "
+                                   f"per side and {MAX_PIXELS:,} in all)")
         return int(value[0]), int(value[1])
 
     def get_range(self, name: str, default: Any = _MISSING) -> tuple[float, float]:

@@ -6,6 +6,8 @@ what kind, so a runner can retry a timeout but stop on a disconnect.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LabrigError(Exception):
     """Base of every error labrig raises on purpose."""
@@ -45,3 +47,19 @@ class SafetyError(DeviceError):
 
 class FrameDropped(DeviceError):
     """A frame was lost or arrived incomplete; the next grab may succeed."""
+
+
+class WriteFailed(DeviceError):
+    """A device did not take a pattern or command (an SLM write error); sending it again may succeed."""
+
+
+#: errors after which the same frame or pattern can simply be tried again
+TRANSIENT_ERRORS: tuple[type[DeviceError], ...] = (DeviceTimeout, FrameDropped, WriteFailed)
+
+
+def completed_frames(exc: BaseException) -> Any:
+    """The frames a batched grab delivered before it raised `exc` (None if it kept none).
+
+    A camera's ``grab_batch`` attaches them as ``exc.completed`` so that a fault in the
+    middle of a batch costs only the frame it hit, never the frames before it."""
+    return getattr(exc, "completed", None)

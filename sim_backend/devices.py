@@ -13,7 +13,7 @@ import numpy as np
 
 from drivers.base import SLM, BatchCamera, LaserController, Shutter
 from drivers.config import CAMERA_KEYS, MODULATOR_KEYS, Section
-from drivers.errors import DeviceError, SafetyError
+from drivers.errors import DeviceError, SafetyError, WriteFailed
 from drivers.plugin import DeviceContext
 from labrig.optics.system import PixelRect
 from sim_backend.world import SimWorld, world_for
@@ -56,7 +56,7 @@ class _SimSLM(SLM):
 
     def _show_hw(self, pattern: np.ndarray) -> None:
         if self.world.slm_write_fails():
-            raise DeviceError(f"{self.name}: write to the SLM failed (fault injection)")
+            raise WriteFailed(f"{self.name}: write to the SLM failed (fault injection)")
         if self._target == "filter":
             self.world.show_filter(pattern)
         else:
@@ -116,22 +116,25 @@ class SimCamera(BatchCamera):
         return _identity("SimCamera", self.world)
 
     def _open_hw(self) -> None:
-        self.world.connected = True
+        self.world.reconnect()
 
     def _grab_hw(self, timeout_s: float) -> np.ndarray:
         return self.world.grab(self.exposure_s, self.gain, timeout_s)
 
-    def grab_batch(self, input_patterns: np.ndarray, rois: Sequence[PixelRect] | None = None) -> np.ndarray:
+    def grab_batch(self, input_patterns: np.ndarray, rois: Sequence[PixelRect] | None = None,
+                   timeout_s: float = 1.0) -> np.ndarray:
         """Frames for many input-modulator patterns at once (simulation fast path).
 
-        `rois` (top, left, bottom, right): where the caller reads; the simulation
-        draws noise there only (the rest of each frame is noise-free)."""
+        `rois` (top, left, bottom, right): where the caller reads; the simulation draws
+        noise there only (the rest of each frame is noise-free). Faults are injected frame
+        by frame as on `grab`; the frames before a fault ride on the exception as
+        ``exc.completed``."""
         self._require_open()
         patterns = np.asarray(input_patterns)
         expected = self.world.geometry.input.resolution
         if patterns.ndim != 3 or tuple(patterns.shape[1:]) != expected:
             raise DeviceError(f"{self.name}: batch must be (n, {expected[0]}, {expected[1]}), got {patterns.shape}")
-        return self.world.render_batch(patterns, self.exposure_s, self.gain, rois)
+        return self.world.render_batch(patterns, self.exposure_s, self.gain, rois, timeout_s)
 
 
 class SimShutter(Shutter):

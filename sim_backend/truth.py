@@ -31,6 +31,7 @@ class FaultPlan:
     frame_timeout_prob: float = 0.0
     dropped_frame_prob: float = 0.0
     disconnect_after_frames: int = 0
+    disconnect_permanent: bool = False
     slm_write_error_prob: float = 0.0
     interlock_open: bool = False
 
@@ -70,6 +71,7 @@ def read_faults(root: Section) -> FaultPlan:
         frame_timeout_prob=table.get_float("frame_timeout_prob", 0.0, min=0.0, max=1.0),
         dropped_frame_prob=table.get_float("dropped_frame_prob", 0.0, min=0.0, max=1.0),
         disconnect_after_frames=table.get_int("disconnect_after_frames", 0, min=0),
+        disconnect_permanent=table.get_bool("disconnect_permanent", False),
         slm_write_error_prob=table.get_float("slm_write_error_prob", 0.0, min=0.0, max=1.0),
         interlock_open=table.get_bool("interlock_open", False),
     )

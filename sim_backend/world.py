@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from drivers.config import Section
-from drivers.errors import DeviceDisconnected, DeviceTimeout, FrameDropped
+from drivers.errors import DeviceDisconnected, DeviceError, DeviceTimeout, FrameDropped, WriteFailed
 from labrig.geometry import geometry_from_profile
 from labrig.optics.specs import BenchGeometry
 from labrig.optics.system import PixelRect, Twin
@@ -50,6 +50,7 @@ class SimWorld:
         self.time_s = 0.0
         self.frames = 0
         self.connected = True
+        self.disconnect_fired = False
 
     @classmethod
     def from_profile(cls, root: Section) -> SimWorld:
@@ -91,9 +92,13 @@ class SimWorld:
         if bool(torch.any(drift != 0)):
             self.twin.imperfections.camera_shift_px.data = self._camera_shift0 + drift * self.time_s
 
-    def _check_faults(self, timeout_s: float) -> None:
+    def _check_faults(self, timeout_s: float, pending: int = 0) -> None:
+        """Raise the fault planned for the next frame, if any. `pending` frames are already
+        rendered in this batch but not yet counted (the batched path counts them at the end)."""
         plan = self.faults
-        if plan.disconnect_after_frames and self.frames >= plan.disconnect_after_frames:
+        limit = plan.disconnect_after_frames
+        if limit and not self.disconnect_fired and self.frames + pending >= limit:
+            self.disconnect_fired = True  # one disconnect; the camera reconnects unless it is permanent
             self.connected = False
         if not self.connected:
             raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
@@ -103,6 +108,12 @@ class SimWorld:
         if plan.dropped_frame_prob and self.fault_rng.random() < plan.dropped_frame_prob:
             self.frames += 1
             raise FrameDropped("sim camera: frame dropped (fault injection)")
+
+    def reconnect(self) -> None:
+        """The camera is opened again: it comes back unless the plan says the disconnect is permanent."""
+        if self.disconnect_fired and self.faults.disconnect_permanent:
+            raise DeviceDisconnected("sim camera: the device did not come back (permanent disconnect, fault injection)")
+        self.connected = True
 
     def _render(
         self, input_gray: torch.Tensor, exposure_s: float, gain: float, out: np.ndarray,
@@ -140,30 +151,43 @@ class SimWorld:
         return out
 
     def render_batch(
-        self, input_grays: np.ndarray, exposure_s: float, gain: float, rois: Sequence[PixelRect] | None = None
+        self, input_grays: np.ndarray, exposure_s: float, gain: float,
+        rois: Sequence[PixelRect] | None = None, timeout_s: float = 1.0,
     ) -> np.ndarray:
         """Frames for many input patterns at once (the fast path): as if each were
-        shown on the input modulator and grabbed in turn. Only disconnects are
-        injected here (``disconnect_after_frames`` counts batched frames too); timeouts
-        and drops belong to the frame-by-frame path.
+        shown on the input modulator and grabbed in turn, with every fault of that path
+        injected frame by frame (input SLM write errors, timeouts, dropped frames, the
+        disconnect). A fault raises after the frames before it are rendered; they ride on
+        the exception as ``exc.completed`` so the caller keeps them and goes on from there.
 
         `rois`: the camera rectangles (top, left, bottom, right) the caller reads:
         noise is drawn there only, the rest of each frame is the noise-free reading.
         Work and memory are bounded by `BATCH_CHUNK` frames at a time."""
-        if not self.connected:
-            raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
         inputs = torch.from_numpy(np.ascontiguousarray(input_grays).astype(np.int64))
         out = np.empty((inputs.shape[0], *self.geometry.camera.resolution), dtype=np.uint16)
-        limit = self.faults.disconnect_after_frames
-        for start in range(0, inputs.shape[0], BATCH_CHUNK):
-            chunk = inputs[start : start + BATCH_CHUNK]
-            if limit and self.frames + chunk.shape[0] > limit:  # this chunk would pass frame `limit`
-                self.connected = False
-                raise DeviceDisconnected("sim camera: device disconnected (fault injection)")
-            self._advance(chunk.shape[0], exposure_s)
-            self._render(chunk, exposure_s, gain, out[start : start + chunk.shape[0]], rois)
-        if inputs.shape[0]:
-            self.input_gray = inputs[-1]
+        done = 0
+        try:
+            while done < inputs.shape[0]:
+                ready, fault = 0, None
+                for _ in range(min(BATCH_CHUNK, inputs.shape[0] - done)):
+                    try:
+                        if self.slm_write_fails():
+                            raise WriteFailed("sim input SLM: write to the SLM failed (fault injection)")
+                        self._check_faults(timeout_s, pending=ready)
+                    except DeviceError as exc:
+                        fault = exc
+                        break
+                    ready += 1
+                if ready:
+                    self._advance(ready, exposure_s)
+                    self._render(inputs[done : done + ready], exposure_s, gain, out[done : done + ready], rois)
+                    self.input_gray = inputs[done + ready - 1]
+                    done += ready
+                if fault is not None:
+                    raise fault
+        except DeviceError as exc:
+            exc.completed = out[:done]  # type: ignore[attr-defined]  # see drivers.errors.completed_frames
+            raise
         return out
 
 

@@ -196,19 +196,44 @@ class FakeObis(PtyInstrument):
         self.setpoint_w = 0.02
         self.max_power_w = max_power_w
         self.interlock_closed = True
+        self.handshaking = True  # off: settings are answered with nothing, queries with the value only
+        self.prompt = False  # on: every reply ends with "OBIS> "
+        self.mode = "CWP"
+        self.fault = "0x00000000"
+        self.refuse_emission = False  # a laser fault: SOURce:AM:STATe ON answers ERR-xxx
         super().__init__()
 
     def handle(self, command: str) -> bytes:
         try:
             value = self._answer(command)
         except ValueError:
-            return b"ERR-102\r\n"
-        if value is None:
-            return b"ERR-100\r\n"
-        return (value + "\r\n" if value else "").encode("ascii") + b"OK\r\n"
+            reply = b"ERR-102\r\n"
+        else:
+            if value is None:
+                reply = b"ERR-100\r\n"
+            elif not self.handshaking:
+                reply = (value + "\r\n").encode("ascii") if value else b""
+            else:
+                reply = (value + "\r\n" if value else "").encode("ascii") + b"OK\r\n"
+        return reply + (b"OBIS> " if self.prompt else b"")
 
     def _answer(self, command: str) -> str | None:
         upper = command.upper()
+        if upper.startswith("SYSTEM:COMMUNICATE:HANDSHAKING "):
+            self.handshaking = upper.split()[1] == "ON"
+            return ""
+        if upper.startswith("SYSTEM:COMMUNICATE:PROMPT "):
+            self.prompt = upper.split()[1] == "ON"
+            return ""
+        if upper == "SYSTEM:ERROR:CLEAR":
+            return ""
+        if upper == "SYSTEM:FAULT?":
+            return self.fault
+        if upper == "SOURCE:AM:SOURCE?":
+            return self.mode
+        if upper.startswith("SOURCE:AM:INTERNAL "):
+            self.mode = upper.split()[1]
+            return ""
         if upper == "*IDN?":
             return self.idn
         if upper == "SYSTEM:INFORMATION:SNUMBER?":
@@ -221,7 +246,7 @@ class FakeObis(PtyInstrument):
             arg = upper.split()[1]
             if arg not in ("ON", "OFF"):
                 raise ValueError(arg)
-            if arg == "ON" and not self.interlock_closed:
+            if arg == "ON" and (not self.interlock_closed or self.refuse_emission):
                 raise ValueError("interlock")
             self.emission = arg == "ON"
             return ""

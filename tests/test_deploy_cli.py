@@ -74,9 +74,9 @@ def test_a_fault_writes_a_partial_report(files: dict[str, Path], capsys: pytest.
     main(["compile", "--model", str(files["model"]), "--profile", "sim-ideal", "--out", str(program),
           "--data", str(files["data"]), "--calibration-images", "16"])
     faulty = d / "faulty.toml"
-    faulty.write_text('[bench]\nname = "faulty"\nextends = "sim-ideal"\n\n[faults]\ndisconnect_after_frames = 70\n')
+    faulty.write_text('[bench]\nname = "faulty"\nextends = "sim-ideal"\n\n[faults]\ndisconnect_after_frames = 70\ndisconnect_permanent = true\n')
     assert main(["run", "--program", str(program), "--profile", str(faulty), "--data", str(files["data"]),
                  "--report", str(d / "r.json"), "--batch", "32", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "64 of 160 images done" in err and "run again to resume" in err
+    assert "70 of 160 images done" in err and "run again to resume" in err
     assert json.loads((d / "r.json").read_text())["status"] == "fault"

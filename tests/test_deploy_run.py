@@ -82,18 +82,19 @@ def test_report_keys_and_run_file_contents(tmp_path: Path) -> None:
 
 
 def test_device_fault_closes_the_shutter_keeps_the_file_and_resume_completes(tmp_path: Path) -> None:
-    profile = fault_profile(tmp_path, "disconnect_after_frames = 100")
+    profile = fault_profile(tmp_path, "disconnect_after_frames = 100\ndisconnect_permanent = true")
     out = tmp_path / "run.h5"
     with Bench.open(profile) as bench:
-        with pytest.raises(RunAborted, match=r"DeviceDisconnected.*shutter is closed; 96 of 160 images done") as info:
-            run_program(bench, program(), held_out(), out, batch=32, progress=False)
+        with pytest.raises(RunAborted, match=r"DeviceDisconnected.*shutter is closed; 100 of 160 images done") as info:
+            run_program(bench, program(), held_out(), out, batch=32, progress=False, reconnect_wait_s=0)
         assert not bench.shutter.shutter_open and not bench.laser.enabled
-    partial = read_run(out)
-    assert partial["status"] == "fault" and partial["done"] == 96 and len(partial["predictions"]) == 96
-    assert info.value.result.images == 96 and info.value.result.status == "fault"
+    partial = read_run(out)  # the 4 images of the last chunk grabbed before the fault are kept too
+    assert partial["status"] == "fault" and partial["done"] == 100 and len(partial["predictions"]) == 100
+    assert info.value.result.images == 100 and info.value.result.status == "fault"
+    assert info.value.result.not_measured == [100, 128]
     with Bench.open(profile) as bench:  # reconnected: a fresh bench, same profile
         resumed = run_program(bench, program(), held_out(), out, batch=32, progress=False)
-    assert resumed.status == "complete" and resumed.images == 160 and resumed.session_images == 64
+    assert resumed.status == "complete" and resumed.images == 160 and resumed.session_images == 60
     with Bench.open("sim-ideal") as bench:
         clean = run_program(bench, program(), held_out(), None, batch=32, progress=False)
     np.testing.assert_array_equal(read_run(out)["predictions"], clean.predictions)

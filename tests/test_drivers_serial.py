@@ -354,3 +354,27 @@ def test_profile_errors_name_the_key(sc10: FakeSC10) -> None:
         ThorlabsSC10.from_config(Section({}, "devices.shutter"), DeviceContext(Section({}), "shutter"))
     with pytest.raises(ConfigError, match=r"unknown key.*devices.shutter.baud\b"):
         _shutter(sc10, baud=9600)
+
+
+def test_obis_open_sets_handshaking_and_prompt_it_assumes(obis: FakeObis) -> None:
+    """A laser left with handshaking off and the prompt on (another program's settings) still opens."""
+    obis.handshaking, obis.prompt = False, True
+    with _laser(obis, power_w=0.01) as laser:
+        assert obis.handshaking and not obis.prompt
+        assert laser.identity()["serial"] == "OBIS-0042" and not obis.emission
+    assert "SYSTem:ERRor:CLEar" in obis.log
+
+
+def test_obis_switches_to_cw_power_mode(obis: FakeObis) -> None:
+    obis.mode = "DIGITAL"
+    with _laser(obis, power_w=0.01):
+        assert obis.mode == "CWP"
+    assert "SOURce:AM:INTernal CWP" in obis.log
+
+
+def test_obis_refused_emission_reads_the_fault_register(obis: FakeObis) -> None:
+    obis.refuse_emission, obis.fault = True, "0x00000400"
+    with _laser(obis) as laser:
+        with pytest.raises(DeviceError, match=r"emission ON refused.*SYSTem:FAULt\? = 0x00000400"):
+            laser.enable()
+        assert not obis.emission and not laser.enabled

@@ -46,6 +46,8 @@ class SafetyGuard:
         self.shutter = shutter
         self.laser = laser
         self._armed = False
+        self._safe_count = 0
+        self.last_safe_reason = ""
         self._installed = False
         self._previous: dict[int, _Handler] = {}
         if install:
@@ -56,10 +58,27 @@ class SafetyGuard:
         """True between a successful `arm()` and the next `make_safe()`."""
         return self._armed
 
+    @property
+    def safe_count(self) -> int:
+        """How often `make_safe` has been called: a run notes it when it arms and stops as
+        soon as it changes, whoever made the bench safe (a button, a signal, another thread)."""
+        return self._safe_count
+
+    def light_on(self) -> bool:
+        """True while armed and the devices report the laser emitting and the shutter open."""
+        if not self._armed:
+            return False
+        if self.laser is not None and not self.laser.enabled:
+            return False
+        return not (self.shutter is not None and not self.shutter.shutter_open)
+
     # -- the two states -----------------------------------------------------------------------
-    def make_safe(self) -> None:
-        """Laser off, then shutter closed; both are attempted, failures reported together."""
+    def make_safe(self, reason: str = "make safe requested") -> None:
+        """Laser off, then shutter closed; both are attempted, failures reported together.
+        `reason` is kept (`last_safe_reason`) so a run stopped by it can say why."""
         self._armed = False
+        self._safe_count += 1
+        self.last_safe_reason = reason
         errors: list[tuple[str, BaseException]] = []
         if self.laser is not None:
             try:
@@ -146,14 +165,14 @@ class SafetyGuard:
 
     def _on_exit(self) -> None:
         try:
-            self.make_safe()
+            self.make_safe("the process is exiting")
         except Exception:
             log.exception("labrig: making the bench safe at exit failed")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._installed:
             try:
-                self.make_safe()
+                self.make_safe(f"signal {signal.Signals(signum).name} received")
             except Exception:
                 log.exception("labrig: making the bench safe on signal %d failed", signum)
         previous = self._previous.get(signum, signal.SIG_DFL)

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_profile_option(comp)
     comp.add_argument("--out", "-o", type=Path, required=True, metavar="PROGRAM.h5", help="program file to write")
     _data_option(comp, "train")
-    comp.add_argument("--calibration-images", type=int, default=512, metavar="N",
+    comp.add_argument("--calibration-images", type=_positive_int, default=512, metavar="N",
                       help="training images the exposure is chosen on (default: 512)")
     comp.add_argument("--exposure-fill", type=float, default=None, metavar="F",
                       help="brightest calibration tile pixel at this fraction of the camera's range (default: 0.85)")
@@ -50,18 +50,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--report", type=Path, required=True, metavar="R.json", help="JSON report to write")
     run.add_argument("--out", type=Path, default=None, metavar="RUN.h5",
                      help="run file (default: the report's name with .h5); an unfinished one is resumed")
-    run.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
+    run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N images")
     run.add_argument("--device", default="auto", help="torch device of the back end (default: auto = CUDA if present)")
-    run.add_argument("--batch", type=int, default=64, metavar="B", help="images per chunk (default: 64)")
+    run.add_argument("--batch", type=_positive_int, default=64, metavar="B", help="images per chunk (default: 64)")
     run.add_argument("--twin", action="store_true",
                      help="also run every image through the ideal twin: its accuracy and the tile error")
     run.add_argument("--save-frames", action="store_true", help="keep the camera frames in the run file")
     run.add_argument("--no-tiles", action="store_true",
                      help="do not keep each image's tiles in the run file (41 kB per image for 16 36x36 tiles)")
     run.add_argument("--no-resume", action="store_true", help="start the run file afresh")
-    run.add_argument("--timeout", type=float, default=1.0, metavar="S", help="frame timeout (default: 1 s)")
+    run.add_argument("--timeout", type=_positive_float, default=1.0, metavar="S", help="frame timeout (default: 1 s)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a usage error, not a traceback, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def _default_data(path: Path | None) -> Path:
@@ -97,10 +118,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from labrig.bench import open_bench
     from labrig.deploy import load_program, run_and_report
+    from labrig.deploy.engine import check_run_targets
     from labrig.deploy.result import format_result
 
-    program = load_program(args.program)
     out = args.out if args.out is not None else args.report.with_suffix(".h5")
+    check_run_targets(out, args.report)  # before the bench opens
+    program = load_program(args.program)
     profile = args.profile if args.profile is not None else program.constraints.profile
     with open_bench(profile) as bench:
         outcome = run_and_report(

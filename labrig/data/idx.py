@@ -21,6 +21,9 @@ from labrig.data.classes import guess_idx_dataset, idx_class_names
 from labrig.data.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
+#: deflate's largest expansion (1032:1) with slack: a gzip file cannot hold more than this many
+#: bytes per compressed byte, so a header claiming more is forged, checked before allocating
+MAX_GZIP_RATIO = 1100
 _CHUNK = 1 << 20
 
 # IDX type codes (third magic byte) → big-endian numpy dtype.
@@ -135,6 +138,13 @@ def _read_idx_stream(path: Path, gz: bool) -> np.ndarray:
                 raise DataError(
                     f"{path}: size mismatch: header {dims} of {dtype.name} needs {expected} bytes, "
                     f"file has {actual} ({'truncated' if actual < expected else 'oversized'})"
+                )
+        else:  # before allocating: deflate cannot expand a stream more than ~1032-fold
+            compressed = path.stat().st_size
+            if expected > MAX_GZIP_RATIO * compressed:
+                raise DataError(
+                    f"{path}: header {dims} of {dtype.name} needs {expected} decompressed bytes, more than a "
+                    f"{compressed}-byte gzip file can hold (forged or corrupt header)"
                 )
         buf = bytearray(payload)
         got = _read_into(f, buf, path, header)

@@ -21,7 +21,14 @@ from labrig.deploy.engine import (
     load_student,
     run_and_report,
 )
-from labrig.deploy.errors import Cancelled, ProgramError, ProgramMismatch, RunAborted, RunFileError
+from labrig.deploy.errors import (
+    Cancelled,
+    LightOff,
+    ProgramError,
+    ProgramMismatch,
+    RunAborted,
+    RunFileError,
+)
 from labrig.deploy.fit import check_fits, misfits
 from labrig.deploy.kernels import CompiledFrontEnd, compile_kernels, place_inputs, read_tiles
 from labrig.deploy.program import SCHEMA_VERSION, Program
@@ -35,6 +42,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Cancelled",
     "CompiledFrontEnd",
+    "LightOff",
     "Program",
     "ProgramError",
     "ProgramMismatch",

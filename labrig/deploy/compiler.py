@@ -34,9 +34,11 @@ from labrig.deploy.program import (
     Readout,
     Reference,
     geometry_to_dict,
+    non_finite,
 )
 from labrig.deploy.readout import TileReader
 from labrig.deploy.twin import ProgramTwin
+from labrig.distill.checkpoint import non_finite_tensors
 from labrig.io import json_default
 from labrig.models.errors import ModelConfigError
 from labrig.models.optical import OpticalPath, OpticsConfig
@@ -116,6 +118,7 @@ def compile_program(
     set the exposure; the first `n_reference` of them (or `reference_images`) get
     the twin's expected outputs. `source` adds provenance (e.g. the checkpoint path).
     """
+    _check_finite_weights(student)
     front, cfg = student.front, student.config
     detection = front.config.detection
     if detection == "linear":
@@ -181,8 +184,21 @@ def compile_program(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     program = _with_exposure(program, path, calibration_images, bounds)
-    return _with_reference(program, calibration_images if reference_images is None else reference_images,
-                           n_reference)
+    program = _with_reference(program, calibration_images if reference_images is None else reference_images,
+                              n_reference)
+    bad = non_finite(program)
+    if bad:
+        raise ProgramError(f"compiling for bench {prof.name} gave non-finite values (NaN or inf) in "
+                           f"{', '.join(bad)}: the student or the calibration images are broken")
+    return program
+
+
+def _check_finite_weights(student: torch.nn.Module) -> None:
+    """A student with NaN or infinite weights compiles into masks of NaN: refuse it, naming the tensor."""
+    bad = non_finite_tensors(student.state_dict())
+    if bad:
+        raise ProgramError(f"the student's weights are not finite (NaN or inf) in {', '.join(bad)}: "
+                           "retrain it or use another checkpoint")
 
 
 def _with_exposure(program: Program, path: OpticalPath, calibration: Any,

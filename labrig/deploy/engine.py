@@ -22,13 +22,14 @@ from labrig.data import load_dataset
 from labrig.data.base import ImageDataset
 from labrig.data.errors import DataError
 from labrig.deploy.compiler import DEFAULT_EXPOSURE_FILL, MAX_CALIBRATION, compile_program
-from labrig.deploy.errors import Cancelled, RunAborted
+from labrig.deploy.errors import Cancelled, RunAborted, RunFileError
 from labrig.deploy.images import ImageSource
 from labrig.deploy.program import Program
 from labrig.deploy.result import RunResult, write_report
 from labrig.deploy.run import DEFAULT_BATCH, run_program
 from labrig.distill.checkpoint import Checkpoint, load_model
 from labrig.distill.tasks import confusion_matrix
+from labrig.io import check_writable_target
 from labrig.profiles import Profile
 from labrig.progress import Cancel, Progress, is_cancelled
 
@@ -154,6 +155,16 @@ class RunOutcome:
             raise self.failure
 
 
+def check_run_targets(out_path: str | Path | None, report: str | Path | None) -> None:
+    """Refuse run and report paths that are not regular files or new paths, and a report that
+    would replace the run file: checked before any light goes on (the report is written last)."""
+    for path in (report, out_path):
+        if path is not None:
+            check_writable_target(path)
+    if report is not None and out_path is not None and Path(report).resolve() == Path(out_path).resolve():
+        raise RunFileError(f"--report and --out are the same file ({out_path}): the report would replace the run file")
+
+
 def run_and_report(
     bench: Bench,
     program: Program,
@@ -182,6 +193,7 @@ def run_and_report(
     it); a failure before the first image (a program that does not fit, bad data)
     raises. `bar` shows a terminal progress bar.
     """
+    check_run_targets(out_path, report)
     images_data = load_images(data, split)
     images = ImageSource(images_data, program.input.image_shape, limit=limit)
     failure: BaseException | None = None

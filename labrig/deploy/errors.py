@@ -38,3 +38,8 @@ class RunAborted(LabrigError):
 
 class Cancelled(LabrigError):
     """The operator cancelled a job (a compile) before it finished; nothing was written."""
+
+
+class LightOff(LabrigError):
+    """The light went off under a run (the bench was made safe, or the laser or shutter
+    reports off, or the frames sit at the dark level): nothing taken since is data."""

@@ -4,17 +4,19 @@ A program is compiled for a bench's SLM size and bit depth, its input
 modulator, its camera and a tile layout its filter grid can hold; running it
 elsewhere would show wrong patterns or read the wrong pixels. Every misfit is
 listed, each naming what does not fit (schema version, SLM size, bit depth,
-channel count, ...).
+channel count, ...) and every optical parameter it was compiled for (another
+wavelength or focal length would run "fine" and be wrong).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from labrig.bench import Bench
 from labrig.deploy.errors import ProgramMismatch
 from labrig.deploy.multiplexing import tile_capacity
-from labrig.deploy.program import SCHEMA_VERSION, Program
+from labrig.deploy.program import SCHEMA_VERSION, Program, geometry_to_dict
 from labrig.geometry import geometry_from_profile
 
 __all__ = ["check_fits", "misfits"]
@@ -65,7 +67,49 @@ def misfits(program: Program, bench: Bench) -> list[str]:
         problems.append(f"camera bit depth: the program is for {c.camera_bit_depth} bits, this bench's camera "
                         f"has {cam.bit_depth}")
     problems += _channel_misfits(program, bench)
+    problems += _optics_misfits(program, bench)
     return problems
+
+
+#: relative difference under which two optical parameters count as the same (float round trips)
+OPTICS_RTOL = 1e-6
+
+
+def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _optics_misfits(program: Program, bench: Bench) -> list[str]:
+    """Every optical parameter the program was compiled for (wavelength, focal lengths, pitches,
+    camera response, ...) against this bench's: masks and exposure are only right for those."""
+    if not program.geometry:
+        return ["optics: the program records no bench geometry (recompile it)"]
+    try:
+        here = _leaves(geometry_to_dict(geometry_from_profile(bench.profile.root)))
+    except Exception as exc:  # a bench without a full optical description
+        return [f"optics: this bench's geometry cannot be read from its profile: {exc}"]
+    problems = []
+    for key, compiled in _leaves(program.geometry).items():
+        current = here.get(key)
+        if isinstance(compiled, int | float) and isinstance(current, int | float) \
+                and not isinstance(compiled, bool) and not isinstance(current, bool):
+            same = math.isclose(float(compiled), float(current), rel_tol=OPTICS_RTOL, abs_tol=0.0)
+        else:
+            same = compiled == current
+        if not same:
+            problems.append(f"optics {key}: the program is for {_value(compiled)}, this bench has {_value(current)}")
+    return problems
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, list):
+        return "x".join(str(x) for x in v)
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
 def _channel_misfits(program: Program, bench: Bench) -> list[str]:

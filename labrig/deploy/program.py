@@ -264,6 +264,27 @@ def flatten(obj: Any, prefix: str = "") -> tuple[dict[str, Any], dict[str, np.nd
     return meta, arrays
 
 
+def non_finite(program: Program) -> list[str]:
+    """The '/'-paths of every array or number in `program` holding NaN or infinity: masks,
+    patterns, back-end weights, readout constants. A program with any is not runnable."""
+    meta, arrays = flatten(program)
+    bad = [name for name, a in sorted(arrays.items())
+           if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all()]
+
+    def numbers(value: Any) -> list[float]:
+        if isinstance(value, bool):
+            return []
+        if isinstance(value, int | float):
+            return [float(value)]
+        if isinstance(value, list | tuple):
+            return [x for v in value for x in numbers(v)]
+        return []
+
+    bad += [name for name, value in sorted(meta.items())
+            if not name.startswith(("source/", "geometry")) and not all(np.isfinite(numbers(value)))]
+    return bad
+
+
 def _typed(tp: Any, value: Any) -> Any:
     """JSON lists back into the (nested) tuples a field is annotated with."""
     origin = typing.get_origin(tp)

@@ -17,7 +17,7 @@ __all__ = ["REPORT_KEYS", "RunResult", "format_result", "write_report"]
 REPORT_KEYS = (
     "status", "error", "path", "program_hash", "profile", "device", "images", "total", "session_images",
     "frames", "frames_per_image", "accuracy", "twin_accuracy", "accuracy_drop_vs_twin", "twin_tile_rel_error",
-    "twin_tile_rel_error_max", "frames_per_s", "images_per_s", "timing",
+    "twin_tile_rel_error_max", "frames_per_s", "images_per_s", "timing", "faults", "not_measured",
 )
 
 
@@ -27,7 +27,8 @@ class RunResult:
     (all sessions); rates and `timing` cover this session only."""
 
     status: str
-    """``complete``, ``cancelled``, ``interrupted``, ``fault`` or ``error``."""
+    """``complete``, ``cancelled``, ``interrupted``, ``fault``, ``light-off`` (made safe or dark
+    under the run) or ``error``."""
     path: Path | None
     program_hash: str
     profile: str
@@ -52,6 +53,10 @@ class RunResult:
     labels: np.ndarray | None = field(default=None, repr=False)
     tiles: np.ndarray | None = field(default=None, repr=False)
     """Raw tile DN (images, T, th, tw), kept only for runs without a file."""
+    faults: dict[str, int] = field(default_factory=dict)
+    """Device faults met in this session, by error type (each retried, reconnected or fatal)."""
+    not_measured: list[int] | None = None
+    """[first, end) of the images in flight when the run stopped: not recorded, measured again on resume."""
 
     @property
     def accuracy_drop_vs_twin(self) -> float | None:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from drivers.errors import LabrigError
 from labrig.bench import Bench
 from labrig.deploy.acquire import Acquirer
-from labrig.deploy.errors import RunAborted
+from labrig.deploy.errors import LightOff, RunAborted
 from labrig.deploy.fit import check_fits
 from labrig.deploy.host import Host
 from labrig.deploy.images import ImageSource
@@ -34,10 +34,6 @@ from labrig.progress import Cancel, Progress, is_cancelled
 __all__ = ["DEFAULT_BATCH", "run_program"]
 
 DEFAULT_BATCH = 64
-def _has_light(bench: Bench) -> bool:
-    return bench.laser is not None or bench.shutter is not None
-
-
 def run_program(
     bench: Bench,
     program: Program,
@@ -59,6 +55,8 @@ def run_program(
     retries: int = 2,
     pipelined: bool = True,
     batched: bool | None = None,
+    reconnects: int = 3,
+    reconnect_wait_s: float = 0.5,
 ) -> RunResult:
     """Run `program` on an open `bench` over `data` (an `ImageDataset`, (N, H, W) images in
     [0, 1] or uint8, or an (images, labels) pair) and return a `RunResult`.
@@ -77,12 +75,21 @@ def run_program(
     their messages say how many images were done.
 
     `batched` None uses the camera's batched path where it has one (the simulated
-    bench); False shows and grabs image by image, retrying timeouts and dropped
-    frames `retries` times. `pipelined` False runs the host work inline (for timing).
+    bench); False shows and grabs image by image. Either way timeouts, dropped frames
+    and SLM write errors are retried `retries` times in a row, and a disconnected camera
+    is reopened up to `reconnects` times (waiting `reconnect_wait_s`, then twice as long
+    each time). `pipelined` False runs the host work inline (for timing).
+
+    A frame taken without light is never data: if the bench is made safe from anywhere
+    (the console's button, a signal, another thread), the laser or shutter reports off,
+    or a chunk's tiles all sit at the dark level, the run stops with `RunAborted`
+    (status ``light-off``) and the images in flight are not recorded (`not_measured`).
     """
     check_fits(program, bench)
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+        raise ValueError(f"batch must be a whole number >= 1 (images per chunk), got {batch!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1):
+        raise ValueError(f"limit must be a whole number >= 1 (images to run), got {limit!r}")
     images = ImageSource(data, program.input.image_shape, labels=labels, limit=limit)
     total = len(images)
     labels_all = images.labels if images.labels is not None else np.full(total, -1, np.int64)
@@ -105,19 +112,23 @@ def run_program(
     try:
         return _run(bench, program, images, sink, program_hash, device=device, batch=batch, cancel=cancel,
                     progress=progress, on_progress=on_progress, timeout_s=timeout_s, retries=retries,
-                    pipelined=pipelined, batched=batched)
+                    pipelined=pipelined, batched=batched, reconnects=reconnects,
+                    reconnect_wait_s=reconnect_wait_s)
     finally:
         sink.close()  # a no-op after `finish`; closes the file if the run failed before it
 
 
 def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program_hash: str, *, device: str,
          batch: int, cancel: Cancel | None, progress: bool, on_progress: Progress | None, timeout_s: float,
-         retries: int, pipelined: bool, batched: bool | None) -> RunResult:
+         retries: int, pipelined: bool, batched: bool | None, reconnects: int,
+         reconnect_wait_s: float) -> RunResult:
     torch_device = resolve_device(device)
     total, start = len(images), sink.done
     host = Host(program, sink, torch_device, twin=sink.layout.twin, save_frames=sink.layout.save_frames)
-    acquirer = Acquirer(bench, program, timeout_s=timeout_s, retries=retries, batched=batched)
+    acquirer = Acquirer(bench, program, timeout_s=timeout_s, retries=retries, batched=batched,
+                        reconnects=reconnects, reconnect_wait_s=reconnect_wait_s)
     status, error, failure = "complete", None, None
+    reached = start  # the end of the last chunk the devices were asked for
     encode_s, wall0 = 0.0, time.perf_counter()
     bar = tqdm(total=total, initial=start, desc=f"run {bench.profile.name}", unit="img", disable=not progress)
 
@@ -136,22 +147,33 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
             "profile_toml": bench.profile.to_toml_snapshot(),
             "devices": bench.describe()["devices"], "backend_device": str(torch_device), "batch": batch,
         })
-        if _has_light(bench):
+        if acquirer.has_light:
             bench.guard.arm()
+            acquirer.light_armed()  # from here on, a make-safe from anywhere ends the run
         if pipelined:
             host.start()
         for s in range(start, total, batch):
             if is_cancelled(cancel):
                 status = "cancelled"
                 break
+            host.raise_if_failed()
             t = time.perf_counter()
             gray = encode_images(program.input, images.batch(s, s + batch))
             encode_s += time.perf_counter() - t
-            frames = acquirer.acquire(gray)
+            reached = s + len(gray)
+            try:
+                frames = acquirer.acquire(gray, f"images {s} to {s + len(gray) - 1} (in flight)")
+            except LabrigError as exc:
+                partial = getattr(exc, "partial", None)
+                if partial is not None:  # the images completed before the fault are kept
+                    host.submit(s, gray[: len(partial)], partial)
+                raise
             host.submit(s, gray, frames)
             report()
     except KeyboardInterrupt as exc:
         status, error, failure = "interrupted", "interrupted (Ctrl-C)", exc
+    except LightOff as exc:
+        status, error, failure = "light-off", f"{type(exc).__name__}: {exc}", exc
     except LabrigError as exc:
         status, error, failure = "fault", f"{type(exc).__name__}: {exc}", exc
     except BaseException as exc:
@@ -163,14 +185,22 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
         finally:
             bar.update(host.metrics()["done"] - bar.n)
             bar.close()
-    if host.error is not None and failure is None:
-        status, error, failure = "error", f"{type(host.error).__name__}: {host.error}", host.error
+    if host.error is not None and (failure is None or failure is host.error):
+        failure = host.error
+        status = "fault" if isinstance(host.error, LabrigError) else "error"
+        error = f"{type(host.error).__name__}: {host.error}"
+    # what the devices were asked for but the run file does not hold: measured again on resume
+    in_flight = (sink.done, reached) if failure is not None and reached > sink.done else None
     if safe_error:
         error = f"{error}; {safe_error}" if error else safe_error
     result = _result(bench, program, sink, program_hash, host, acquirer, status, error, torch_device,
                      time.perf_counter() - wall0, encode_s, start)
+    if in_flight is not None:
+        result.not_measured = [in_flight[0], in_flight[1]]
     sink.finish(status, error, {"session_images": result.session_images, "frames": result.frames,
-                                "timing": result.timing, "devices_end": bench.describe()["devices"]})
+                                "timing": result.timing, "faults": result.faults,
+                                "not_measured": result.not_measured or [],
+                                "devices_end": _describe(bench)})
     if on_progress is not None and failure is None:  # the last word; a failure speaks through its exception
         on_progress(result.images, result.total, {"done": result.images, "accuracy": result.accuracy,
                                                   "twin_accuracy": result.twin_accuracy,
@@ -185,15 +215,25 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
         interrupt = KeyboardInterrupt(f"run interrupted: the shutter is closed; {done}")
         interrupt.result = result  # type: ignore[attr-defined]  # for the CLI's report
         raise interrupt from failure
-    if isinstance(failure, LabrigError) and status == "fault":
-        raise RunAborted(f"{error} -- the shutter is closed; {done}", result) from failure
+    if isinstance(failure, LabrigError) and status in ("fault", "light-off"):
+        lost = (f"; images {result.not_measured[0]} to {result.not_measured[1] - 1} were in flight and are "
+                "not measured" if result.not_measured else "")
+        raise RunAborted(f"{error} -- the shutter is closed; {done}{lost}", result) from failure
     raise failure
+
+
+def _describe(bench: Bench) -> Any:
+    """The devices' settings at the end of a session; a device that cannot say is noted, not fatal."""
+    try:
+        return bench.describe()["devices"]
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _make_safe(bench: Bench) -> str | None:
     """Laser off, shutter closed; a failure to do so is reported, never swallowed silently."""
     try:
-        bench.guard.make_safe()
+        bench.guard.make_safe("the run ended")
     except Exception as exc:
         return f"making the bench safe failed: {exc}"
     return None
@@ -223,7 +263,7 @@ def _result(bench: Bench, program: Program, sink: Any, program_hash: str, host: 
         "wall_s": wall, "device_s": acquirer.device_s, "software_s": software, "encode_s": encode_s,
         "host_s": host.busy_s - host.twin_s, "twin_s": host.twin_s,
         "software_per_frame_ms": 1e3 * software / frames if frames else 0.0,
-        "retried_frames": float(acquirer.retried),
+        "retried_frames": float(acquirer.retried), "reconnects": float(acquirer.reconnected),
     }
     session = done - start
     return RunResult(
@@ -235,5 +275,5 @@ def _result(bench: Bench, program: Program, sink: Any, program_hash: str, host: 
         twin_tile_rel_error_max=rel_max, frames_per_s=frames / wall if wall > 0 else 0.0,
         images_per_s=session / wall if wall > 0 else 0.0, timing=timing, error=error,
         predictions=predictions, labels=labels if known.any() else None,
-        tiles=sink.read("tiles") if sink.path is None else None,
+        tiles=sink.read("tiles") if sink.path is None else None, faults=dict(acquirer.faults),
     )

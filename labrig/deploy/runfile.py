@@ -15,12 +15,28 @@ Layout (all per-image datasets grow along axis 0, in image order)::
 After each chunk the file is flushed, so a run stopped by Ctrl-C, a device
 fault or a crash leaves a readable file whose first `done` images are valid;
 resuming truncates anything past `done` and goes on from there.
+
+One writer at a time: an open run file holds an exclusive lock on
+``<file>.lock`` (`labrig.filelock`), and a second run into it is refused with a
+message naming the holder.
+
+A full disk must not cost the images measured so far. HDF5 cannot survive a
+failed write of its own metadata (the file no longer opens), so a new run file
+reserves the space of every image at creation: the per-image datasets have
+their full length from the start, filled with zeros (``done`` says how many are
+valid), and a run that does not fit is refused before any light goes on.
+Appending a chunk then only overwrites space the file already owns. Any
+`OSError` while writing still stops the run cleanly: a `RunFileError` after
+which nothing more is written, the file valid up to the last whole chunk.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +45,17 @@ import numpy as np
 
 import labrig
 from labrig.deploy.errors import RunFileError
-from labrig.io import atomic_write, json_default
+from labrig.filelock import FileLock, LockHeld, describe_holder
+from labrig.io import atomic_write, check_writable_target, json_default
 
 __all__ = ["RUN_FORMAT", "RUN_SCHEMA", "Chunk", "MemorySink", "RunFile", "read_run"]
 
 RUN_FORMAT = "labrig-run"
 RUN_SCHEMA = 1
+log = logging.getLogger(__name__)
+
+#: free space kept beyond a chunk's bytes before it is written (HDF5 metadata, the session's attributes)
+SPACE_MARGIN = 1 << 20
 PER_IMAGE = ("predictions", "logits", "tiles", "frames", "twin/predictions", "twin/tiles", "twin/err2", "twin/ref2")
 
 
@@ -108,42 +129,54 @@ class MemorySink:
 class RunFile:
     """An open run file being appended to (see the module docstring)."""
 
-    def __init__(self, path: Path, h5: Any, layout: RunLayout, labels: np.ndarray) -> None:
+    def __init__(self, path: Path, h5: Any, layout: RunLayout, labels: np.ndarray, lock: FileLock | None = None) -> None:
         self.path, self._h5, self.layout, self.labels = path, h5, layout, labels
         self.done = int(h5["done"][0])
         self._session: Any = None
+        self._lock = lock
+        self.write_error: str | None = None
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path, layout: RunLayout, labels: np.ndarray, identity: dict[str, str],
              resume: bool = True) -> RunFile:
         """Create the file, or (with `resume`) reopen an unfinished one made by the same
-        program for the same images; `identity` holds ``program_hash`` and ``data_digest``."""
+        program for the same images; `identity` holds ``program_hash`` and ``data_digest``.
+        The file is locked against a second writer until `finish` or `close`."""
         import h5py
 
-        path = Path(path)
-        if not (resume and path.exists()):
-            atomic_write(path, lambda tmp: _create(tmp, layout, labels, identity))
+        path = check_writable_target(path)
+        lock = lock_run_file(path)
         try:
-            h5 = h5py.File(path, "a")
-        except OSError as exc:
-            raise RunFileError(f"run file {path} cannot be opened (corrupt or truncated?): {exc}; "
-                               "use another output path or start again without resuming") from exc
-        try:
-            stored = _check(h5, path, identity)
-            layout = RunLayout(**{**stored, "total": layout.total})
-            run = cls(path, h5, layout, h5["labels"][()])
-            run._truncate()
+            if not (resume and path.exists()):
+                check_space(path, layout)
+                atomic_write(path, lambda tmp: _create(tmp, layout, labels, identity))
+            try:
+                h5 = h5py.File(path, "a")
+            except OSError as exc:
+                raise RunFileError(f"run file {path} cannot be opened (corrupt or truncated?): {exc}; "
+                                   "use another output path, or start it again with --no-resume") from exc
+            try:
+                stored = _check(h5, path, identity)
+                layout = RunLayout(**{**stored, "total": layout.total})
+                run = cls(path, h5, layout, h5["labels"][()], lock)
+                run._truncate()
+            except BaseException:
+                h5.close()
+                raise
         except BaseException:
-            h5.close()
+            lock.release()
             raise
         return run
 
     def _truncate(self) -> None:
-        """Drop anything past `done` (a chunk cut short by a crash)."""
+        """Drop anything past `done` (a chunk cut short by a crash) in a file that grows; in one
+        with its space reserved the rows past `done` are simply written again."""
         for name in PER_IMAGE:
-            if name in self._h5 and self._h5[name].shape[0] != self.done:
-                self._h5[name].resize(self.done, axis=0)
+            if name in self._h5:
+                ds = self._h5[name]
+                if ds.shape[0] != self.done and ds.maxshape[0] != ds.shape[0]:
+                    ds.resize(self.done, axis=0)
 
     # -- writing --------------------------------------------------------------------------------
     def begin_session(self, info: dict[str, Any]) -> None:
@@ -159,25 +192,43 @@ class RunFile:
         self._h5.flush()
 
     def append(self, chunk: Chunk) -> None:
+        """Write one chunk, `done` last; a failed write raises `RunFileError` and ends all writing."""
+        if self.write_error is not None:
+            raise RunFileError(f"run file {self.path}: no more writes after a failed one ({self.write_error})")
         if chunk.start != self.done:
             raise RunFileError(f"run file {self.path}: chunk at image {chunk.start}, expected {self.done}")
         n = len(chunk.predictions)
-        for name, a in chunk.arrays().items():
-            if a is None or name not in self._h5:
-                continue
-            ds = self._h5[name]
-            ds.resize(self.done + n, axis=0)
-            ds[self.done : self.done + n] = a
+        arrays = {name: a for name, a in chunk.arrays().items() if a is not None and name in self._h5}
+        try:
+            for name, a in arrays.items():
+                ds = self._h5[name]
+                if ds.shape[0] < self.done + n:  # a file from before the space was reserved
+                    ds.resize(self.done + n, axis=0)
+                ds[self.done : self.done + n] = a
+            self._h5["done"][0] = self.done + n  # last: the data above is complete
+            self._h5.flush()
+        except OSError as exc:
+            self._failed(exc)
         self.done += n
-        self._h5["done"][0] = self.done  # last: the data above is complete
-        self._h5.flush()
+
+    def _failed(self, exc: OSError) -> None:
+        self.write_error = f"{type(exc).__name__}: {exc}"
+        full = " (the disk is full)" if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise RunFileError(f"writing run file {self.path} failed{full}: {exc}; the file holds the first {self.done} "
+                           "images: fix the cause and run again to resume") from exc
 
     def read(self, name: str) -> np.ndarray | None:
         return self._h5[name][: self.done] if name in self._h5 else None
 
     def finish(self, status: str, error: str | None, stats: dict[str, Any]) -> None:
-        """Record how the session ended and close the file."""
+        """Record how the session ended and close the file. After a failed write only what
+        still fits is recorded; the images stay valid to `done` either way."""
         try:
+            if shutil.disk_usage(self.path.parent).free < SPACE_MARGIN:
+                # new attributes need new space, and HDF5 does not survive a failed metadata write
+                log.error("run file %s: the disk is full; the session's end is not recorded (its %d images are)",
+                          self.path, self.done)
+                return
             if self._session is not None:
                 self._session.attrs["ended"] = _now()
                 self._session.attrs["status"] = status
@@ -189,13 +240,64 @@ class RunFile:
             self._h5.attrs["status"] = "complete" if self.done >= self.layout.total else status
             self._h5.attrs["error"] = error or ""
             self._h5.flush()
+        except OSError:
+            if self.write_error is None:
+                raise
         finally:
-            self._h5.close()
+            self.close()
 
     def close(self) -> None:
-        """Close the file if still open (after a failure before `finish`); safe to call twice."""
-        if self._h5.id.valid:
-            self._h5.close()
+        """Close the file if still open (after a failure before `finish`) and drop the lock;
+        safe to call twice."""
+        try:
+            if self._h5.id.valid:
+                try:
+                    self._h5.close()
+                except OSError:
+                    if self.write_error is None:
+                        raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+
+def lock_run_file(path: Path) -> FileLock:
+    """The run file's lock, held; `RunFileError` naming the holder if another run has it."""
+    try:
+        return FileLock(path.with_name(path.name + ".lock"), what=f"labrig run writing {path.name}").acquire()
+    except LockHeld as exc:
+        raise RunFileError(f"run file {path} is in use by {describe_holder(exc.holder)}: wait for that run to end "
+                           "(or stop it), or write to another --out") from exc
+
+
+def _per_image(layout: RunLayout) -> dict[str, tuple[tuple[int, ...], Any, int]]:
+    """Every per-image dataset: its item shape, dtype and chunk length (images)."""
+    out: dict[str, tuple[tuple[int, ...], Any, int]] = {
+        "predictions": ((), np.int64, 4096), "logits": ((layout.classes,), np.float32, 1024)}
+    if layout.save_tiles:
+        out["tiles"] = (layout.tiles, np.uint16, 16)
+    if layout.save_frames:
+        out["frames"] = (layout.frames, np.dtype(layout.frame_dtype), 1)
+    if layout.twin:
+        out.update({"twin/predictions": ((), np.int64, 4096), "twin/tiles": (layout.tiles, np.uint16, 16),
+                    "twin/err2": ((), np.float64, 4096), "twin/ref2": ((), np.float64, 4096)})
+    return out
+
+
+def run_file_bytes(layout: RunLayout) -> int:
+    """The space a run file of `layout` reserves (its per-image data; metadata comes on top)."""
+    return sum(layout.total * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+               for shape, dtype, _ in _per_image(layout).values())
+
+
+def check_space(path: Path, layout: RunLayout) -> None:
+    """Refuse a run whose file would not fit on its disk, before any light goes on."""
+    need = run_file_bytes(layout) + SPACE_MARGIN
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise RunFileError(f"run file {path}: {layout.total} images need {need / 1e6:.1f} MB and the disk has "
+                           f"{free / 1e6:.1f} MB free: free some space, write elsewhere (--out), run fewer images "
+                           "(--limit) or keep less (--no-tiles)")
 
 
 def _create(tmp: Path, layout: RunLayout, labels: np.ndarray, identity: dict[str, str]) -> None:
@@ -214,22 +316,12 @@ def _create(tmp: Path, layout: RunLayout, labels: np.ndarray, identity: dict[str
             h5.attrs[key] = value
         h5.create_dataset("labels", data=labels.astype(np.int64))
         h5.create_dataset("done", data=np.zeros(1, np.int64))
-
-        def grow(name: str, shape: tuple[int, ...], dtype: Any, chunk: int) -> None:
-            h5.create_dataset(name, shape=(0, *shape), maxshape=(max(n, 1), *shape), dtype=dtype,
-                              chunks=(max(1, min(chunk, n)), *shape))
-
-        grow("predictions", (), np.int64, 4096)
-        grow("logits", (layout.classes,), np.float32, 1024)
-        if layout.save_tiles:
-            grow("tiles", layout.tiles, np.uint16, 16)
-        if layout.save_frames:
-            grow("frames", layout.frames, layout.frame_dtype, 1)
-        if layout.twin:
-            grow("twin/predictions", (), np.int64, 4096)
-            grow("twin/tiles", layout.tiles, np.uint16, 16)
-            grow("twin/err2", (), np.float64, 4096)
-            grow("twin/ref2", (), np.float64, 4096)
+        for name, (shape, dtype, chunk) in _per_image(layout).items():
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # the space is the file's from the start:
+            dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)  # written (zeros), not a sparse promise
+            h5.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(max(1, min(chunk, n)), *shape),
+                              dcpl=dcpl)
 
 
 def _check(h5: Any, path: Path, identity: dict[str, str]) -> dict[str, Any]:
@@ -262,8 +354,9 @@ def read_run(path: str | Path) -> dict[str, Any]:
                 raise RunFileError(f"{path} is not a labrig run file")
             done = int(h5["done"][0])
             out: dict[str, Any] = {
-                "path": str(path), "status": str(h5.attrs.get("status", "")), "error": str(h5.attrs.get("error", "")),
-                "done": done, "total": int(h5.attrs["total"]),
+                "path": str(path), "error": str(h5.attrs.get("error", "")), "done": done,
+                "status": "complete" if done >= int(h5.attrs["total"]) else str(h5.attrs.get("status", "")),
+                "total": int(h5.attrs["total"]),
                 "program_hash": str(h5.attrs.get("program_hash", "")),
                 "labels": h5["labels"][:done], "predictions": h5["predictions"][:done],
                 "twin_predictions": h5["twin/predictions"][:done] if "twin/predictions" in h5 else None,

@@ -16,7 +16,7 @@ import numpy as np
 
 import labrig
 from labrig.deploy.errors import ProgramError
-from labrig.deploy.program import FORMAT, SCHEMA_VERSION, Program, flatten, unflatten
+from labrig.deploy.program import FORMAT, SCHEMA_VERSION, Program, flatten, non_finite, unflatten
 from labrig.io import atomic_write
 
 __all__ = ["load_program", "program_hash", "save_program"]
@@ -96,4 +96,8 @@ def load_program(path: str | Path) -> Program:
         raise ProgramError(f"program file {path} is malformed: {exc}") from exc
     if program.digest() != stored:
         raise ProgramError(f"program file {path}: content does not match its hash (the file is corrupt)")
+    bad = non_finite(program)
+    if bad:
+        raise ProgramError(f"program file {path} holds non-finite values (NaN or inf) in {', '.join(bad)}: "
+                           "recompile it from a sound checkpoint")
     return program

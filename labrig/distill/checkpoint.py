@@ -91,11 +91,15 @@ def read_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"{path} is not a checkpoint (neither a torch zip archive nor a pickle): "
+                              "corrupt, truncated or another kind of file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read ({exc})") from exc
+        if "Unsupported global" not in str(exc) and "Unsupported operand" not in str(exc):
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read "
+                                  f"({str(exc).splitlines()[0][:200]})") from exc
         raise CheckpointError(
             f"{path} holds Python objects other than tensors and plain data: not a labrig checkpoint "
             "(refused unread, as loading it could run code)"
@@ -113,6 +117,7 @@ def read_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
         raise CheckpointError(f"checkpoint {path} lacks {missing}")
     if kind is not None and payload["kind"] != kind:
         raise CheckpointError(f"checkpoint {path} holds a {payload['kind']}, expected a {kind}")
+    _check_state(path, payload["state_dict"])
     return Checkpoint(
         path=path,
         kind=payload["kind"],
@@ -126,6 +131,40 @@ def read_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
         created=payload.get("created", ""),
         versions=payload.get("versions") or {},
     )
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A zip archive (torch.save's format) or a pickle (its legacy one): cheap, before unpickling."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def _check_state(path: Path, state: Any) -> None:
+    """Tensors only, all finite: NaN weights compile into NaN masks that classify everything as 0."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: state_dict is a {type(state).__name__}, not a dict of tensors")
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint {path}: state_dict entry {name!r} is a {type(value).__name__}, "
+                                  "not a tensor")
+    bad = non_finite_tensors(state)
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: tensor(s) {', '.join(repr(b) for b in bad)} hold non-finite "
+                              "values (NaN or inf): the training diverged; use an earlier checkpoint")
+
+
+def non_finite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the tensors holding NaN anywhere, or infinity in a weight. A physical parameter
+    of the optics (``...imperfections.*``) may be +inf on purpose: "none" (a flat illumination
+    has an infinite waist)."""
+    bad = []
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.is_complex()):
+            continue
+        if bool(torch.isnan(t).any()) or (".imperfections." not in f".{name}" and bool(torch.isinf(t).any())):
+            bad.append(name)
+    return bad
 
 
 def restore_weights(model: nn.Module, checkpoint: Checkpoint) -> None:

@@ -14,7 +14,6 @@ wall time, parameter counts and electronic FLOPs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import time
@@ -40,6 +39,7 @@ from labrig.distill import (
     seed_everything,
 )
 from labrig.distill.trainer import BEST, LAST, Cancel
+from labrig.filelock import FileLock
 from labrig.io import atomic_write
 from labrig.models.registry import build_model
 from labrig.models.serialize import config_to_dict
@@ -179,12 +179,11 @@ def _exclusive(folder: Path) -> Iterator[None]:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(folder / LOCK, what=f"training job {folder.name}").acquire(wait_s=None)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _train_and_test(job: Job, data: JobData, out: Path, folder: Path, *, device: str,

@@ -9,6 +9,7 @@ described in the package docstring (`drivers.vendors.genicam`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -70,7 +71,8 @@ class GenICamSettings:
     exposure_s: float | None = None
     gain: float | None = None
     frame_rate_hz: float | None = None
-    trigger_source: str | None = None  # None: free run; "Software" or a line name
+    trigger_source: str | None = "Software"  # "Software", a line name, or None: free run
+    trigger_default: bool = False  # the profile named none: free run if the camera cannot trigger
     features: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,6 +120,9 @@ class GenICamCamera(Camera):
         self.producers: list[Path] = []
         self.device_info: dict[str, Any] = {}
         self._gain_db = False
+        self._last_meta: dict[str, int | None] = {"timestamp_ns": None, "frame_id": None}
+        self.frame_meta: list[dict[str, int | None]] = []
+        """Per frame of the last grab or burst: the producer's timestamp (ns) and frame id."""
         self.has_exposure = False
         self.has_gain = False
 
@@ -152,7 +157,9 @@ class GenICamCamera(Camera):
         if resolution and (roi.height, roi.width) != resolution:
             raise section.error("resolution", f"{list(resolution)} disagrees with height x width "
                                 f"{roi.height} x {roi.width}")
-        trigger = section.get_str("trigger_source", "off")
+        # a triggered frame starts after the patterns are shown; free run can mix two patterns
+        trigger_default = "trigger_source" not in section
+        trigger = section.get_str("trigger_source", "Software")
         features = section.section("features", required=False).data
         for key, value in features.items():
             if not isinstance(value, bool | int | float | str):
@@ -164,6 +171,7 @@ class GenICamCamera(Camera):
             gain=section.get_float("gain", positive=True) if "gain" in section else None,
             frame_rate_hz=section.get_float("frame_rate_hz", positive=True) if "frame_rate_hz" in section else None,
             trigger_source=None if trigger.lower() == "off" else trigger,
+            trigger_default=trigger_default,
             features=dict(features),
         )
         camera = cls(
@@ -286,6 +294,10 @@ class GenICamCamera(Camera):
             self._set_exposure(nodes, cfg.exposure_s)
         if cfg.gain is not None:
             self._set_gain(nodes, cfg.gain)
+        if cfg.trigger_default and cfg.trigger_source == "Software" and not (
+                nodes.has("TriggerMode") and nodes.has("TriggerSoftware")):
+            log.warning("%s: no software trigger; free run, discarding the frame in flight at every grab", self.name)
+            self.config = cfg = replace(cfg, trigger_source=None)
         self._set_trigger(nodes, cfg.trigger_source)
         self._read_geometry()
 
@@ -549,11 +561,20 @@ class GenICamCamera(Camera):
         acquirer = self._live_acquirer()
         if self.drop_stale_frames:
             self._drop_stale(acquirer)
-        frames = []
+            if self.config.trigger_source is None:
+                # free run: the next frame was already exposing when this grab was asked for (and
+                # the SLM changed under it); only the one after it saw the pattern alone
+                self._fetch(acquirer, timeout_s)
+        frames, meta = [], []
         for _ in range(count):
             if self.config.trigger_source == "Software":
                 self.software_trigger()
             frames.append(self._fetch(acquirer, timeout_s))
+            meta.append(self._last_meta)
+        ids = [m["frame_id"] for m in meta if m["frame_id"] is not None]
+        if len(ids) == len(meta) and any(b != a + 1 for a, b in itertools.pairwise(ids)):
+            raise FrameDropped(f"{self.name}: frame ids {ids} are not consecutive: a frame of the burst was lost")
+        self.frame_meta = meta
         return frames
 
     def _drop_stale(self, acquirer: Any) -> None:
@@ -568,6 +589,7 @@ class GenICamCamera(Camera):
         buffer = self._call(lambda: acquirer.fetch(timeout=max(timeout_s, 1e-3)), timeout_s)
         if buffer is None:
             raise FrameDropped(f"{self.name}: the producer delivered an incomplete buffer")
+        self._last_meta = _buffer_meta(buffer)
         with buffer:  # always queued back, whatever happens here
             components = buffer.payload.components if buffer.payload is not None else []
             if not components:
@@ -598,6 +620,22 @@ class GenICamCamera(Camera):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _buffer_meta(buffer: Any) -> dict[str, int | None]:
+    """The buffer's timestamp (ns) and frame id as harvesters (or its GenTL buffer) reports them."""
+    def read(*names: str) -> int | None:
+        for owner in (buffer, getattr(buffer, "_buffer", None)):
+            for name in names:
+                try:
+                    value = getattr(owner, name, None)
+                except Exception:  # a producer that does not implement the info: unknown
+                    value = None
+                if isinstance(value, int | np.integer) and not isinstance(value, bool):
+                    return int(value)
+        return None
+
+    return {"timestamp_ns": read("timestamp_ns", "timestamp"), "frame_id": read("frame_id")}
+
+
 
 
 @contextlib.contextmanager

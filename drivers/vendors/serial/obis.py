@@ -14,8 +14,19 @@ default) every command is answered, after any data line, by ``OK`` or by an
   emission is allowed; the reply that means "closed" is configurable, because a
   laser that reads the other way would otherwise be enabled with its interlock open).
 
+At open the driver first puts the line the way it talks: ``SYSTem:COMMunicate:
+HANDshaking ON`` and ``SYSTem:COMMunicate:PROMpt OFF`` (a laser left with
+handshaking off answers settings with nothing, one with the prompt on adds
+``OBIS>``: both would read as timeouts or garbage), then clears the error queue
+(``SYSTem:ERRor:CLEar``) and checks the operating mode (``SOURce:AM:SOURce?``):
+the power set-point means watts only in CW power mode (``CWP``), so another mode
+(CW current, digital or analogue modulation) is switched to CWP
+(``SOURce:AM:INTernal CWP``) and read back, or refused.
+
 Emission is switched off as soon as the laser is opened, and enabling it first
-asks the interlock; the bench's safety guard adds the shutter around that.
+asks the interlock; the bench's safety guard adds the shutter around that. When
+the laser refuses emission, its fault register (``SYSTem:FAULt?``) goes into the
+error.
 """
 
 from __future__ import annotations
@@ -147,6 +158,8 @@ class CoherentObis(LaserController):
     def _open_hw(self) -> None:
         self.transport.open()
         try:
+            self.transport.send_and_drain("SYSTem:COMMunicate:HANDshaking ON")
+            self.transport.send_and_drain("SYSTem:COMMunicate:PROMpt OFF")
             self._idn = self.transport.request("*IDN?")
             if self.identity_contains and self.identity_contains.upper() not in self._idn.upper():
                 raise DeviceError(
@@ -156,6 +169,8 @@ class CoherentObis(LaserController):
             self._serial = self._optional("SYSTem:INFormation:SNUMber?", str, "")
             self._enable_hw(False)  # whatever state it powered up in, start dark
             self._enabled = False
+            self._optional("SYSTem:ERRor:CLEar", str, "")
+            self._check_mode()
             self._read_power_range()
             if self._initial_power_w is not None:
                 self._set_power_checked(self._initial_power_w)
@@ -165,6 +180,29 @@ class CoherentObis(LaserController):
         except BaseException:
             self.transport.close()
             raise
+
+    def _check_mode(self) -> None:
+        """CW power mode (``CWP``), or switch to it and read back; an OBIS-style laser that does
+        not know the query is taken as CW only."""
+        mode = self._optional("SOURce:AM:SOURce?", lambda t: t.strip().upper(), None)
+        if mode is None or mode == "CWP":
+            return
+        try:
+            self.transport.request("SOURce:AM:INTernal CWP")
+        except Refused as exc:
+            raise DeviceError(f"{self.name}: the laser is in {mode} mode, not CW power (CWP), and refused "
+                              f"'SOURce:AM:INTernal CWP': {exc}") from exc
+        now = self.transport.query("SOURce:AM:SOURce?", lambda t: t.strip().upper())
+        if now != "CWP":
+            raise DeviceError(f"{self.name}: the laser stays in {now} mode after 'SOURce:AM:INTernal CWP'; "
+                              "its power set-point would not be watts")
+
+    def faults(self) -> str:
+        """``SYSTem:FAULt?`` as the laser answers it ("" if it does not know the query)."""
+        try:
+            return str(self._optional("SYSTem:FAULt?", str, ""))
+        except DeviceError as exc:
+            return f"unreadable ({exc})"
 
     def _optional(self, command: str, parse: Any, default: Any) -> Any:
         try:
@@ -200,12 +238,19 @@ class CoherentObis(LaserController):
     def _enable_hw(self, on: bool) -> None:
         if on and not self._interlock_hw():
             raise SafetyError(f"{self.name}: interlock open (SYSTem:LOCK?), emission refused")
-        self.transport.request(f"SOURce:AM:STATe {'ON' if on else 'OFF'}")
+        try:
+            self.transport.request(f"SOURce:AM:STATe {'ON' if on else 'OFF'}")
+        except Refused as exc:
+            fault = self.faults() if on else ""
+            raise (DeviceError if on else SafetyError)(
+                f"{self.name}: emission {'ON' if on else 'OFF'} refused: {exc}"
+                + (f"; SYSTem:FAULt? = {fault}" if fault else "")) from exc
         state = self.transport.query("SOURce:AM:STATe?", _on_off)
         if state != on:
             error = DeviceError if on else SafetyError
+            fault = self.faults() if on else ""
             raise error(f"{self.name}: asked for emission {'ON' if on else 'OFF'}, "
-                        f"laser reports {'ON' if state else 'OFF'}")
+                        f"laser reports {'ON' if state else 'OFF'}" + (f"; SYSTem:FAULt? = {fault}" if fault else ""))
         if on and self.emission_delay_s > 0:
             time.sleep(self.emission_delay_s)  # e.g. the CDRH delay before light comes out
 

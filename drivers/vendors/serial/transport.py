@@ -174,6 +174,21 @@ class SerialTransport:
                 log.debug("%s: closing %s: %s", self.name, self.url, exc)
 
     # -- requests -----------------------------------------------------------------------------
+    def send_and_drain(self, command: str) -> None:
+        """Send `command` and drop whatever comes back (or nothing): for settings that change how
+        the device answers (an OBIS with handshaking off answers nothing, with its prompt on adds one)."""
+        with self._lock:
+            port = self._require_port()
+            try:
+                port.reset_input_buffer()
+                port.write(self.protocol.encode(command))
+                port.flush()
+            except _PORT_ERRORS as exc:
+                self._mark_lost(exc)
+                raise DeviceDisconnected(
+                    f"{self.name}: serial port {self.url} went away during {command!r}: {exc}") from exc
+            self._drain()
+
     def request(self, command: str, *, retry: bool = True) -> str:
         """Send `command`, return the reply's payload (``""`` for a bare acknowledgement)."""
         return self.query(command, str, retry=retry)
