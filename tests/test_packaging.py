@@ -80,14 +80,19 @@ def test_installed_wheel_runs_outside_the_source_tree(wheel: Path, tmp_path: Pat
                              capture_output=True, text=True, check=True).stdout.strip()
     # the third-party dependencies come from this environment; labrig only from the wheel
     Path(purelib, "_labrig_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-                    "-q", str(wheel)], check=True, capture_output=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LABRIG_DATA")}
+    # --ignore-installed: the borrowed packages may hold an (editable) labrig of their own
+    pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+                          "--ignore-installed", "-q", str(wheel)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert pip.returncode == 0, pip.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LABRIG_DATA")}
-    where = subprocess.run([str(python), "-c", "import labrig, drivers, sim_backend; "
+    found = subprocess.run([str(python), "-c", "import labrig, drivers, sim_backend; "
                             "print(labrig.__file__); print(drivers.__file__); print(sim_backend.__file__)"],
-                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
+                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    where = found.stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where
     labrig = venv / ("Scripts/labrig.exe" if os.name == "nt" else "bin/labrig")
     info = subprocess.run([str(labrig), "bench", "info", "--profile", "sim", "--json"], cwd=elsewhere, env=env,
