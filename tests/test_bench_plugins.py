@@ -115,7 +115,9 @@ def test_batched_grab_is_a_declared_capability(fakeplug: ModuleType) -> None:
     class Declared(Lookalike, BatchCamera):
         pass
 
-    program = SimpleNamespace(frames=1)
+    from deploy_helpers import program as compiled
+
+    program = compiled()
     modulator = fakeplug.FakeSLM("input", resolution=(2, 2))
     lookalike = Lookalike("cam", resolution=(2, 2))
     assert not Acquirer(SimpleNamespace(camera=lookalike, input=modulator), program).batched  # type: ignore[arg-type]
