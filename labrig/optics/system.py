@@ -175,7 +175,7 @@ class Twin(nn.Module):
         spectrum = torch.fft.fft(window.mT.contiguous(), n=rows, dim=-1, norm="ortho")
         spectrum = torch.fft.fft(spectrum.mT.contiguous(), n=cols, dim=-1, norm="ortho")
         out = torch.fft.fft2(spectrum * (prepared * window_ramp((rows, cols), offset, prepared)), norm="ortho")
-        return torch.addcmul(out.real.square(), out.imag, out.imag)
+        return abs2(out)
 
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
@@ -252,6 +252,27 @@ class Twin(nn.Module):
         else:
             dn = self.expected_dn(power, exposure_s, gain)
         return self.camera.quantize(dn)
+
+
+class _Abs2(torch.autograd.Function):
+    """|z|^2 of a complex tensor: one fused pass forward, one multiply backward
+    (d|z|^2 / dz* = z: the gradient 2 g z, where the real/imag views' backward
+    would write two zero-filled complex tensors)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        return torch.addcmul(z.real.square(), z.imag, z.imag)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (z,) = ctx.saved_tensors
+        return z * (2 * grad)
+
+
+def abs2(z: torch.Tensor) -> torch.Tensor:
+    """Power |z|^2 (real) of a complex field, cheap in both directions."""
+    return _Abs2.apply(z) if torch.is_complex(z) else z.square()
 
 
 def window_ramp(shape: tuple[int, int], offset: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
