@@ -7,6 +7,7 @@ the first nonlinearity of a coherent optical network.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,6 +15,9 @@ from torch import nn
 from labrig.optics.grid import Grid
 from labrig.optics.resample import AxisOverlap, affine_warp, is_identity_warp
 from labrig.optics.specs import CameraSpec
+
+PixelRect = tuple[int, int, int, int]
+"""A camera rectangle: top, left, bottom (exclusive), right (exclusive), in pixels."""
 
 
 class CameraModel(nn.Module):
@@ -79,8 +83,21 @@ class CameraModel(nn.Module):
         e = torch.clamp(electrons, max=self.spec.full_well_e)
         return e.mul_(scale).add_(offset).clamp_(0, self.spec.max_dn)
 
-    def sample_electrons(self, mean_e: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Shot noise (exact Poisson counts) plus read noise (Gaussian, in electrons)."""
+    def sample_electrons(
+        self, mean_e: torch.Tensor, generator: torch.Generator | None = None,
+        region: Sequence[PixelRect] | None = None,
+    ) -> torch.Tensor:
+        """Shot noise (exact Poisson counts) plus read noise (Gaussian, in electrons).
+
+        `region`: the camera rectangles (top, left, bottom, right) a caller reads;
+        noise is drawn there only and every other pixel keeps its mean (so its DN
+        is the noise-free reading). None: the whole frame (a live view, a dark frame).
+        """
+        if region is not None:
+            e = mean_e.clone()
+            for top, left, bottom, right in region:
+                e[..., top:bottom, left:right] = self.sample_electrons(mean_e[..., top:bottom, left:right], generator)
+            return e
         e = sample_poisson(mean_e.clamp_min(0), generator)
         read = torch.randn(mean_e.shape, generator=generator, dtype=mean_e.dtype, device=mean_e.device)
         return e.add_(read, alpha=self.spec.read_noise_e)

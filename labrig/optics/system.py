@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from labrig.optics.aberrations import zernike_phase
-from labrig.optics.camera import CameraModel
+from labrig.optics.camera import CameraModel, PixelRect
 from labrig.optics.conv import mask_to_kernel
 from labrig.optics.field import Field
 from labrig.optics.grid import invert_centered
@@ -26,9 +26,6 @@ from labrig.optics.imperfections import Imperfections
 from labrig.optics.lens import FourierLens, centered_fft2, centered_ifft2
 from labrig.optics.modulators import FilterSLM, Illumination, InputModulator
 from labrig.optics.specs import BenchGeometry
-
-PixelRect = tuple[int, int, int, int]
-"""A camera rectangle: top, left, bottom (exclusive), right (exclusive), in pixels."""
 
 
 def _zero(t: torch.Tensor) -> bool:
@@ -199,13 +196,8 @@ class Twin(nn.Module):
         """
         imp = self.imperfections
         mean_e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
-        if region is None:
-            return self.camera.to_dn(self.camera.sample_electrons(mean_e, generator), gain, imp.camera_gain, imp.camera_offset_dn)
-        dn = self.camera.to_dn(mean_e, gain, imp.camera_gain, imp.camera_offset_dn)
-        for top, left, bottom, right in region:
-            e = self.camera.sample_electrons(mean_e[..., top:bottom, left:right], generator)
-            dn[..., top:bottom, left:right] = self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
-        return dn
+        e = self.camera.sample_electrons(mean_e, generator, region)
+        return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
 
     def frame(
         self,
