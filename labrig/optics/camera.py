@@ -94,10 +94,11 @@ class CameraModel(nn.Module):
         is the noise-free reading). None: the whole frame (a live view, a dark frame).
         """
         if region is not None:
-            e = mean_e.clone()
-            for top, left, bottom, right in region:
-                e[..., top:bottom, left:right] = self.sample_electrons(mean_e[..., top:bottom, left:right], generator)
-            return e
+            # every rectangle's pixels in one contiguous gather: one draw, one scatter
+            index = region_index(region, tuple(mean_e.shape[-2:]), mean_e.device)
+            flat = mean_e.flatten(-2)
+            noisy = self.sample_electrons(flat.index_select(-1, index), generator)
+            return flat.index_copy(-1, index, noisy).view(mean_e.shape)
         e = sample_poisson(mean_e.clamp_min(0), generator)
         read = torch.randn(mean_e.shape, generator=generator, dtype=mean_e.dtype, device=mean_e.device)
         return e.add_(read, alpha=self.spec.read_noise_e)
@@ -108,6 +109,14 @@ class CameraModel(nn.Module):
         if not dn.requires_grad:
             return torch.round(dn)  # the same values, without the gradient's two extra passes
         return dn + (torch.round(dn) - dn).detach()
+
+
+def region_index(region: Sequence[PixelRect], shape: tuple[int, int], device=None) -> torch.Tensor:
+    """Flat indices (row * cols + col) of the pixels inside any of the rectangles, each once."""
+    inside = torch.zeros(shape, dtype=torch.bool)
+    for top, left, bottom, right in region:
+        inside[max(top, 0) : bottom, max(left, 0) : right] = True
+    return torch.nonzero(inside.flatten()).squeeze(1).to(device)
 
 
 def sample_poisson(mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
