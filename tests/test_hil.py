@@ -4,6 +4,7 @@ guard (rollback, light lost, frame budget, cancel, device fault) does what it sa
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from pathlib import Path
@@ -249,3 +250,27 @@ def test_cli_finetunes_resumes_and_records_lineage(tmp_path: Path, capsys) -> No
     assert lineage["calibration_hash"] is None and [m["step"] for m in lineage["metrics"]] == [1, 2, 3, 4]
     assert any(e["kind"] == "resumed" for e in lineage["events"])
     assert np.array_equal(program.filter.gray, _program().filter.gray)  # backend mode: the masks stay
+
+
+def test_drift_is_followed_by_reregistration_from_the_frames_taken(tmp_path: Path) -> None:
+    pytest.importorskip("calibration.reregister")
+    from labrig.hil.api import default_reregister
+
+    drifting = _real(tmp_path, "drift", unmodelled="enabled = false", truth="noise = false")
+    drifting.write_text(drifting.read_text().replace("drift_px_per_s = [0.0, 0.0]", "drift_px_per_s = [8.0, -4.0]"))
+    with Bench.open(drifting) as bench:
+        world = bench.shared["sim.world"]
+        program = _program()
+        twin = _truth_twin(bench, program)
+        twin.imperfections = copy.deepcopy(world.truth.imperfections)  # the calibration, frozen at time 0
+        tuner = FineTuner(program, twin, toy_dataset(64, seed=1), bench=bench, reregister=default_reregister(),
+                          config=FineTuneConfig(mode="backend", steps=6, batch=8, eval_every=0, checkpoint_every=0,
+                                                reregister_every=3))
+        start = twin.imperfections.camera_shift_px.detach().clone()
+        result = tuner.run()
+        true_now = world.twin.imperfections.camera_shift_px.detach()
+    events = [e for e in result.events if e["kind"] == "reregister"]
+    assert len(events) == 2 and "displacement_px" in events[0]["message"]
+    error_before = float((true_now - start).norm())
+    error_after = float((true_now - twin.imperfections.camera_shift_px.detach()).norm())
+    assert error_before > 0.3 and error_after < 0.5 * error_before, (error_before, error_after)

@@ -63,13 +63,19 @@ def calibrated_twin(program: Program, calibration: Any, *, bench: Any = None,
 
 
 def default_reregister() -> Reregister | None:
-    """Engineer C's fast re-registration (calibration/reregister.py), when it is installed."""
+    """calibration/reregister.py's fast re-registration (the camera shift from frames the
+    fine-tune takes anyway), adapted to the trainer's hook; None where it is not installed."""
     try:
-        from calibration import reregister as module
+        from calibration.reregister import reregister
     except ImportError:
         return None
-    fn = getattr(module, "reregister", None)
-    return fn if callable(fn) else None
+
+    def hook(twin: Twin, measured: Any, expected: Any) -> dict[str, Any]:
+        found = reregister(twin, measured, expected)
+        return {"displacement_px": [round(float(v), 3) for v in found.displacement_px],
+                "camera_shift_px": [round(float(v), 3) for v in found.camera_shift_after]}
+
+    return hook
 
 
 def finetune(

@@ -60,6 +60,8 @@ class BenchMeter:
         self.full_scale_dn = SATURATION_LEVEL * min(2 ** int(bench.camera.bit_depth) - 1, well_dn)
         self.frames = 0
         self.device_s = 0.0
+        #: the last batch: (filter gray, input gray, frames); re-registration reuses its frames
+        self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def set_readout(self, readout: Readout) -> None:
         self.readout = readout
@@ -80,6 +82,7 @@ class BenchMeter:
             self.device_s += acquirer.device_s
         raw = self.reader.cut(frames)
         self.check(raw)
+        self.last = (np.asarray(filter_gray), np.asarray(input_gray), frames)
         return raw.astype(np.float32)
 
     def _check_light(self) -> None:
