@@ -17,6 +17,7 @@ from cal_helpers import small_profile, small_truth, truth_of
 from calibration.base import CalibrationError
 from calibration.camera import CameraRoutine
 from calibration.crosstalk import CrosstalkRoutine
+from calibration.illumination import IlluminationRoutine
 from calibration.slm_lut import SlmLutRoutine
 from labrig.bench.bench import Bench
 from labrig.geometry import geometry_from_profile
@@ -82,4 +83,31 @@ def test_lut_refuses_an_interlocked_laser(tmp_path: Path) -> None:
     for bench, twin in open_small(tmp_path, small_truth(2), faults={"interlock_open": True}):
         with pytest.raises(CalibrationError, match=r"slm_lut.*interlock"):
             SlmLutRoutine(step=8).run(bench, twin)
+        assert not bench.guard.armed
+
+
+#: what the registration and aberrations routines estimate before the illumination routine runs
+#: (here taken from the truth, as the session would have written their results into the twin)
+GEOMETRY = ("input_shift_px", "input_rotation_rad", "camera_shift_px", "camera_rotation_rad", "camera_scale",
+            "zernike_rad")
+
+
+@pytest.mark.parametrize("seed", [2, 5])
+def test_illumination_recovers_beam_and_contrast(tmp_path: Path, seed: int) -> None:
+    for bench, twin in open_small(tmp_path, small_truth(seed)):
+        true = truth_of(bench)
+        apply_values(twin.imperfections, {k: getattr(true, k).detach().clone() for k in GEOMETRY})
+        result = IlluminationRoutine().run(bench, twin)
+        waist = float(true.illumination_waist_m)
+        assert result.values["illumination_waist_m"] == pytest.approx(waist, rel=0.05)
+        centre = np.asarray(result.values["illumination_center_m"])
+        assert np.abs(centre - true.illumination_center_m.numpy()).max() <= 20e-6
+        assert result.values["input_contrast"] == pytest.approx(float(true.input_contrast), rel=0.05)
+        assert not bench.guard.armed
+
+
+def test_illumination_refuses_a_dark_bench(tmp_path: Path) -> None:
+    for bench, twin in open_small(tmp_path, small_truth(2), laser={"power_w": 0.0}):
+        with pytest.raises(CalibrationError, match=r"illumination.*dark level"):
+            IlluminationRoutine().run(bench, twin)
         assert not bench.guard.armed
