@@ -51,7 +51,8 @@ def _ideal_twin(program: Program) -> Twin:
 
 def _truth_twin(bench: Bench, program: Program) -> Twin:
     """A perfect calibration of the modelled truth (tests may read the truth; labrig.hil never does)."""
-    return Twin(program.bench_geometry(), bench.shared["sim.world"].truth.imperfections, dtype=torch.float32)
+    truth = copy.deepcopy(bench.shared["sim.world"].truth.imperfections)  # not the world's own (it drifts)
+    return Twin(program.bench_geometry(), truth, dtype=torch.float32)
 
 
 def _real(tmp_path: Path, name: str = "real", unmodelled: str = "enabled = true", truth: str = "") -> Path:
@@ -262,7 +263,6 @@ def test_drift_is_followed_by_reregistration_from_the_frames_taken(tmp_path: Pat
         world = bench.shared["sim.world"]
         program = _program()
         twin = _truth_twin(bench, program)
-        twin.imperfections = copy.deepcopy(world.truth.imperfections)  # the calibration, frozen at time 0
         tuner = FineTuner(program, twin, toy_dataset(64, seed=1), bench=bench, reregister=default_reregister(),
                           config=FineTuneConfig(mode="backend", steps=6, batch=8, eval_every=0, checkpoint_every=0,
                                                 reregister_every=3))

@@ -10,6 +10,7 @@ from.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -50,8 +51,8 @@ def calibrated_twin(program: Program, calibration: Any, *, bench: Any = None,
     if calibration is None:
         imp = Imperfections(geometry, slm_lut=torch.as_tensor(program.filter.lut))
         return Twin(geometry, imp, dtype=torch.float32), {"hash": None, "path": None, "kind": "none"}
-    if isinstance(calibration, Imperfections):
-        twin = Twin(geometry, calibration.to(torch.float64), dtype=torch.float32)
+    if isinstance(calibration, Imperfections):  # a copy: re-registration moves the twin's, not the caller's
+        twin = Twin(geometry, copy.deepcopy(calibration).to(torch.float64), dtype=torch.float32)
         return twin, {"hash": None, "path": None, "kind": "known imperfections"}
     from calibration.store import Calibration, calibration_hash, check_fresh, load_calibration
 

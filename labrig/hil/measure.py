@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from labrig.deploy.acquire import Acquirer
+from labrig.deploy.inputs import gray_dtype
 from labrig.deploy.program import Program, Readout
 from labrig.deploy.readout import TileReader
 from labrig.hil.errors import LightLost, SaturatedFrames
@@ -72,10 +73,11 @@ class BenchMeter:
             self.program, readout=self.readout,
             filter=dataclasses.replace(self.program.filter, gray=np.asarray(filter_gray)))
         acquirer = Acquirer(self.bench, program, timeout_s=self.timeout_s, retries=self.retries)
+        input_gray = np.asarray(input_gray).astype(gray_dtype(len(program.input.lut)))  # as the modulator takes them
         try:
             acquirer.prepare()
             self._check_light()
-            frames = acquirer.acquire(np.asarray(input_gray))
+            frames = acquirer.acquire(input_gray)
             self._check_light()
         finally:
             self.frames += acquirer.frames
