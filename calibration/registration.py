@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 LENS_GAIN = 0.5
 #: fractional input shifts (px) tried as the fit's start (none on the flat spot at zero)
 START_FRACTIONS = (-0.45, -0.3, -0.15, 0.15, 0.3, 0.45)
+#: input shifts (px) scanned along the input/camera valley after the marker fit
+VALLEY_SCAN = tuple(np.round(np.arange(-0.5, 0.501, 0.05), 3))
 #: largest reduced chi^2 (noise-weighted residual) of a registration fit
 CHI2_LIMIT = 50.0
 
@@ -182,21 +184,36 @@ def best_start(work: Twin, render: Any, measured: np.ndarray, weights: np.ndarra
 
 def fit_markers(work: Twin, names: tuple[str, ...], render: Any, measured: np.ndarray,
                 weights: np.ndarray) -> Any:
-    """The marker frame fit; an input shift that ends near zero is fitted again from the other
-    side of zero (the flat spot there stops a fit from crossing it) and the better fit kept."""
+    """The marker frame fit, then a scan along each axis of the valley of the fit's landscape
+    (input shift up, camera shift down: found empirically the flattest direction, where the
+    pixel structure ripples the landscape and the fit stops short): the best point of the scan
+    is fitted again, and kept if better."""
     imp = work.imperfections
     fit_twin(work, names[1:], render, measured[None], weights[None], iterations=20)
     report = fit_twin(work, names, render, measured[None], weights[None], iterations=40)
     m = input_to_camera_px(work)
+    meas, w = torch.as_tensor(measured[None]), torch.as_tensor(weights[None])
     for axis in (0, 1):
-        s = float(imp.input_shift_px[axis])
-        if abs(s) > 0.25:
+        s0, c0 = imp.input_shift_px.detach().clone(), imp.camera_shift_px.detach().clone()
+        best = (math.inf, 0.0)  # the best point off the fitted one: a second start
+        for target in VALLEY_SCAN:
+            if abs(target - float(s0[axis])) < 0.075:
+                continue
+            d = torch.zeros(2, dtype=torch.float64)
+            d[axis] = target - float(s0[axis])
+            imp.input_shift_px.data, imp.camera_shift_px.data = s0 + d, c0 - m * d
+            with torch.no_grad():
+                chi2 = float(_projected(render(work), meas, w, True)[0])
+            if chi2 < best[0]:
+                best = (chi2, float(d[axis]))
+        imp.input_shift_px.data, imp.camera_shift_px.data = s0, c0
+        if best[1] == 0.0:
             continue
         kept = {n: getattr(imp, n).detach().clone() for n in names}
         d = torch.zeros(2, dtype=torch.float64)
-        d[axis] = -2 * s
+        d[axis] = best[1]
         imp.input_shift_px.data += d
-        imp.camera_shift_px.data += m * d
+        imp.camera_shift_px.data -= m * d
         other = fit_twin(work, names, render, measured[None], weights[None], iterations=40)
         if other.chi2 < report.chi2:
             report = other
@@ -212,7 +229,7 @@ class Registration(Routine):
     name = "registration"
     title = "Registration: input modulator -> camera, filter SLM shift"
     estimates = ("input_shift_px", "input_rotation_rad", "camera_shift_px", "filter_shift_px")
-    after = ("fourier", "slm_lut")
+    after = ("fourier", "slm_lut", "aberrations")  # marker images need the PSF: aberrations first
     frames_hint = 2 + 2 + 8 + 6
 
     def run(self, bench: Bench, twin: Twin, *, progress: Progress | None = None,
