@@ -154,3 +154,48 @@ def test_run_refuses_another_calibration_before_any_light(tmp_path: Path) -> Non
             result = run_program(bench, prog, program().reference.images, None, progress=False,
                                  ignore_calibration=True)
     assert result.status == "complete"
+
+
+def _calibration_file(bench, path: Path, truth: Imperfections, when=None) -> Path:
+    """A calibration file holding the known truth as one routine's result (a stand-in for the
+    routines: this tests the compiler and the runner, not the measurement)."""
+    from calibration.base import RoutineResult
+    from calibration.store import Calibration, save_calibration
+
+    values = {k: v.tolist() for k, v in truth.tensors().items() if v is not None and k != "hot_pixels_e_per_s"}
+    result = RoutineResult("truth", values, 0.0, "rad", 0, notes="the simulated bench's known truth (test)")
+    save_calibration(Calibration.empty(bench).with_result(result, duration_s=0.0, when=when), path)
+    return path
+
+
+def test_stale_or_foreign_calibration_files_are_refused_unless_overridden(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from labrig.deploy import ProgramError
+
+    ideal_profile, real_profile = _bench(tmp_path, False, "ideal"), _bench(tmp_path, TRUTH, "real")
+    student, (train, test) = _student(str(ideal_profile)), _data()
+    with Bench.open(ideal_profile) as bench:  # measured on another bench (profile)
+        foreign = _calibration_file(bench, tmp_path / "foreign.h5", bench.shared["sim.world"].truth.imperfections)
+    with Bench.open(real_profile) as bench:
+        truth = bench.shared["sim.world"].truth.imperfections
+        fresh = _calibration_file(bench, tmp_path / "fresh.h5", truth)
+        old = _calibration_file(bench, tmp_path / "old.h5", truth,
+                                when=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3))
+    quick = RefineConfig(steps=0, probes=8)
+    with pytest.raises(ProgramError, match=r"another profile.*--allow-stale-calibration"):
+        compile_program(student, real_profile, train, calibration=foreign, refine=quick)
+    with pytest.raises(ProgramError, match="old"):
+        compile_program(student, real_profile, train, calibration=old, refine=quick)
+    overridden = compile_program(student, real_profile, train, calibration=old, refine=quick, allow_stale=True)
+    assert "old" in overridden.source["calibration"]["stale_override"]
+    prog = compile_program(student, real_profile, train, calibration=fresh, refine=quick)
+    assert prog.source["calibration"]["path"] == str(fresh) and prog.source["calibration"]["kind"] == "file"
+    with Bench.open(real_profile) as bench:
+        with pytest.raises(ProgramError, match="old"):  # run enforces staleness too, before any light
+            run_program(bench, overridden, test, None, progress=False, calibration=old)
+        assert bench.shared["sim.world"].frames == 0
+        with pytest.raises(CalibrationMismatch):  # another bench's calibration, even when staleness is overridden
+            run_program(bench, prog, test, None, progress=False, calibration=foreign, allow_stale=True)
+        result = run_program(bench, prog, test, None, progress=False, calibration=fresh, limit=16)
+    assert result.status == "complete"

@@ -85,10 +85,7 @@ def load_calibration_file(path: str | Path) -> Any:
         from calibration.store import load_calibration
     except ImportError as exc:  # pragma: no cover - the store ships with labrig
         raise ProgramError(f"cannot read calibration {path}: calibration.store is not available ({exc})") from exc
-    try:
-        return load_calibration(path)
-    except FileNotFoundError as exc:
-        raise ProgramError(f"calibration file {path} does not exist") from exc
+    return load_calibration(path)  # a missing or corrupt file is the store's CalibrationFileError
 
 
 def _checked_calibration(calibration: Any, bench_or_profile: Any, allow_stale: bool,
@@ -107,10 +104,8 @@ def _checked_calibration(calibration: Any, bench_or_profile: Any, allow_stale: b
     try:
         store.check_fresh(calibration, bench_or_profile, **kwargs)
     except store.StaleCalibration as exc:
-        where = f" {path}" if path else ""
         if not allow_stale:
-            raise ProgramError(f"calibration{where} is stale: {exc} (recalibrate, or pass "
-                               "--allow-stale-calibration to use it anyway)") from exc
+            raise ProgramError(f"{exc} [the override: --allow-stale-calibration, or allow_stale=True]") from exc
         return calibration, path, str(exc)
     return calibration, path, None
 
@@ -140,8 +135,9 @@ def resolve_calibration(
     imp = calibration.imperfections(geometry).to(torch.float64)
     digest = store.calibration_hash(calibration)
     lineage: dict[str, Any] = {"hash": digest, "kind": "file", "path": path,
-                               "profile": _plain(getattr(calibration, "profile", None)),
-                               "created": _plain(getattr(calibration, "created", None)),
+                               "profile": _plain(getattr(calibration, "profile_name", None)),
+                               "saved": _plain(getattr(calibration, "saved", None)),
+                               "frames": _plain(getattr(calibration, "frames", None)),
                                "values": _values(imp)}
     if stale_note is not None:
         lineage["stale_override"] = stale_note
