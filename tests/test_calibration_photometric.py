@@ -25,6 +25,21 @@ from labrig.optics import Twin
 from labrig.optics.imperfections import apply_values
 
 
+def check_plot(routine: object, result: object) -> None:
+    """The routine's figure draws from its result (as `labrig calibration show` does)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    try:
+        routine.plot(result, ax)
+        assert ax.has_data()
+    finally:
+        plt.close(fig)
+
+
 def open_small(tmp_path: Path, truth: object, **overrides: object) -> Iterator[tuple[Bench, Twin]]:
     path = small_profile(tmp_path, truth, **overrides)
     with Bench.open(path) as bench:
@@ -36,7 +51,9 @@ def test_camera_recovers_gain_offset_and_hot_pixels(tmp_path: Path, seed: int) -
     truth = small_truth(seed)
     truth["hot_pixel_fraction"] = 1e-3  # a few on a 64 x 64 camera
     for bench, twin in open_small(tmp_path, truth):
-        result = CameraRoutine().run(bench, twin)
+        routine = CameraRoutine()
+        result = routine.run(bench, twin)
+        check_plot(routine, result)
         true = truth_of(bench)
         assert result.values["camera_gain"] == pytest.approx(float(true.camera_gain), rel=0.01)
         assert result.values["camera_offset_dn"] == pytest.approx(float(true.camera_offset_dn), abs=1.0)
@@ -65,10 +82,12 @@ def test_crosstalk_then_lut_recover_the_filter_slm(tmp_path: Path, seed: int) ->
     for bench, twin in open_small(tmp_path, small_truth(seed)):
         true = truth_of(bench)
         crosstalk = CrosstalkRoutine().run(bench, twin)
+        check_plot(CrosstalkRoutine(), crosstalk)
         assert crosstalk.values["slm_crosstalk_px"] == pytest.approx(float(true.slm_crosstalk_px), abs=0.05)
         assert crosstalk.frames <= 25
         apply_values(twin.imperfections, crosstalk.values)
         lut = SlmLutRoutine(step=8).run(bench, twin)
+        check_plot(SlmLutRoutine(), lut)
         error = np.asarray(lut.values["slm_lut"]) - true.slm_lut.numpy()
         assert np.sqrt(np.mean(error**2)) <= 0.05
         inverse = lut.products["inverse_lut"]  # gray level for phase 2 pi k / levels
@@ -98,6 +117,7 @@ def test_illumination_recovers_beam_and_contrast(tmp_path: Path, seed: int) -> N
         true = truth_of(bench)
         apply_values(twin.imperfections, {k: getattr(true, k).detach().clone() for k in GEOMETRY})
         result = IlluminationRoutine().run(bench, twin)
+        check_plot(IlluminationRoutine(), result)
         waist = float(true.illumination_waist_m)
         assert result.values["illumination_waist_m"] == pytest.approx(waist, rel=0.05)
         centre = np.asarray(result.values["illumination_center_m"])
