@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from drivers.errors import LabrigError
 from labrig.deploy.acquire import Acquirer
+from labrig.deploy.calibrated import calibration_identity, check_calibration
 from labrig.deploy.errors import RunAborted
 from labrig.deploy.fit import check_fits
 from labrig.deploy.host import Host
@@ -69,6 +71,9 @@ def run_program(
     retries: int = 2,
     pipelined: bool = True,
     batched: bool | None = None,
+    calibration: Any = None,
+    ignore_calibration: bool = False,
+    allow_stale: bool = False,
 ) -> RunResult:
     """Run `program` on an open `bench` over `data` (an `ImageDataset`, (N, H, W) images in
     [0, 1] or uint8, or an (images, labels) pair) and return a `RunResult`.
@@ -89,8 +94,18 @@ def run_program(
     `batched` None uses the camera's batched path where it has one (the simulated
     bench); False shows and grabs image by image, retrying timeouts and dropped
     frames `retries` times. `pipelined` False runs the host work inline (for timing).
+
+    `calibration` (a calibration file, a `Calibration` or an `Imperfections`): the bench's
+    current calibration. It must be the one the program was compiled for (none for a program
+    compiled for the ideal bench), else `CalibrationMismatch`, unless `ignore_calibration`;
+    a stale calibration (the store's `check_fresh` against this bench) is refused unless
+    `allow_stale`. Both checks run before any light goes on.
     """
     check_fits(program, bench)
+    ignored = check_calibration(program, calibration_identity(calibration, bench, allow_stale=allow_stale),
+                                ignore=ignore_calibration)
+    if ignored:
+        warnings.warn(ignored, stacklevel=2)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     images = ImageSource(data, program.input.image_shape, labels=labels, limit=limit)

@@ -174,6 +174,18 @@ class Twin(nn.Module):
         out = torch.fft.fft2(spectrum * (prepared * window_ramp((rows, cols), offset, prepared)), norm="ortho")
         return abs2(out)
 
+    @staticmethod
+    def spectrum(field: Field) -> torch.Tensor:
+        """The input field's spectrum in FFT order (coherent): computed once, it serves every
+        mask shown to the same inputs (`output_power_spectrum`)."""
+        return torch.fft.fft2(torch.fft.ifftshift(field.data, dim=(-2, -1)), norm="ortho")
+
+    @staticmethod
+    def output_power_spectrum(spectrum: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
+        """Coherent output power per sample for a `spectrum` and a `prepare_mask` result."""
+        out = torch.fft.fft2(spectrum * prepared, norm="ortho")
+        return torch.fft.fftshift(abs2(out), dim=(-2, -1))
+
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
         return self.camera.integrate(output_power, imp.camera_shift_px, imp.camera_rotation_rad, imp.camera_scale)
