@@ -12,12 +12,15 @@ import torch
 
 from labrig.bench import load_profile
 from labrig.optics.camera import sample_poisson
+from sim_backend.unmodelled import Unmodelled
 from sim_backend.world import SimWorld
 
 
-def _world(noise: bool = True) -> SimWorld:
+def _world(noise: bool = True, unmodelled: bool = True) -> SimWorld:
     world = SimWorld.from_profile(load_profile("sim").root)
     world.truth = replace(world.truth, noise=noise)
+    if not unmodelled:  # the camera model alone (no laser fluctuation, knee, ghost, envelope)
+        world.unmodelled = Unmodelled.off()
     world.laser_enabled, world.shutter_open, world.laser_power_w = True, True, 0.01
     rng = np.random.default_rng(4)
     world.show_filter(rng.integers(0, 256, world.geometry.filter.resolution).astype(np.uint8))
@@ -49,7 +52,7 @@ def test_frame_mean_and_variance_per_pixel_class() -> None:
     """Many frames of one input through the truth-on bench: per pixel class (dark,
     dim, mid, bright by expected electrons), the mean DN is the noise-free reading
     and the variance is gain^2 (electrons + read noise^2) + 1/12 (the ADC's rounding)."""
-    world = _world()
+    world = _world(unmodelled=False)
     n = 96
     frames = torch.from_numpy(world.render_batch(_inputs(world, n), 1e-3, 1.0).astype(np.float64))
     twin, spec = world.twin, world.geometry.camera
@@ -78,9 +81,11 @@ def test_frame_mean_and_variance_per_pixel_class() -> None:
 
 def test_noise_only_in_the_regions_read() -> None:
     """With `rois` the batched grab draws noise inside them only; the rest of each frame
-    is the noise-free reading, and the frames without `rois` are noisy everywhere."""
+    is the noise-free reading, and the frames without `rois` are noisy everywhere (the
+    `sim` profile's unmodelled truth on: its renderer takes the hint too)."""
     rois = [(40, 40, 76, 76), (150, 100, 186, 136)]
     noisy, clean = _world(), _world(noise=False)
+    assert noisy.unmodelled.enabled
     grays = _inputs(noisy, 4)
     hinted = noisy.render_batch(grays, 1e-3, 1.0, rois).astype(np.int64)
     reference = clean.render_batch(grays, 1e-3, 1.0).astype(np.int64)
