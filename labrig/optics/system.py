@@ -80,13 +80,8 @@ class Twin(nn.Module):
     def input_field(self, amplitude: torch.Tensor, laser_power_w: float) -> Field:
         """Field on the simulation grid for per-pixel amplitudes in [0, 1]."""
         window, offset = self.input_field_window(amplitude, laser_power_w)
-        return Field(self._place_window(window, offset), self.geometry.input_grid, self.geometry.wavelength_m)
-
-    def _place_window(self, window: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
-        """A window of the input grid at (top, left) `offset`, zero-padded to the whole grid."""
-        rows, cols = self.geometry.input_grid.shape
-        (top, left), (h, w) = offset, window.shape[-2:]
-        return torch.nn.functional.pad(window, (left, cols - left - w, top, rows - top - h))
+        return Field(self.input_modulator.place_window(window, offset), self.geometry.input_grid,
+                     self.geometry.wavelength_m)
 
     def input_field_window(self, amplitude: torch.Tensor, laser_power_w: float) -> tuple[torch.Tensor, tuple[int, int]]:
         """`input_field` as its non-zero window of the grid and that window's (top, left):
@@ -164,7 +159,8 @@ class Twin(nn.Module):
         copy of a frame is made.
         """
         if self.geometry.illumination == "incoherent":
-            power = Field(self._place_window(window, offset), self.geometry.input_grid, self.geometry.wavelength_m).power()
+            full = self.input_modulator.place_window(window, offset)
+            power = Field(full, self.geometry.input_grid, self.geometry.wavelength_m).power()
             return incoherent_output(power, torch.fft.fftshift(prepared, dim=(-2, -1)))
         rows, cols = self.geometry.fourier_grid.shape
         # both 1-D passes run along contiguous rows: a strided pass rounds differently
@@ -244,9 +240,10 @@ class Twin(nn.Module):
     ) -> torch.Tensor:
         """`frame` for a `prepare_mask` result (the filter rarely changes; inputs do).
 
-        The stages, each a method the simulated bench calls in the same order:
-        input amplitude -> input field (its lit window) -> output power -> camera
-        power -> DN (noisy where `region` says, or everywhere) -> integer DN.
+        The stages: input amplitude -> input field (its lit window) -> output power
+        -> camera power -> DN (noisy where `region` says, or everywhere) -> integer
+        DN. The simulated bench renders through this, or through
+        `sim_backend.unmodelled.Unmodelled.frame`, which adds its effects between them.
         """
         amplitude = self.input_amplitude(input_gray)
         window, offset = self.input_field_window(amplitude, laser_power_w)
