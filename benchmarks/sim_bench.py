@@ -242,27 +242,30 @@ def run_row(images: int) -> dict | None:
     return row
 
 
-def gpu_rows(repeats: int) -> list[dict]:
-    """The twin's frames (its render stages, noise in the ROIs) on the GPU against the
-    bare pipeline on the GPU; the optics-aware step on the GPU."""
+def gpu_rows(repeats: int, device: str = "cuda") -> list[dict]:
+    """The twin's frames (its render stages, noise in the readout ROIs) on the GPU against
+    the bare pipeline on the GPU; the optics-aware step on the GPU."""
     rows = []
-    for name, profile, noise in (("twin frames, sim-ideal, cuda", "sim-ideal", False),
-                                 ("twin frames, sim, truth + noise, cuda", "sim", True)):
+    for name, profile, noise in ((f"twin frames, sim-ideal, {device}", "sim-ideal", False),
+                                 (f"twin frames, sim, truth + ROI noise, {device}", "sim", True)):
         world = world_for(profile, noise)
-        twin = world.twin.to("cuda")
-        prepared = world.prepared_mask().to("cuda")
         grays = inputs(world.geometry.input.resolution)
-        gray = torch.from_numpy(grays).long().to("cuda")
-        gen = torch.Generator(device="cuda").manual_seed(0)
+        bare = bare_pipeline(world, grays, device)  # prepares the mask on the CPU first
+        prepared = world.prepared_mask().to(device)
+        twin = world.twin.to(device)
+        gray = torch.from_numpy(grays).long().to(device)
+        gen = torch.Generator(device=device).manual_seed(0)
+        region = readout_rois(world) if noise else None
 
-        def frames(t=twin, p=prepared, g=gray, n=noise, gen=gen) -> torch.Tensor:
+        def frames(t=twin, p=prepared, g=gray, n=noise, gen=gen, reg=region) -> torch.Tensor:
             with torch.no_grad():
-                return t.frame_prepared(g, p, laser_power_w=0.01, exposure_s=1e-3, noise=bool(n), generator=gen)
-        r = paired(frames, bare_pipeline(world, grays, "cuda"), repeats, "cuda")
+                return t.frame_prepared(g, p, laser_power_w=0.01, exposure_s=1e-3, noise=bool(n), generator=gen,
+                                        region=reg)
+        r = paired(frames, bare, repeats, device)
         rows.append({"path": name, "frames_per_s": BATCH / r["s"], "bare_frames_per_s": BATCH / r["bare_s"],
                      "ratio": r["ratio"], "goal": 1.0 if noise is False else None})
         print(f"  {name}: {BATCH / r['s']:.0f} frames/s, bare {BATCH / r['bare_s']:.0f}, ratio {r['ratio']:.2f}")
-    rows.append(training_row(repeats, "cuda"))
+    rows.append(training_row(repeats, device))
     return rows
 
 
