@@ -231,7 +231,10 @@ class IlluminationRoutine(Routine):
         sigma = noise * math.sqrt(region.sum() / 2)
         if signal < 10 * sigma:  # too faint even at the longest exposure: a lower bound
             return on_rate / (10 * sigma / cam.exposure_s), True
-        p.check_frames(off, lit_pixels=max(1, area // 20))
+        # long exposures saturate hot pixels (their dark frame too): only the aperture must not clip
+        p.check_frames(off, lit_pixels=max(1, area // 20), allow_saturated=True)
+        require(not np.any(off[:, region] >= cam.max_value), self.name,
+                "the modulator's off level saturates the camera inside the aperture")
         return on_rate / (signal / cam.exposure_s), False
 
     def plot(self, result: RoutineResult, ax: Any) -> None:
@@ -258,41 +261,31 @@ def twin_marker_sums(work: Twin, patterns: np.ndarray, pixels: list[np.ndarray],
 
 
 def refine_through_twin(twin: Twin, start: GaussianFit, patterns: np.ndarray, pixels: list[np.ndarray],
-                        sums: list[np.ndarray], radius: float, contrast: float, routine: str) -> GaussianFit:
-    """Waist and centre by least squares of the markers' log sums against the twin's (holding the
-    measured contrast): coherent leakage of the off pixels interferes with each marker's image, more
-    in the middle of the aperture than at its edges, which the closed form cannot know."""
-    from scipy.optimize import least_squares
-
+                        sums: list[np.ndarray], radius: float, contrast: float, routine: str,
+                        iterations: int = 3) -> GaussianFit:
+    """Correct the closed form by the twin (holding the measured contrast): coherent leakage of the
+    off pixels interferes with each marker's image, more in the middle of the aperture than at its
+    edges. The twin's marker sums over the ideal Gaussian's give each marker's correction, which
+    hardly depends on the beam; the measured sums divided by it are fitted in closed form again."""
     work = working_twin(twin)
     imp = work.imperfections
     if math.isfinite(contrast):
         with torch.no_grad():
             imp.input_contrast.fill_(contrast)
-    meas = [np.log(np.clip(s, 1e-12, None)) for s in sums]
-    weights = [np.sqrt(np.clip(s, 0, None)) for s in sums]
-    scale = np.array([1e-4, 1e-5, 1e-5])
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        waist, cy, cx = x * scale
+    positions = [input_positions_m(work, pix) for pix in pixels]
+    fit = start
+    for _ in range(iterations):
         with torch.no_grad():
-            imp.illumination_waist_m.fill_(max(waist, 1e-6))
-            imp.illumination_center_m.copy_(torch.tensor([cy, cx], dtype=imp.illumination_center_m.dtype))
-        model = [np.log(np.clip(t, 1e-300, None)) for t in twin_marker_sums(work, patterns, pixels, radius)]
-        out = []
-        for m, t, w in zip(meas, model, weights, strict=True):
-            offset = np.average(m - t, weights=w**2)  # each frame's brightness, solved in closed form
-            out.append((m - offset - t) * w)
-        return np.concatenate(out)
-
-    x0 = np.array([start.waist, *start.centre]) / scale
-    sol = least_squares(residuals, x0, x_scale=1.0, diff_step=1e-4, max_nfev=60)
-    if not sol.success and sol.status <= 0:
-        raise CalibrationError(routine, f"the twin fit of the beam did not converge ({sol.message})")
-    waist, cy, cx = sol.x * scale
-    total = sum(float(np.sum(w**2)) for w in weights)
-    residual = float(np.sqrt(np.sum(sol.fun**2) / total))
-    return GaussianFit(float(waist), np.array([cy, cx]), residual, start.positions, start.log_sums, start.model)
+            imp.illumination_waist_m.fill_(fit.waist)
+            imp.illumination_center_m.copy_(torch.as_tensor(fit.centre, dtype=imp.illumination_center_m.dtype))
+        model = twin_marker_sums(work, patterns, pixels, radius)
+        corrected = []
+        for s, t, pos in zip(sums, model, positions, strict=True):
+            ideal = np.exp(-2 * np.sum((pos - fit.centre) ** 2, axis=1) / fit.waist**2)
+            correction = np.clip(t, 1e-300, None) / ideal
+            corrected.append(np.where(s > 0, s / correction * correction.mean(), 0.0))
+        fit = fit_gaussian(positions, corrected, routine)
+    return fit
 
 
 def marker_sums(signal: np.ndarray, nominal: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
