@@ -257,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"calibrating {label} ...", file=sys.stderr, flush=True)
             case = run_case(label, profile, args.routines, work)
             cases.append(case)
+            partial = args.out.with_suffix(".partial.json")  # each case kept as soon as it is done
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"routines": list(ROUTINES), "cases": cases}, indent=1, default=str),
+                               encoding="utf-8")
             print(f"  {label}: {case['frames']} frames, {case['seconds']:.1f} s"
                   + "".join(f"; {n} FAILED: {e}" for n, e in case["errors"].items()), file=sys.stderr, flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -28,6 +28,7 @@ from calibration.base import CalibrationError, Cancel, Progress, Routine, Routin
 from calibration.probe import Probe
 from calibration.twinfit import (
     _projected,
+    beam_nuisance,
     camera_power,
     check_finite,
     expose,
@@ -182,13 +183,14 @@ def best_start(work: Twin, render: Any, measured: np.ndarray, weights: np.ndarra
     imp.input_shift_px.data, imp.camera_shift_px.data = best[1], best[2]
 
 
-def fit_markers(work: Twin, names: tuple[str, ...], render: Any, measured: np.ndarray,
-                weights: np.ndarray) -> Any:
+def fit_markers(work: Twin, geometry: tuple[str, ...], render: Any, measured: np.ndarray,
+                weights: np.ndarray, nuisance: tuple[str, ...] = ()) -> Any:
     """The marker frame fit, then a scan along each axis of the valley of the fit's landscape
     (input shift up, camera shift down: found empirically the flattest direction, where the
     pixel structure ripples the landscape and the fit stops short): the best point of the scan
     is fitted again, and kept if better."""
     imp = work.imperfections
+    names = (*geometry, *nuisance)
     fit_twin(work, names[1:], render, measured[None], weights[None], iterations=20)
     report = fit_twin(work, names, render, measured[None], weights[None], iterations=40)
     m = input_to_camera_px(work)
@@ -277,11 +279,12 @@ class Registration(Routine):
         # shift and the input rotation (derivatives by the twin itself, so no sign convention here)
         centroid_start(work, markers, flat, marker_img)
         names = ("input_shift_px", "input_rotation_rad", "camera_shift_px")
+        nuisance = beam_nuisance(work)  # before the illumination routine: fitted, not reported
         # an input pixel narrower than a grid sample (fill factor < 1) sits flat inside it for small
         # shifts, so the fit cannot cross zero: start it from the best of a grid of fractions
         # (each with the camera shift that keeps the image where it is)
         best_start(work, render_markers, marker_img, marker_w)
-        report = fit_markers(work, names, render_markers, marker_img, marker_w)
+        report = fit_markers(work, names, render_markers, marker_img, marker_w, nuisance)
         check_finite(self.name, report)
 
         def render_lenses(t: Twin) -> torch.Tensor:

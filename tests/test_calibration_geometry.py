@@ -64,7 +64,7 @@ def test_fourier_finds_camera_rotation_and_scale(tmp_path: Path, seed: int) -> N
         assert result.residual < 0.1 and 9 <= result.frames <= FourierRegistration.frames_hint + 8
 
 
-@pytest.mark.parametrize("seed", [2, 4])
+@pytest.mark.parametrize("seed", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_registration_finds_shifts_and_rotation(tmp_path: Path, seed: int) -> None:
     with Bench.open(small_profile(tmp_path, small_truth(seed))) as bench:
         twin = twin_from(bench, (*PHOTOMETRIC, "zernike_rad", "camera_rotation_rad", "camera_scale"))

@@ -199,3 +199,26 @@ def test_stale_or_foreign_calibration_files_are_refused_unless_overridden(tmp_pa
             run_program(bench, prog, test, None, progress=False, calibration=foreign, allow_stale=True)
         result = run_program(bench, prog, test, None, progress=False, calibration=fresh, limit=16)
     assert result.status == "complete"
+
+
+def test_cli_run_refuses_a_calibration_the_program_was_not_compiled_for(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from data_helpers import write_idx_split
+    from deploy_helpers import held_out
+
+    from labrig.cli import main
+    from labrig.deploy import save_program
+
+    data = tmp_path / "toy"
+    write_idx_split(data, held_out().images[:16, 0].numpy(), held_out().labels[:16].numpy().astype("u1"), "test")
+    prog = save_program(program(), tmp_path / "prog.h5")  # compiled for the ideal sim-ideal bench
+    with Bench.open("sim-ideal") as bench:
+        cal = _calibration_file(bench, tmp_path / "cal.h5", Imperfections.ideal(bench.shared["sim.world"].geometry))
+    args = ["run", "--program", str(prog), "--data", str(data), "--report", str(tmp_path / "r.json"),
+            "--no-progress", "--calibration", str(cal)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "compiled for the ideal bench" in err and "--ignore-calibration" in err
+    assert not (tmp_path / "r.json").exists()
+    with pytest.warns(UserWarning, match="ignored as asked"):
+        assert main([*args, "--ignore-calibration"]) == 0

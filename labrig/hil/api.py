@@ -53,7 +53,12 @@ def calibrated_twin(program: Program, calibration: Any, *, bench: Any = None,
         return Twin(geometry, imp, dtype=torch.float32), {"hash": None, "path": None, "kind": "none"}
     if isinstance(calibration, Imperfections):  # a copy: re-registration moves the twin's, not the caller's
         twin = Twin(geometry, copy.deepcopy(calibration).to(torch.float64), dtype=torch.float32)
-        return twin, {"hash": None, "path": None, "kind": "known imperfections"}
+        try:  # the identity `labrig run` compares with a program compiled for these imperfections
+            from labrig.deploy.calibrated import imperfections_hash
+            ident = imperfections_hash(calibration)
+        except ImportError:  # pragma: no cover - an older compiler
+            ident = None
+        return twin, {"hash": ident, "path": None, "kind": "known imperfections"}
     from calibration.store import Calibration, calibration_hash, check_fresh, load_calibration
 
     cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
