@@ -96,3 +96,15 @@ def test_noise_only_in_the_regions_read() -> None:
     assert (hinted[:, inside] != reference[:, inside]).mean() > 0.5
     full = noisy.render_batch(grays, 1e-3, 1.0).astype(np.int64)
     assert (full[:, ~inside] != reference[:, ~inside]).mean() > 0.5
+
+
+def test_mean_electrons_takes_a_per_image_exposure() -> None:
+    """Auto-exposure hands the camera one exposure per image (a tensor), hot pixels included."""
+    camera = _world().twin.camera
+    power = torch.rand(2, 1, 4, 4, dtype=torch.float64) * 1e-12
+    hot = torch.zeros(4, 4, dtype=torch.float64)
+    hot[1, 2] = 5e5
+    exposure = torch.tensor([1e-3, 2e-3], dtype=torch.float64).reshape(2, 1, 1, 1)
+    both = camera.mean_electrons(power, exposure, hot)
+    for i in range(2):
+        torch.testing.assert_close(both[i], camera.mean_electrons(power[i], float(exposure[i]), hot))

@@ -66,7 +66,7 @@ class CameraModel(nn.Module):
         e = power_w * (self.spec.quantum_efficiency * exposure_s / self.photon_energy_j)
         e = e + self.spec.dark_current_e_per_s * exposure_s
         if hot_pixels_e_per_s is not None:
-            e = torch.add(e, hot_pixels_e_per_s.to(e.dtype), alpha=exposure_s)
+            e = e + hot_pixels_e_per_s.to(e.dtype) * exposure_s  # exposure may be a tensor (per image)
         return e
 
     def to_dn(
