@@ -235,9 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sim", action="store_true", help="skip the embedded sim bench")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "calibration-accuracy",
                         help="output stem: writes <out>.md and <out>.json")
+    parser.add_argument("--merge", type=Path, nargs="*", default=None, metavar="JSON",
+                        help="no calibration: one report from earlier runs' JSON files (cases run in parallel)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     cases = []
+    if args.merge:
+        for path in args.merge:
+            cases += json.loads(path.read_text(encoding="utf-8"))["cases"]
+        seeds = [c["case"][4:] for c in cases if c["case"].startswith("draw")]
+        header = (f"# Calibration accuracy\n\n`python benchmarks/calibration_accuracy.py` on sim and drawn truths "
+                  f"{', '.join(seeds)} ({len(args.merge)} runs merged with `--merge`); routines: {', '.join(ROUTINES)}.")
+        return _write(cases, header, args.out)
     with tempfile.TemporaryDirectory(prefix="labrig-calacc-") as tmp:
         work = Path(tmp)
         plan = [] if args.no_sim else [("sim", "sim")]
@@ -248,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"calibrating {label} ...", file=sys.stderr, flush=True)
             case = run_case(label, profile, args.routines, work)
             cases.append(case)
+            partial = args.out.with_suffix(".partial.json")  # each case kept as soon as it is done
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"routines": list(ROUTINES), "cases": cases}, indent=1, default=str),
+                               encoding="utf-8")
             print(f"  {label}: {case['frames']} frames, {case['seconds']:.1f} s"
                   + "".join(f"; {n} FAILED: {e}" for n, e in case["errors"].items()), file=sys.stderr, flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -255,13 +268,17 @@ def main(argv: list[str] | None = None) -> int:
               f"--seeds {' '.join(map(str, args.seeds))}` on {platform.machine()} ({os.cpu_count()} cores, load "
               f"average {load:.1f} at the end: wall times include waiting for the CPU), torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads; routines: {', '.join(ROUTINES)}.")
+    return _write(cases, header, args.out)
+
+
+def _write(cases: list[dict[str, Any]], header: str, out: Path) -> int:
     text = report(cases, header)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text, encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps(
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(
         {"routines": list(ROUTINES), "cases": cases}, indent=1, default=str), encoding="utf-8")
-    print(f"wrote {args.out.with_suffix('.md')} and .json", file=sys.stderr)
+    print(f"wrote {out.with_suffix('.md')} and .json", file=sys.stderr)
     return 0
 
 

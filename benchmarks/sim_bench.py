@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -50,18 +51,24 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+#: the clock: process CPU time with one torch thread on the CPU (a shared machine's
+#: other jobs do not count), wall time otherwise (set by `main`)
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def paired(fn: Callable[[], object], bare: Callable[[], object], repeats: int, device: str = "cpu") -> dict:
     """Median seconds of `fn` and `bare`, timed alternately, and the median of their ratios."""
+    clock = CLOCK if device == "cpu" else time.perf_counter
     for f in (fn, bare):
         f()
     a, b = [], []
     for _ in range(repeats):
         for f, out in ((bare, b), (fn, a)):
             _sync(device)
-            t = time.perf_counter()
+            t = clock()
             f()
             _sync(device)
-            out.append(time.perf_counter() - t)
+            out.append(clock() - t)
     return {"s": statistics.median(a), "bare_s": statistics.median(b),
             "ratio": statistics.median(bb / aa for aa, bb in zip(a, b, strict=True))}
 
@@ -225,34 +232,40 @@ def run_row(images: int) -> dict | None:
     except Exception as exc:  # no dataset here: say so, the other rows stand
         print(f"  labrig run: skipped ({exc})")
         return None
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     with tempfile.TemporaryDirectory() as tmp:
         row = throughput("sim", train, test, images, Path(tmp))
-    print(f"  labrig run, sim, {row['images']} images: {row['wall_s']:.1f} s "
-          f"({row['frames_per_s']:.0f} frames/s)", flush=True)
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    row["cpu_s"] = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime  # compile included
+    print(f"  labrig run, sim, {row['images']} images, {torch.get_num_threads()} threads: {row['wall_s']:.1f} s wall "
+          f"({row['frames_per_s']:.0f} frames/s), {row['cpu_s']:.1f} s CPU", flush=True)
     return row
 
 
-def gpu_rows(repeats: int) -> list[dict]:
-    """The twin's frames (its render stages, noise in the ROIs) on the GPU against the
-    bare pipeline on the GPU; the optics-aware step on the GPU."""
+def gpu_rows(repeats: int, device: str = "cuda") -> list[dict]:
+    """The twin's frames (its render stages, noise in the readout ROIs) on the GPU against
+    the bare pipeline on the GPU; the optics-aware step on the GPU."""
     rows = []
-    for name, profile, noise in (("twin frames, sim-ideal, cuda", "sim-ideal", False),
-                                 ("twin frames, sim, truth + noise, cuda", "sim", True)):
+    for name, profile, noise in ((f"twin frames, sim-ideal, {device}", "sim-ideal", False),
+                                 (f"twin frames, sim, truth + ROI noise, {device}", "sim", True)):
         world = world_for(profile, noise)
-        twin = world.twin.to("cuda")
-        prepared = world.prepared_mask().to("cuda")
         grays = inputs(world.geometry.input.resolution)
-        gray = torch.from_numpy(grays).long().to("cuda")
-        gen = torch.Generator(device="cuda").manual_seed(0)
+        bare = bare_pipeline(world, grays, device)  # prepares the mask on the CPU first
+        prepared = world.prepared_mask().to(device)
+        twin = world.twin.to(device)
+        gray = torch.from_numpy(grays).long().to(device)
+        gen = torch.Generator(device=device).manual_seed(0)
+        region = readout_rois(world) if noise else None
 
-        def frames(t=twin, p=prepared, g=gray, n=noise, gen=gen) -> torch.Tensor:
+        def frames(t=twin, p=prepared, g=gray, n=noise, gen=gen, reg=region) -> torch.Tensor:
             with torch.no_grad():
-                return t.frame_prepared(g, p, laser_power_w=0.01, exposure_s=1e-3, noise=bool(n), generator=gen)
-        r = paired(frames, bare_pipeline(world, grays, "cuda"), repeats, "cuda")
+                return t.frame_prepared(g, p, laser_power_w=0.01, exposure_s=1e-3, noise=bool(n), generator=gen,
+                                        region=reg)
+        r = paired(frames, bare, repeats, device)
         rows.append({"path": name, "frames_per_s": BATCH / r["s"], "bare_frames_per_s": BATCH / r["bare_s"],
                      "ratio": r["ratio"], "goal": 1.0 if noise is False else None})
         print(f"  {name}: {BATCH / r['s']:.0f} frames/s, bare {BATCH / r['bare_s']:.0f}, ratio {r['ratio']:.2f}")
-    rows.append(training_row(repeats, "cuda"))
+    rows.append(training_row(repeats, device))
     return rows
 
 
@@ -262,11 +275,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--memory-chunks", type=int, default=40)
     parser.add_argument("--run-images", type=int, default=10_000, help="0: skip the labrig run row")
+    parser.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
+                        help="auto: process CPU time with 1 thread, wall time with more")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    global CLOCK
     torch.set_num_threads(args.threads)
+    clock = args.clock if args.clock != "auto" else ("cpu" if args.threads == 1 else "wall")
+    CLOCK = time.process_time if clock == "cpu" else time.perf_counter
     machine = (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} torch threads")
+               f"{torch.get_num_threads()} torch threads, {clock} clock")
     print(f"{machine}; batch {BATCH}, `sim` 256^2 grid; ratios to the bare pipeline in the same run", flush=True)
     result: dict = {"machine": machine, "threads": args.threads, "argv": sys.argv[1:]}
     result["sim"] = sim_rows(args.repeats)

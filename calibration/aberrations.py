@@ -23,6 +23,7 @@ from calibration.base import CalibrationError, Cancel, Progress, Routine, Routin
 from calibration.probe import Probe
 from calibration.registration import best_start, centroid_start, fit_markers, marker_patterns
 from calibration.twinfit import (
+    beam_nuisance,
     camera_power,
     check_finite,
     expose,
@@ -103,11 +104,12 @@ class Aberrations(Routine):
             return torch.stack([camera_power(t, shown, g) for g in grays])
 
         # the geometry from the flat frame first (as registration does), then everything at once
+        nuisance = beam_nuisance(work)  # before the illumination routine: fitted, not reported
         centroid_start(work, markers, grays[0], measured[0])
         best_start(work, render_flat, measured[0], weights[0])
-        fit_markers(work, GEOMETRY, render_flat, measured[0], weights[0])
+        fit_markers(work, GEOMETRY, render_flat, measured[0], weights[0], nuisance)
         start = fit_twin(work, ("zernike_rad",), render_all, measured, weights, iterations=25)
-        report = fit_twin(work, ("zernike_rad", *GEOMETRY, "filter_shift_px"), render_all, measured, weights,
+        report = fit_twin(work, ("zernike_rad", *GEOMETRY, "filter_shift_px", *nuisance), render_all, measured, weights,
                           iterations=30)
         check_finite(self.name, report)
         if report.reduced_chi2 > CHI2_LIMIT:

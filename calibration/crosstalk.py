@@ -73,7 +73,7 @@ class CrosstalkRoutine(Routine):
     title = "SLM pixel crosstalk (fringing) from zero order vs grating period"
     estimates = ("slm_crosstalk_px",)
     after = ("camera",)
-    frames_hint = 14
+    frames_hint = 16
 
     def __init__(self, periods: tuple[int, ...] = (2, 3, 4, 8), patch_px: int = 2) -> None:
         self.periods = periods
@@ -103,7 +103,8 @@ class CrosstalkRoutine(Routine):
         require(fit.residual <= RESIDUAL_LIMIT, self.name,
                 f"zero-order ratios misfit by {fit.residual:.3g} RMS (> {RESIDUAL_LIMIT}): the fringing model "
                 "does not explain the gratings")
-        plot = {"periods": periods, "measured": measured, "model": fit.model, "curves": fit.curves}
+        plot = {"periods": np.asarray(periods), "measured": measured, "model": fit.model,
+                "curve_sigmas": np.asarray(list(fit.curves)), "curves": np.stack(list(fit.curves.values()))}
         notes = (f"crosstalk {fit.sigma:.3f} +- {fit.sigma_se:.3f} px; phase step at gray {gray}: "
                  f"{fit.step:.3f} rad (current LUT: {step0:.3f})")
         return RoutineResult(self.name, {"slm_crosstalk_px": fit.sigma}, fit.residual,
@@ -116,8 +117,8 @@ class CrosstalkRoutine(Routine):
         d = result.plot
         ax.plot(d["periods"], d["measured"], "o", label="measured")
         ax.plot(d["periods"], d["model"], "-", label=f"twin, {result.values['slm_crosstalk_px']:.3f} px")
-        for sigma, curve in d.get("curves", {}).items():
-            ax.plot(d["periods"], curve, ":", lw=1, label=f"twin, {sigma:.2f} px")
+        for sigma, curve in zip(np.atleast_1d(d["curve_sigmas"]), np.atleast_2d(d["curves"]), strict=True):
+            ax.plot(d["periods"], curve, ":", lw=1, label=f"twin, {float(sigma):.2f} px")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("grating period (SLM px)")
         ax.set_ylabel("zero order / flat")

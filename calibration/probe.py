@@ -128,7 +128,7 @@ class Probe:
         """Mean of `n` frames (float64 DN)."""
         return self.grab_frames(n, check=check, lit_pixels=lit_pixels).astype(np.float64).mean(axis=0)
 
-    def grab_inputs(self, input_grays: np.ndarray, *, check: bool = True) -> np.ndarray:
+    def grab_inputs(self, input_grays: np.ndarray, *, check: bool = True, lit_pixels: int | None = None) -> np.ndarray:
         """One frame (B, H, W) per input pattern, through the camera's batched grab when it has one."""
         patterns = np.asarray(input_grays)
         self._step()
@@ -147,7 +147,7 @@ class Probe:
                 frames[i] = self._grab_one()
         self._check_light_state()
         if check and self._lit:
-            self.check_frames(frames)
+            self.check_frames(frames, lit_pixels=lit_pixels)
         return frames
 
     def _grab_one(self) -> np.ndarray:

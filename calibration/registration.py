@@ -28,6 +28,7 @@ from calibration.base import CalibrationError, Cancel, Progress, Routine, Routin
 from calibration.probe import Probe
 from calibration.twinfit import (
     _projected,
+    beam_nuisance,
     camera_power,
     check_finite,
     expose,
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 LENS_GAIN = 0.5
 #: fractional input shifts (px) tried as the fit's start (none on the flat spot at zero)
 START_FRACTIONS = (-0.45, -0.3, -0.15, 0.15, 0.3, 0.45)
+#: input shifts (px) scanned along the input/camera valley after the marker fit
+VALLEY_SCAN = tuple(np.round(np.arange(-0.5, 0.501, 0.05), 3))
 #: largest reduced chi^2 (noise-weighted residual) of a registration fit
 CHI2_LIMIT = 50.0
 
@@ -180,23 +183,39 @@ def best_start(work: Twin, render: Any, measured: np.ndarray, weights: np.ndarra
     imp.input_shift_px.data, imp.camera_shift_px.data = best[1], best[2]
 
 
-def fit_markers(work: Twin, names: tuple[str, ...], render: Any, measured: np.ndarray,
-                weights: np.ndarray) -> Any:
-    """The marker frame fit; an input shift that ends near zero is fitted again from the other
-    side of zero (the flat spot there stops a fit from crossing it) and the better fit kept."""
+def fit_markers(work: Twin, geometry: tuple[str, ...], render: Any, measured: np.ndarray,
+                weights: np.ndarray, nuisance: tuple[str, ...] = ()) -> Any:
+    """The marker frame fit, then a scan along each axis of the valley of the fit's landscape
+    (input shift up, camera shift down: found empirically the flattest direction, where the
+    pixel structure ripples the landscape and the fit stops short): the best point of the scan
+    is fitted again, and kept if better."""
     imp = work.imperfections
+    names = (*geometry, *nuisance)
     fit_twin(work, names[1:], render, measured[None], weights[None], iterations=20)
     report = fit_twin(work, names, render, measured[None], weights[None], iterations=40)
     m = input_to_camera_px(work)
+    meas, w = torch.as_tensor(measured[None]), torch.as_tensor(weights[None])
     for axis in (0, 1):
-        s = float(imp.input_shift_px[axis])
-        if abs(s) > 0.25:
+        s0, c0 = imp.input_shift_px.detach().clone(), imp.camera_shift_px.detach().clone()
+        best = (math.inf, 0.0)  # the best point off the fitted one: a second start
+        for target in VALLEY_SCAN:
+            if abs(target - float(s0[axis])) < 0.075:
+                continue
+            d = torch.zeros(2, dtype=torch.float64)
+            d[axis] = target - float(s0[axis])
+            imp.input_shift_px.data, imp.camera_shift_px.data = s0 + d, c0 - m * d
+            with torch.no_grad():
+                chi2 = float(_projected(render(work), meas, w, True)[0])
+            if chi2 < best[0]:
+                best = (chi2, float(d[axis]))
+        imp.input_shift_px.data, imp.camera_shift_px.data = s0, c0
+        if best[1] == 0.0:
             continue
         kept = {n: getattr(imp, n).detach().clone() for n in names}
         d = torch.zeros(2, dtype=torch.float64)
-        d[axis] = -2 * s
+        d[axis] = best[1]
         imp.input_shift_px.data += d
-        imp.camera_shift_px.data += m * d
+        imp.camera_shift_px.data -= m * d
         other = fit_twin(work, names, render, measured[None], weights[None], iterations=40)
         if other.chi2 < report.chi2:
             report = other
@@ -212,7 +231,7 @@ class Registration(Routine):
     name = "registration"
     title = "Registration: input modulator -> camera, filter SLM shift"
     estimates = ("input_shift_px", "input_rotation_rad", "camera_shift_px", "filter_shift_px")
-    after = ("fourier", "slm_lut")
+    after = ("fourier", "slm_lut", "aberrations")  # marker images need the PSF: aberrations first
     frames_hint = 2 + 2 + 8 + 6
 
     def run(self, bench: Bench, twin: Twin, *, progress: Progress | None = None,
@@ -260,11 +279,12 @@ class Registration(Routine):
         # shift and the input rotation (derivatives by the twin itself, so no sign convention here)
         centroid_start(work, markers, flat, marker_img)
         names = ("input_shift_px", "input_rotation_rad", "camera_shift_px")
+        nuisance = beam_nuisance(work)  # before the illumination routine: fitted, not reported
         # an input pixel narrower than a grid sample (fill factor < 1) sits flat inside it for small
         # shifts, so the fit cannot cross zero: start it from the best of a grid of fractions
         # (each with the camera shift that keeps the image where it is)
         best_start(work, render_markers, marker_img, marker_w)
-        report = fit_markers(work, names, render_markers, marker_img, marker_w)
+        report = fit_markers(work, names, render_markers, marker_img, marker_w, nuisance)
         check_finite(self.name, report)
 
         def render_lenses(t: Twin) -> torch.Tensor:

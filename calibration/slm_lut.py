@@ -1,9 +1,10 @@
 """Filter SLM phase LUT: the phase of every gray level, from the zero order of binary gratings.
 
 The input shows a small bright patch (its spectrum lights the whole filter SLM)
-and the filter a binary grating of gray levels a | b, long enough in period that
-its diffraction orders land clear of the zero order on the camera (offset
-lambda f2 / period). The zero order keeps |(e^{i phi_a} + e^{i phi_b}) / 2|^2 =
+and the filter a binary grating of gray levels a | b whose diffraction orders
+land clear of the zero order on the camera (offset lambda f2 / period; the
+period is short, 16 px on `sim`, so that the SLM's own smooth flatness error is
+nearly constant over a period). The zero order keeps |(e^{i phi_a} + e^{i phi_b}) / 2|^2 =
 cos^2((phi_b - phi_a) / 2) of a flat filter's light for an ideal SLM
 (`photometry.ZeroOrder`), which names a phase step only up to its sign and is
 blind to it near 0 and pi. So two sweeps: every measured gray level against
@@ -19,8 +20,8 @@ runs after the crosstalk routine): the twin's zero-order ratio as a function
 of phase, per sweep, then each level's phase by least squares.
 
 Frames: 4 dark, 1-4 to find the exposure, 2 flat, then two sweeps of one frame
-per measured level (every `step`-th gray level and the last; 65 levels for an
-8-bit SLM at the default step 4), 1 flat at the end: about 140. The levels in
+per measured level (every `step`-th gray level and the last; 33 levels for an
+8-bit SLM at the default step 8), 1 flat at the end: about 76. The levels in
 between are interpolated (monotone cubic): an LCoS response is smooth in gray.
 
 Products: the measured LUT over all gray levels and the inverse LUT the
@@ -56,8 +57,13 @@ if TYPE_CHECKING:
 
 #: phases (rad) at which the twin computes its zero-order curves, and the finer grid (cubic
 #: interpolation) on which each level's phase is searched
-TWIN_GRID = np.arange(-0.5, 4 * math.pi + 0.1, 0.1)
+TWIN_GRID = np.arange(-0.6, 4 * math.pi + 0.6, 0.2)
 PHASE_GRID = np.arange(-0.5, 4 * math.pi + 0.1, 0.02)
+#: camera pixels between the zero and the first order of the LUT's gratings
+LUT_CLEARANCE_PX = 16.0
+#: misfit of a level's zero-order ratios (fraction of the flat's) within which two phase
+#: branches count as equally good, and continuity over the levels decides
+BRANCH_TOLERANCE = 0.03
 #: largest RMS misfit of the zero-order ratios (fraction of the flat filter's zero order)
 RESIDUAL_LIMIT = 0.03
 
@@ -67,11 +73,12 @@ class SlmLutRoutine(Routine):
     title = "Filter SLM phase LUT from binary gratings"
     estimates = ("slm_lut",)
     after = ("camera", "crosstalk")
-    frames_hint = 140
+    frames_hint = 76
 
-    def __init__(self, step: int = 4, patch_px: int = 2) -> None:
+    def __init__(self, step: int = 8, patch_px: int = 2, period: int | None = None) -> None:
         self.step = step
         self.patch_px = patch_px
+        self.period = period
 
     def run(self, bench: Bench, twin: Twin, *, progress: Progress | None = None,
             cancel: Cancel | None = None) -> RoutineResult:
@@ -80,7 +87,7 @@ class SlmLutRoutine(Routine):
         levels = geo.filter.levels
         grays = np.unique(np.r_[np.arange(0, levels, self.step), levels - 1])
         shape = tuple(geo.filter.resolution)
-        period = long_period(twin)
+        period = self.period or lut_period(twin)
         radius = min(3.0, 0.4 * order_offset_px(twin, period))
         work = copy.deepcopy(twin).to(torch.float32)  # the curves need no float64
         mask = torch.as_tensor(stripes(shape, period), dtype=work.dtype)
@@ -133,6 +140,14 @@ class SlmLutRoutine(Routine):
         ax.legend(fontsize="small")
 
 
+def lut_period(twin: Twin) -> int:
+    """The grating period: the shortest even one (>= 6 px) whose first order lands `LUT_CLEARANCE_PX`
+    from the zero order. Short, because a smooth phase error across the SLM (its flatness) must
+    be nearly constant over a period for the zero order to measure the step alone; the crosstalk
+    that short periods feel is in the twin by now."""
+    return max(6, long_period(twin, LUT_CLEARANCE_PX, largest=32) // 2 * 2)
+
+
 def fine(curve: np.ndarray) -> np.ndarray:
     """A twin curve on `TWIN_GRID`, cubic-interpolated onto `PHASE_GRID`."""
     from scipy.interpolate import CubicSpline
@@ -155,16 +170,18 @@ def unwrap_levels(r0: np.ndarray, r1: np.ndarray | None, grid: np.ndarray, curve
     """Each level's phase: the grid phase that fits its ratios best among the near-best ones,
     the one closest to the previous level's (gray 0 is phase 0), refined parabolically."""
     out = np.zeros(len(r0))
-    prev = 0.0
+    prev, step = 0.0, 0.0
     for i in range(1, len(r0)):
         cost = (curve0 - r0[i]) ** 2
         if r1 is not None and curve1 is not None:
             cost = cost + (curve1 - r1[i]) ** 2
-        # local minima of the cost along the grid
+        # local minima of the cost along the grid; among those that fit to within the noise
+        # (phases 2 pi apart fit almost equally), the one that continues from the previous level
         interior = np.nonzero((cost[1:-1] <= cost[:-2]) & (cost[1:-1] <= cost[2:]))[0] + 1
         candidates = interior if interior.size else np.array([int(np.argmin(cost))])
-        good = candidates[cost[candidates] <= cost[candidates].min() + max(4 * cost[candidates].min(), 2e-4)]
-        j = int(good[np.argmin(np.abs(grid[good] - prev) + 10 * np.clip(prev - 0.3 - grid[good], 0, None))])
+        good = candidates[cost[candidates] <= 4 * max(cost[candidates].min(), BRANCH_TOLERANCE**2)]
+        expected = prev + step
+        j = int(good[np.argmin(np.abs(grid[good] - expected) + 10 * np.clip(prev - 0.3 - grid[good], 0, None))])
         phase = grid[j]
         if 0 < j < len(grid) - 1:  # parabola through the three samples around the minimum
             a, b, c = cost[j - 1], cost[j], cost[j + 1]
@@ -172,6 +189,7 @@ def unwrap_levels(r0: np.ndarray, r1: np.ndarray | None, grid: np.ndarray, curve
             if den > 0:
                 phase += 0.5 * (a - c) / den * (grid[1] - grid[0])
         out[i] = phase
+        step = float(np.clip(phase - prev, 0.0, 1.0)) if i > 1 else 0.0
         prev = phase
     return out
 

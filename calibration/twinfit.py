@@ -39,7 +39,24 @@ PARAM_SCALES: dict[str, float] = {
     "slm_crosstalk_px": 0.1,
     "illumination_center_m": 2e-5,
     "illumination_waist_m": 2e-4,
+    "input_contrast": 100.0,
 }
+
+
+def beam_nuisance(twin: Twin) -> tuple[str, ...]:
+    """The illumination and contrast parameters to fit alongside the geometry when no estimate of
+    them is in `twin` yet (they set the markers' relative brightness): finite starts are put in
+    (a beam twice the modulator wide, centred; contrast 300) and their names returned."""
+    imp = twin.imperfections
+    names: list[str] = []
+    if math.isinf(float(imp.illumination_waist_m)):
+        g = twin.geometry
+        imp.illumination_waist_m.data = torch.tensor(2.0 * g.input.resolution[0] * g.input.pitch_m, dtype=torch.float64)
+        names += ["illumination_waist_m", "illumination_center_m"]
+    if math.isinf(float(imp.input_contrast)):
+        imp.input_contrast.data = torch.tensor(300.0, dtype=torch.float64)
+        names.append("input_contrast")
+    return tuple(names)
 
 
 # -- the twin ---------------------------------------------------------------------------------------

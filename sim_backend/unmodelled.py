@@ -35,6 +35,7 @@ laser power fluctuation        frame-to-frame power noise           1 % RMS per 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,8 +44,9 @@ import torch
 
 from drivers.config import Section
 from labrig.optics.aberrations import pupil_coordinates
+from labrig.optics.camera import PixelRect
 from labrig.optics.specs import BenchGeometry
-from labrig.optics.system import PixelRect, Twin
+from labrig.optics.system import Twin
 
 #: Noll-normalised terms beyond the twin's set (`ZERNIKE_NAMES` stops at Z11)
 EXTRA_ZERNIKE_NAMES: tuple[str, ...] = (
@@ -182,28 +184,31 @@ class Unmodelled:
         draw = torch.randn(frames, generator=gen, dtype=torch.float64)
         return (1 + self.laser_fluctuation_rms * draw).clamp_min(0).to(dtype)
 
-    # -- the render stages (SimWorld._render calls these between the twin's own) ---------------
-    def output_plane(self, geometry: BenchGeometry, power: torch.Tensor) -> torch.Tensor:
-        """Output-plane power with the pixel-aperture envelope, the ghost and the per-frame
-        laser fluctuation (the filter-plane effects are already in the prepared mask)."""
-        if not self.enabled:
-            return power
-        envelope = self.output_envelope(geometry, power.dtype)
+    # -- one frame ------------------------------------------------------------------------------
+    def renderer(self, twin: Twin):
+        """What renders a frame: `frame` bound to `twin`, or the twin's own `frame_prepared` when off."""
+        return twin.frame_prepared if not self.enabled else functools.partial(self.frame, twin)
+
+    def frame(self, twin: Twin, input_gray: torch.Tensor, prepared: torch.Tensor, *, laser_power_w: float,
+              exposure_s: float, gain: float, noise: bool, generator: torch.Generator,
+              region: Sequence[PixelRect] | None = None) -> torch.Tensor:
+        """`Twin.frame_prepared` with the output-plane and camera effects added (DN, rounded).
+        `prepared` already carries `filter_factor` (see `SimWorld.prepared_mask`); `region`:
+        noise only in these camera rectangles, as `Twin.frame_prepared`."""
+        imp, camera = twin.imperfections, twin.camera
+        power = twin.output_power_prepared(twin.input_amplitude(input_gray), prepared, laser_power_w)
+        envelope = self.output_envelope(twin.geometry, power.dtype)
         if envelope is not None:
             power = power * envelope
         power = self.ghost(power)
         batch = power.shape[:-2]
-        return power * self.power_factors(int(math.prod(batch)), power.dtype).reshape(*batch, 1, 1)
-
-    def detect(self, twin: Twin, camera_power: torch.Tensor, exposure_s: float, gain: float, *,
-               noise: bool, generator: torch.Generator, region: Sequence[PixelRect] | None = None) -> torch.Tensor:
-        """The twin's DN chain (not rounded) with the camera's response bending near full well."""
-        imp, camera = twin.imperfections, twin.camera
+        factors = self.power_factors(int(math.prod(batch)), power.dtype).reshape(*batch, 1, 1)
+        camera_power = twin.camera_power(power * factors)
         electrons = camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
         if noise:
-            electrons = camera.sample_electrons_in(electrons, generator, region)
+            electrons = camera.sample_electrons(electrons, generator, region)
         electrons = knee(electrons, camera.spec.full_well_e, self.camera_knee_fraction)
-        return camera.to_dn(electrons, gain, imp.camera_gain, imp.camera_offset_dn)
+        return camera.quantize(camera.to_dn(electrons, gain, imp.camera_gain, imp.camera_offset_dn))
 
 
 def unmodelled_from_profile(root: Section, truth_enabled: bool, seed: int) -> Unmodelled:

@@ -119,25 +119,18 @@ class SimWorld:
         self, input_gray: torch.Tensor, exposure_s: float, gain: float, out: np.ndarray,
         rois: Sequence[PixelRect] | None = None,
     ) -> None:
-        """Frames for input gray levels into `out` (uint16), stage by stage, each the
-        twin's own step (so with the truth off this is `Twin.frame_prepared` exactly):
-        input amplitude -> input field (its lit window) -> filter (the prepared mask)
-        -> output power -> camera power -> DN (noise only inside `rois` when given)."""
-        twin = self.twin
+        """Frames for input gray levels into `out` (uint16): input amplitude -> input
+        field (its lit window) -> filter (the prepared mask) -> output power -> camera
+        power -> electrons -> DN, noise only inside `rois` when given. With the truth
+        off this is `Twin.frame_prepared` exactly."""
         with torch.no_grad():
-            amplitude = twin.input_amplitude(input_gray)
-            field, offset = twin.input_field_window(amplitude, self.beam_power_w)
-            output_power = twin.output_power_window(field, offset, self.prepared_mask())
-            output_power = self.unmodelled.output_plane(self.geometry, output_power)  # what the twin lacks
-            camera_power = twin.camera_power(output_power)
-            if self.unmodelled.enabled:
-                dn = self.unmodelled.detect(twin, camera_power, exposure_s, gain, noise=self.truth.noise,
-                                            generator=self.noise_generator, region=rois)
-            elif self.truth.noise:
-                dn = twin.sample_dn(camera_power, exposure_s, gain, self.noise_generator, rois)
-            else:
-                dn = twin.expected_dn(camera_power, exposure_s, gain)
-            dn = twin.camera.quantize(dn)
+            # the twin's own stages (`Twin.frame_prepared`), or them plus what the twin lacks
+            # (`Unmodelled.frame`) when the unmodelled truth is on
+            render = self.unmodelled.renderer(self.twin)
+            dn = render(
+                input_gray, self.prepared_mask(), laser_power_w=self.beam_power_w, exposure_s=exposure_s,
+                gain=gain, noise=self.truth.noise, generator=self.noise_generator, region=rois,
+            )
         np.copyto(out, dn.numpy(), casting="unsafe")  # integers in [0, max_dn]: exact
 
     def grab(self, exposure_s: float, gain: float, timeout_s: float) -> np.ndarray:

@@ -17,11 +17,27 @@ from cal_helpers import small_profile, small_truth, truth_of
 from calibration.base import CalibrationError
 from calibration.camera import CameraRoutine
 from calibration.crosstalk import CrosstalkRoutine
+from calibration.illumination import IlluminationRoutine
 from calibration.slm_lut import SlmLutRoutine
 from labrig.bench.bench import Bench
 from labrig.geometry import geometry_from_profile
 from labrig.optics import Twin
 from labrig.optics.imperfections import apply_values
+
+
+def check_plot(routine: object, result: object) -> None:
+    """The routine's figure draws from its result (as `labrig calibration show` does)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    try:
+        routine.plot(result, ax)
+        assert ax.has_data()
+    finally:
+        plt.close(fig)
 
 
 def open_small(tmp_path: Path, truth: object, **overrides: object) -> Iterator[tuple[Bench, Twin]]:
@@ -35,7 +51,9 @@ def test_camera_recovers_gain_offset_and_hot_pixels(tmp_path: Path, seed: int) -
     truth = small_truth(seed)
     truth["hot_pixel_fraction"] = 1e-3  # a few on a 64 x 64 camera
     for bench, twin in open_small(tmp_path, truth):
-        result = CameraRoutine().run(bench, twin)
+        routine = CameraRoutine()
+        result = routine.run(bench, twin)
+        check_plot(routine, result)
         true = truth_of(bench)
         assert result.values["camera_gain"] == pytest.approx(float(true.camera_gain), rel=0.01)
         assert result.values["camera_offset_dn"] == pytest.approx(float(true.camera_offset_dn), abs=1.0)
@@ -64,10 +82,12 @@ def test_crosstalk_then_lut_recover_the_filter_slm(tmp_path: Path, seed: int) ->
     for bench, twin in open_small(tmp_path, small_truth(seed)):
         true = truth_of(bench)
         crosstalk = CrosstalkRoutine().run(bench, twin)
+        check_plot(CrosstalkRoutine(), crosstalk)
         assert crosstalk.values["slm_crosstalk_px"] == pytest.approx(float(true.slm_crosstalk_px), abs=0.05)
         assert crosstalk.frames <= 25
         apply_values(twin.imperfections, crosstalk.values)
         lut = SlmLutRoutine(step=8).run(bench, twin)
+        check_plot(SlmLutRoutine(), lut)
         error = np.asarray(lut.values["slm_lut"]) - true.slm_lut.numpy()
         assert np.sqrt(np.mean(error**2)) <= 0.05
         inverse = lut.products["inverse_lut"]  # gray level for phase 2 pi k / levels
@@ -82,4 +102,35 @@ def test_lut_refuses_an_interlocked_laser(tmp_path: Path) -> None:
     for bench, twin in open_small(tmp_path, small_truth(2), faults={"interlock_open": True}):
         with pytest.raises(CalibrationError, match=r"slm_lut.*interlock"):
             SlmLutRoutine(step=8).run(bench, twin)
+        assert not bench.guard.armed
+
+
+#: what the registration and aberrations routines estimate before the illumination routine runs
+#: (here taken from the truth, as the session would have written their results into the twin)
+GEOMETRY = ("input_shift_px", "input_rotation_rad", "camera_shift_px", "camera_rotation_rad", "camera_scale",
+            "zernike_rad")
+
+
+@pytest.mark.parametrize("seed", [2, 5])
+def test_illumination_recovers_beam_and_contrast(tmp_path: Path, seed: int) -> None:
+    # the filter SLM's pixel envelope is physics every SLM has (the routine divides it out); the
+    # small bench's unmodelled truth is off, so switch that one effect on
+    pixels = {"enabled": True, "pixel_aperture": True}
+    for bench, twin in open_small(tmp_path, small_truth(seed), unmodelled=pixels):
+        true = truth_of(bench)
+        apply_values(twin.imperfections, {k: getattr(true, k).detach().clone() for k in GEOMETRY})
+        result = IlluminationRoutine().run(bench, twin)
+        check_plot(IlluminationRoutine(), result)
+        waist = float(true.illumination_waist_m)
+        assert result.values["illumination_waist_m"] == pytest.approx(waist, rel=0.05)
+        centre = np.asarray(result.values["illumination_center_m"])
+        assert np.abs(centre - true.illumination_center_m.numpy()).max() <= 20e-6
+        assert result.values["input_contrast"] == pytest.approx(float(true.input_contrast), rel=0.05)
+        assert not bench.guard.armed
+
+
+def test_illumination_refuses_a_dark_bench(tmp_path: Path) -> None:
+    for bench, twin in open_small(tmp_path, small_truth(2), laser={"power_w": 0.0}):
+        with pytest.raises(CalibrationError, match=r"illumination.*dark level"):
+            IlluminationRoutine().run(bench, twin)
         assert not bench.guard.armed

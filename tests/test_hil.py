@@ -4,6 +4,7 @@ guard (rollback, light lost, frame budget, cancel, device fault) does what it sa
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from pathlib import Path
@@ -50,7 +51,8 @@ def _ideal_twin(program: Program) -> Twin:
 
 def _truth_twin(bench: Bench, program: Program) -> Twin:
     """A perfect calibration of the modelled truth (tests may read the truth; labrig.hil never does)."""
-    return Twin(program.bench_geometry(), bench.shared["sim.world"].truth.imperfections, dtype=torch.float32)
+    truth = copy.deepcopy(bench.shared["sim.world"].truth.imperfections)  # not the world's own (it drifts)
+    return Twin(program.bench_geometry(), truth, dtype=torch.float32)
 
 
 def _real(tmp_path: Path, name: str = "real", unmodelled: str = "enabled = true", truth: str = "") -> Path:
@@ -249,3 +251,26 @@ def test_cli_finetunes_resumes_and_records_lineage(tmp_path: Path, capsys) -> No
     assert lineage["calibration_hash"] is None and [m["step"] for m in lineage["metrics"]] == [1, 2, 3, 4]
     assert any(e["kind"] == "resumed" for e in lineage["events"])
     assert np.array_equal(program.filter.gray, _program().filter.gray)  # backend mode: the masks stay
+
+
+def test_drift_is_followed_by_reregistration_from_the_frames_taken(tmp_path: Path) -> None:
+    pytest.importorskip("calibration.reregister")
+    from labrig.hil.api import default_reregister
+
+    drifting = _real(tmp_path, "drift", unmodelled="enabled = false", truth="noise = false")
+    drifting.write_text(drifting.read_text().replace("drift_px_per_s = [0.0, 0.0]", "drift_px_per_s = [8.0, -4.0]"))
+    with Bench.open(drifting) as bench:
+        world = bench.shared["sim.world"]
+        program = _program()
+        twin = _truth_twin(bench, program)
+        tuner = FineTuner(program, twin, toy_dataset(64, seed=1), bench=bench, reregister=default_reregister(),
+                          config=FineTuneConfig(mode="backend", steps=6, batch=8, eval_every=0, checkpoint_every=0,
+                                                reregister_every=3))
+        start = twin.imperfections.camera_shift_px.detach().clone()
+        result = tuner.run()
+        true_now = world.twin.imperfections.camera_shift_px.detach()
+    events = [e for e in result.events if e["kind"] == "reregister"]
+    assert len(events) == 2 and "displacement_px" in events[0]["message"]
+    error_before = float((true_now - start).norm())
+    error_after = float((true_now - twin.imperfections.camera_shift_px.detach()).norm())
+    assert error_before > 0.3 and error_after < 0.5 * error_before, (error_before, error_after)

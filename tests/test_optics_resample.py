@@ -31,3 +31,27 @@ def test_overlaps_conserve_area_inside() -> None:
     """Each destination cell fully inside the source lattice is covered exactly once."""
     ov = AxisOverlap(40, 1.0, 10, 2.7, dst_origin=0.4)
     torch.testing.assert_close(ov.weight.sum(1), torch.full((10,), 2.7, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("n_src", "d_src", "n_dst", "d_dst", "origin", "scale"),
+    [
+        (256, 1.0, 256, 1.0, 1.3, 1.003),  # a camera: shifted and scaled, a few slice runs
+        (64, 1.0, 256, 1.0, 0.35, 1.0),  # a modulator window on the grid
+        (64, 2.0, 256, 1.0, 0.7, 1.0),  # pitch ratio 2: many runs, gathered per band
+    ],
+)
+def test_apply_window_and_gradient_paths_equal_dense(n_src, d_src, n_dst, d_dst, origin, scale) -> None:
+    """A window of the destination, and the gradient path, give the dense map's rows."""
+    ov = AxisOverlap(n_src, d_src, n_dst, d_dst, dst_origin=origin, dst_scale=scale, dst_fill=0.9)
+    x = torch.randn(2, 3, n_src, dtype=torch.float64)
+    expected = x @ ov.dense().T
+    lo, hi = ov.support()
+    assert torch.all(expected[..., :lo] == 0) and torch.all(expected[..., hi:] == 0)
+    window = (max(lo - 3, 0), hi)
+    torch.testing.assert_close(ov.apply(x, -1, window=window), expected[..., window[0] : window[1]])
+    xg = x.clone().requires_grad_(True)
+    out = ov.apply(xg, -1)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    torch.testing.assert_close(xg.grad, ov.dense().sum(0).expand_as(x))

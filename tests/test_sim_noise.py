@@ -16,12 +16,11 @@ from sim_backend.unmodelled import Unmodelled
 from sim_backend.world import SimWorld
 
 
-def _world(noise: bool = True) -> SimWorld:
-    """The `sim` truth without the unmodelled effects (their camera knee and laser
-    fluctuation change the statistics this file checks against the camera model)."""
+def _world(noise: bool = True, unmodelled: bool = True) -> SimWorld:
     world = SimWorld.from_profile(load_profile("sim").root)
     world.truth = replace(world.truth, noise=noise)
-    world.unmodelled = Unmodelled.off()
+    if not unmodelled:  # the camera model alone (no laser fluctuation, knee, ghost, envelope)
+        world.unmodelled = Unmodelled.off()
     world.laser_enabled, world.shutter_open, world.laser_power_w = True, True, 0.01
     rng = np.random.default_rng(4)
     world.show_filter(rng.integers(0, 256, world.geometry.filter.resolution).astype(np.uint8))
@@ -53,7 +52,7 @@ def test_frame_mean_and_variance_per_pixel_class() -> None:
     """Many frames of one input through the truth-on bench: per pixel class (dark,
     dim, mid, bright by expected electrons), the mean DN is the noise-free reading
     and the variance is gain^2 (electrons + read noise^2) + 1/12 (the ADC's rounding)."""
-    world = _world()
+    world = _world(unmodelled=False)
     n = 96
     frames = torch.from_numpy(world.render_batch(_inputs(world, n), 1e-3, 1.0).astype(np.float64))
     twin, spec = world.twin, world.geometry.camera
@@ -82,9 +81,11 @@ def test_frame_mean_and_variance_per_pixel_class() -> None:
 
 def test_noise_only_in_the_regions_read() -> None:
     """With `rois` the batched grab draws noise inside them only; the rest of each frame
-    is the noise-free reading, and the frames without `rois` are noisy everywhere."""
+    is the noise-free reading, and the frames without `rois` are noisy everywhere (the
+    `sim` profile's unmodelled truth on: its renderer takes the hint too)."""
     rois = [(40, 40, 76, 76), (150, 100, 186, 136)]
     noisy, clean = _world(), _world(noise=False)
+    assert noisy.unmodelled.enabled
     grays = _inputs(noisy, 4)
     hinted = noisy.render_batch(grays, 1e-3, 1.0, rois).astype(np.int64)
     reference = clean.render_batch(grays, 1e-3, 1.0).astype(np.int64)
@@ -95,3 +96,15 @@ def test_noise_only_in_the_regions_read() -> None:
     assert (hinted[:, inside] != reference[:, inside]).mean() > 0.5
     full = noisy.render_batch(grays, 1e-3, 1.0).astype(np.int64)
     assert (full[:, ~inside] != reference[:, ~inside]).mean() > 0.5
+
+
+def test_mean_electrons_takes_a_per_image_exposure() -> None:
+    """Auto-exposure hands the camera one exposure per image (a tensor), hot pixels included."""
+    camera = _world().twin.camera
+    power = torch.rand(2, 1, 4, 4, dtype=torch.float64) * 1e-12
+    hot = torch.zeros(4, 4, dtype=torch.float64)
+    hot[1, 2] = 5e5
+    exposure = torch.tensor([1e-3, 2e-3], dtype=torch.float64).reshape(2, 1, 1, 1)
+    both = camera.mean_electrons(power, exposure, hot)
+    for i in range(2):
+        torch.testing.assert_close(both[i], camera.mean_electrons(power[i], float(exposure[i]), hot))

@@ -25,6 +25,7 @@ from labrig.deploy.compiler import DEFAULT_EXPOSURE_FILL, MAX_CALIBRATION, compi
 from labrig.deploy.errors import Cancelled, RunAborted, RunFileError
 from labrig.deploy.images import ImageSource
 from labrig.deploy.program import Program
+from labrig.deploy.refine import RefineConfig
 from labrig.deploy.result import RunResult, write_report
 from labrig.deploy.run import DEFAULT_BATCH, run_program
 from labrig.distill.checkpoint import Checkpoint, load_model
@@ -83,19 +84,25 @@ def _first(data: Any, n: int) -> Any:
 def compile_checkpoint(
     student: StudentCheckpoint | str | Path,
     profile: Profile | str | Path | None,
-    calibration: ImageDataset | str | Path | Any,
+    data: ImageDataset | str | Path | Any,
     *,
     calibration_images: int = MAX_CALIBRATION,
     exposure_fill: float | None = None,
+    calibration: Any = None,
+    refine: RefineConfig | None = None,
+    allow_stale: bool = False,
+    bench: Bench | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> Program:
     """Compile a student checkpoint for the bench `profile` describes (None: ``sim``).
 
-    `calibration`: the training data the exposure is chosen on (a dataset, a dataset
-    folder whose train split is read, or (N, H, W) images in [0, 1]); its first
+    `data`: the training data the exposure is chosen on (a dataset, a dataset folder
+    whose train split is read, or (N, H, W) images in [0, 1]); its first
     `calibration_images` images are used, and a dataset's class names go into the
     program. The program records the checkpoint and its metrics as its source.
+    `calibration` (a calibration file or object), `refine`, `allow_stale` and `bench`
+    compile for the bench as measured (`compile_program`).
     """
     steps = 3
 
@@ -109,13 +116,14 @@ def compile_checkpoint(
     if not isinstance(student, StudentCheckpoint):
         student = load_student(student)
     step(1, "reading the calibration images")
-    data = _first(load_images(calibration, "train"), max(1, int(calibration_images)))
-    classes = tuple(getattr(data, "classes", ()) or ())
+    images = _first(load_images(data, "train"), max(1, int(calibration_images)))
+    classes = tuple(getattr(images, "classes", ()) or ())
     step(2, "compiling")
     program = compile_program(
-        student.model, profile if profile is not None else "sim", data,
+        student.model, profile if profile is not None else "sim", images,
         exposure_fill=exposure_fill or DEFAULT_EXPOSURE_FILL, classes=classes,
         source={"checkpoint": str(student.path), "metrics": student.checkpoint.metrics},
+        calibration=calibration, refine=refine, allow_stale=allow_stale, bench=bench,
     )
     if progress is not None:
         progress(steps, steps, {"stage": "compiled"})
@@ -181,6 +189,9 @@ def run_and_report(
     save_frames: bool = False,
     save_tiles: bool = True,
     timeout_s: float = 1.0,
+    calibration: Any = None,
+    ignore_calibration: bool = False,
+    allow_stale: bool = False,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     bar: bool = False,
@@ -190,8 +201,9 @@ def run_and_report(
 
     A run that a device fault or Ctrl-C stops part way still comes back, with its partial
     result, the report written and the exception in `failure` (`raise_failure` re-raises
-    it); a failure before the first image (a program that does not fit, bad data)
-    raises. `bar` shows a terminal progress bar.
+    it); a failure before the first image (a program that does not fit, bad data, a
+    program compiled for another calibration) raises. `calibration`, `ignore_calibration`
+    and `allow_stale` are `run_program`'s. `bar` shows a terminal progress bar.
     """
     check_run_targets(out_path, report)
     images_data = load_images(data, split)
@@ -200,7 +212,9 @@ def run_and_report(
     try:
         result = run_program(bench, program, images_data, out_path, device=device, batch=batch, resume=resume,
                              cancel=cancel, progress=bar, on_progress=progress, limit=limit,
-                             save_frames=save_frames, save_tiles=save_tiles, twin=twin, timeout_s=timeout_s)
+                             save_frames=save_frames, save_tiles=save_tiles, twin=twin, timeout_s=timeout_s,
+                             calibration=calibration, ignore_calibration=ignore_calibration,
+                             allow_stale=allow_stale)
     except (RunAborted, KeyboardInterrupt) as exc:
         partial = getattr(exc, "result", None)
         if partial is None:

@@ -10,6 +10,7 @@ from.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -50,9 +51,14 @@ def calibrated_twin(program: Program, calibration: Any, *, bench: Any = None,
     if calibration is None:
         imp = Imperfections(geometry, slm_lut=torch.as_tensor(program.filter.lut))
         return Twin(geometry, imp, dtype=torch.float32), {"hash": None, "path": None, "kind": "none"}
-    if isinstance(calibration, Imperfections):
-        twin = Twin(geometry, calibration.to(torch.float64), dtype=torch.float32)
-        return twin, {"hash": None, "path": None, "kind": "known imperfections"}
+    if isinstance(calibration, Imperfections):  # a copy: re-registration moves the twin's, not the caller's
+        twin = Twin(geometry, copy.deepcopy(calibration).to(torch.float64), dtype=torch.float32)
+        try:  # the identity `labrig run` compares with a program compiled for these imperfections
+            from labrig.deploy.calibrated import imperfections_hash
+            ident = imperfections_hash(calibration)
+        except ImportError:  # pragma: no cover - an older compiler
+            ident = None
+        return twin, {"hash": ident, "path": None, "kind": "known imperfections"}
     from calibration.store import Calibration, calibration_hash, check_fresh, load_calibration
 
     cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
@@ -63,13 +69,19 @@ def calibrated_twin(program: Program, calibration: Any, *, bench: Any = None,
 
 
 def default_reregister() -> Reregister | None:
-    """Engineer C's fast re-registration (calibration/reregister.py), when it is installed."""
+    """calibration/reregister.py's fast re-registration (the camera shift from frames the
+    fine-tune takes anyway), adapted to the trainer's hook; None where it is not installed."""
     try:
-        from calibration import reregister as module
+        from calibration.reregister import reregister
     except ImportError:
         return None
-    fn = getattr(module, "reregister", None)
-    return fn if callable(fn) else None
+
+    def hook(twin: Twin, measured: Any, expected: Any) -> dict[str, Any]:
+        found = reregister(twin, measured, expected)
+        return {"displacement_px": [round(float(v), 3) for v in found.displacement_px],
+                "camera_shift_px": [round(float(v), 3) for v in found.camera_shift_after]}
+
+    return hook
 
 
 def finetune(

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from labrig.deploy.acquire import Acquirer
+from labrig.deploy.inputs import gray_dtype
 from labrig.deploy.program import Program, Readout
 from labrig.deploy.readout import TileReader
 from labrig.hil.errors import LightLost, SaturatedFrames
@@ -60,6 +61,8 @@ class BenchMeter:
         self.full_scale_dn = SATURATION_LEVEL * min(2 ** int(bench.camera.bit_depth) - 1, well_dn)
         self.frames = 0
         self.device_s = 0.0
+        #: the last batch: (filter gray, input gray, frames); re-registration reuses its frames
+        self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def set_readout(self, readout: Readout) -> None:
         self.readout = readout
@@ -70,16 +73,18 @@ class BenchMeter:
             self.program, readout=self.readout,
             filter=dataclasses.replace(self.program.filter, gray=np.asarray(filter_gray)))
         acquirer = Acquirer(self.bench, program, timeout_s=self.timeout_s, retries=self.retries)
+        input_gray = np.asarray(input_gray).astype(gray_dtype(len(program.input.lut)))  # as the modulator takes them
         try:
             acquirer.prepare()
             self._check_light()
-            frames = acquirer.acquire(np.asarray(input_gray))
+            frames = acquirer.acquire(input_gray)
             self._check_light()
         finally:
             self.frames += acquirer.frames
             self.device_s += acquirer.device_s
         raw = self.reader.cut(frames)
         self.check(raw)
+        self.last = (np.asarray(filter_gray), np.asarray(input_gray), frames)
         return raw.astype(np.float32)
 
     def _check_light(self) -> None:

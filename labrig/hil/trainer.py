@@ -63,7 +63,10 @@ MODES = ("backend", "pat", "twin")
 CHECKPOINT = "checkpoint.pt"
 Cancel = Callable[[], bool] | threading.Event
 Progress = Callable[[int, int, dict[str, Any]], None]
-Reregister = Callable[[Any, Twin], dict[str, Any]]
+Reregister = Callable[[Twin, np.ndarray, np.ndarray], dict[str, Any]]
+"""(twin, measured frames, the twin's expected frames for the same inputs and masks; both
+(n, H, W) with their dark level removed) -> what changed; moves the twin (e.g. its camera
+shift) to follow the bench. No extra frames: it reuses the last batch's."""
 
 #: how fast the residual's reference level follows new values (per check)
 RESIDUAL_FOLLOW = 0.1
@@ -401,16 +404,34 @@ class FineTuner:
         if fresh is not None and not due:  # a slow running mean: follows the masks, not a jump
             base = self.residual_base
             self.residual_base = fresh if base is None else base + RESIDUAL_FOLLOW * (fresh - base)
-        if not due or self.bench is None:
+        if not due or self.meter is None or self.meter.last is None:
             return
         if self.reregister is None:
             self._event("reregister", "due, but no re-registration routine was given")
             return
-        found = self.reregister(self.bench, self.twin)
+        measured, expected = self._last_frames()
+        try:
+            found = self.reregister(self.twin, measured, expected)
+        except ValueError as exc:  # moved too far to be drift: say so, keep training on the calibration
+            self._event("reregister", f"refused: {exc}")
+            return
         self.residuals.values.clear()
         self._residual_seen = 0
         self.residual_base = None
         self._event("reregister", ", ".join(f"{k}={v}" for k, v in (found or {}).items()) or "done")
+
+    def _last_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """The last batch's frames and the twin's for the same inputs and shown masks, (n, H, W)
+        each, every frame less its median (the dark level: most of a frame is dark)."""
+        assert self.meter is not None and self.meter.last is not None
+        gray, inputs, frames = self.meter.last
+        with torch.no_grad():
+            phase = self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype)
+            expected = self.twin_tiles.expected_dn(phase, torch.as_tensor(inputs.astype(np.int64))).numpy()
+        measured = frames.astype(np.float64).reshape(-1, *frames.shape[-2:])
+        expected = expected.astype(np.float64).reshape(measured.shape)
+        return (measured - np.median(measured, axis=(1, 2), keepdims=True),
+                expected - np.median(expected, axis=(1, 2), keepdims=True))
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()

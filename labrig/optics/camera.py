@@ -16,6 +16,9 @@ from labrig.optics.grid import Grid
 from labrig.optics.resample import AxisOverlap, affine_warp, is_identity_warp
 from labrig.optics.specs import CameraSpec
 
+PixelRect = tuple[int, int, int, int]
+"""A camera rectangle: top, left, bottom (exclusive), right (exclusive), in pixels."""
+
 
 class CameraModel(nn.Module):
     """Integrates output-plane power onto camera pixels and converts it to DN.
@@ -63,7 +66,7 @@ class CameraModel(nn.Module):
         e = power_w * (self.spec.quantum_efficiency * exposure_s / self.photon_energy_j)
         e = e + self.spec.dark_current_e_per_s * exposure_s
         if hot_pixels_e_per_s is not None:
-            e = e + hot_pixels_e_per_s.to(e.dtype) * exposure_s
+            e = e + hot_pixels_e_per_s.to(e.dtype) * exposure_s  # exposure may be a tensor (per image)
         return e
 
     def to_dn(
@@ -80,25 +83,25 @@ class CameraModel(nn.Module):
         e = torch.clamp(electrons, max=self.spec.full_well_e)
         return e.mul_(scale).add_(offset).clamp_(0, self.spec.max_dn)
 
-    def sample_electrons(self, mean_e: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Shot noise (exact Poisson counts) plus read noise (Gaussian, in electrons)."""
+    def sample_electrons(
+        self, mean_e: torch.Tensor, generator: torch.Generator | None = None,
+        region: Sequence[PixelRect] | None = None,
+    ) -> torch.Tensor:
+        """Shot noise (exact Poisson counts) plus read noise (Gaussian, in electrons).
+
+        `region`: the camera rectangles (top, left, bottom, right) a caller reads;
+        noise is drawn there only and every other pixel keeps its mean (so its DN
+        is the noise-free reading). None: the whole frame (a live view, a dark frame).
+        """
+        if region is not None:
+            # every rectangle's pixels in one contiguous gather: one draw, one scatter
+            index = region_index(region, tuple(mean_e.shape[-2:]), mean_e.device)
+            flat = mean_e.flatten(-2)
+            noisy = self.sample_electrons(flat.index_select(-1, index), generator)
+            return flat.index_copy(-1, index, noisy).view(mean_e.shape)
         e = sample_poisson(mean_e.clamp_min(0), generator)
         read = torch.randn(mean_e.shape, generator=generator, dtype=mean_e.dtype, device=mean_e.device)
         return e.add_(read, alpha=self.spec.read_noise_e)
-
-    def sample_electrons_in(
-        self, mean_e: torch.Tensor, generator: torch.Generator | None = None,
-        region: Sequence[tuple[int, int, int, int]] | None = None,
-    ) -> torch.Tensor:
-        """`sample_electrons` everywhere (`region` None), or inside the region's rectangles
-        (top, left, bottom, right) only, the rest left at its mean: noise costs time, and a
-        caller that reads a few tiles need not pay for the whole frame's."""
-        if region is None:
-            return self.sample_electrons(mean_e, generator)
-        e = mean_e.clone()
-        for top, left, bottom, right in region:
-            e[..., top:bottom, left:right] = self.sample_electrons(mean_e[..., top:bottom, left:right], generator)
-        return e
 
     @staticmethod
     def quantize(dn: torch.Tensor) -> torch.Tensor:
@@ -106,6 +109,14 @@ class CameraModel(nn.Module):
         if not dn.requires_grad:
             return torch.round(dn)  # the same values, without the gradient's two extra passes
         return dn + (torch.round(dn) - dn).detach()
+
+
+def region_index(region: Sequence[PixelRect], shape: tuple[int, int], device=None) -> torch.Tensor:
+    """Flat indices (row * cols + col) of the pixels inside any of the rectangles, each once."""
+    inside = torch.zeros(shape, dtype=torch.bool)
+    for top, left, bottom, right in region:
+        inside[max(top, 0) : bottom, max(left, 0) : right] = True
+    return torch.nonzero(inside.flatten()).squeeze(1).to(device)
 
 
 def sample_poisson(mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

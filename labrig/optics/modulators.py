@@ -68,11 +68,13 @@ class InputModulator(nn.Module):
         rotation_rad: torch.Tensor | float = 0.0,
     ) -> Field:
         """Field on the simulation grid for per-pixel field amplitudes (..., rows, cols)."""
-        window, (top, left) = self.field_window(amplitude, irradiance_w_m2, shift_px, rotation_rad)
-        h, w = window.shape[-2:]
-        rows, cols = self.grid.shape
-        a = F.pad(window, (left, cols - left - w, top, rows - top - h))
-        return Field(a, self.grid, wavelength_m)
+        window, offset = self.field_window(amplitude, irradiance_w_m2, shift_px, rotation_rad)
+        return Field(self.place_window(window, offset), self.grid, wavelength_m)
+
+    def place_window(self, window: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+        """A window of the grid at (top, left) `offset`, zero-padded to the whole grid."""
+        (top, left), (h, w), (rows, cols) = offset, window.shape[-2:], self.grid.shape
+        return F.pad(window, (left, cols - left - w, top, rows - top - h))
 
     def field_window(
         self,

@@ -11,6 +11,7 @@ Two operations, both linear and differentiable in their geometry:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -20,6 +21,8 @@ import torch.nn.functional as F
 #: overlaps below this fraction of a cell are floating-point slivers of aligned
 #: lattices (positions carry float error ~ eps * extent); physically meaningless
 SLIVER = 1e-4
+#: above this many slice runs a lattice map gathers instead (one gather per band)
+_MAX_RUNS = 16
 
 
 class AxisOverlap:
@@ -138,14 +141,44 @@ class AxisOverlap:
         w = w.to(x.real.dtype if torch.is_complex(x) else x.dtype)
         size = list(x.shape)
         size[dim] = hi - lo
-        out = x.new_zeros(size)
         shape = [1] * x.ndim
-        for b, r0, r1, c in self.runs():
+        runs = self.runs()
+        if len(runs) > _MAX_RUNS:  # e.g. a pitch ratio of 2: every other cell shifts; gather per band
+            shape[dim] = hi - lo
+            out = x.new_zeros(size)
+            for b in sorted({r[0] for r in runs}):
+                out = out + x.index_select(dim, self.index[lo:hi, b]) * w[lo:hi, b].reshape(shape)
+            return out
+        if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+            out = x.new_zeros(size)
+            for b, r0, r1, c in runs:
+                a, z = max(r0, lo), min(r1, hi)
+                if a < z:
+                    shape[dim] = z - a
+                    out.narrow(dim, a - lo, z - a).addcmul_(x.narrow(dim, a + c, z - a), w[a:z, b].reshape(shape))
+            return out
+        # without gradients: the first run to reach a cell writes it (no zero-filled
+        # frame first), later ones add; cells no run reaches are zeroed at the end
+        out = x.new_empty(size)
+        written = np.zeros(hi - lo, bool)
+        for b, r0, r1, c in runs:
             a, z = max(r0, lo), min(r1, hi)
             if a >= z:
                 continue
-            shape[dim] = z - a
-            out.narrow(dim, a - lo, z - a).addcmul_(x.narrow(dim, a + c, z - a), w[a:z, b].reshape(shape))
+            seen = written[a - lo : z - lo]
+            bounds = [0, *(np.flatnonzero(np.diff(seen.astype(np.int8))) + 1).tolist(), z - a]
+            for s0, s1 in itertools.pairwise(bounds):
+                shape[dim] = s1 - s0
+                src = x.narrow(dim, a + s0 + c, s1 - s0)
+                wb = w[a + s0 : a + s1, b].reshape(shape)
+                dst = out.narrow(dim, a + s0 - lo, s1 - s0)
+                if seen[s0]:
+                    dst.addcmul_(src, wb)
+                else:
+                    torch.mul(src, wb, out=dst)
+            written[a - lo : z - lo] = True
+        for start, stop in _false_runs(written):
+            out.narrow(dim, start, stop - start).zero_()
         return out
 
     def dense(self) -> torch.Tensor:
@@ -153,6 +186,12 @@ class AxisOverlap:
         m = torch.zeros(self.index.shape[0], self.n_src, dtype=self.weight.dtype)
         m.scatter_add_(1, self.index, self.weight)
         return m
+
+
+def _false_runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of False in a boolean vector."""
+    edges = np.diff(np.r_[0, (~flags).astype(np.int8), 0])
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
 def _shift_axis(x: torch.Tensor, dim: int, offset: int, n_out: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from labrig.optics.aberrations import zernike_phase
-from labrig.optics.camera import CameraModel
+from labrig.optics.camera import CameraModel, PixelRect
 from labrig.optics.conv import mask_to_kernel
 from labrig.optics.field import Field
 from labrig.optics.grid import invert_centered
@@ -26,9 +26,6 @@ from labrig.optics.imperfections import Imperfections
 from labrig.optics.lens import FourierLens, centered_fft2, centered_ifft2
 from labrig.optics.modulators import FilterSLM, Illumination, InputModulator
 from labrig.optics.specs import BenchGeometry
-
-PixelRect = tuple[int, int, int, int]
-"""A camera rectangle: top, left, bottom (exclusive), right (exclusive), in pixels."""
 
 
 def _zero(t: torch.Tensor) -> bool:
@@ -83,13 +80,8 @@ class Twin(nn.Module):
     def input_field(self, amplitude: torch.Tensor, laser_power_w: float) -> Field:
         """Field on the simulation grid for per-pixel amplitudes in [0, 1]."""
         window, offset = self.input_field_window(amplitude, laser_power_w)
-        return Field(self._place_window(window, offset), self.geometry.input_grid, self.geometry.wavelength_m)
-
-    def _place_window(self, window: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
-        """A window of the input grid at (top, left) `offset`, zero-padded to the whole grid."""
-        rows, cols = self.geometry.input_grid.shape
-        (top, left), (h, w) = offset, window.shape[-2:]
-        return torch.nn.functional.pad(window, (left, cols - left - w, top, rows - top - h))
+        return Field(self.input_modulator.place_window(window, offset), self.geometry.input_grid,
+                     self.geometry.wavelength_m)
 
     def input_field_window(self, amplitude: torch.Tensor, laser_power_w: float) -> tuple[torch.Tensor, tuple[int, int]]:
         """`input_field` as its non-zero window of the grid and that window's (top, left):
@@ -167,7 +159,8 @@ class Twin(nn.Module):
         copy of a frame is made.
         """
         if self.geometry.illumination == "incoherent":
-            power = Field(self._place_window(window, offset), self.geometry.input_grid, self.geometry.wavelength_m).power()
+            full = self.input_modulator.place_window(window, offset)
+            power = Field(full, self.geometry.input_grid, self.geometry.wavelength_m).power()
             return incoherent_output(power, torch.fft.fftshift(prepared, dim=(-2, -1)))
         rows, cols = self.geometry.fourier_grid.shape
         # both 1-D passes run along contiguous rows: a strided pass rounds differently
@@ -175,7 +168,19 @@ class Twin(nn.Module):
         spectrum = torch.fft.fft(window.mT.contiguous(), n=rows, dim=-1, norm="ortho")
         spectrum = torch.fft.fft(spectrum.mT.contiguous(), n=cols, dim=-1, norm="ortho")
         out = torch.fft.fft2(spectrum * (prepared * window_ramp((rows, cols), offset, prepared)), norm="ortho")
-        return torch.addcmul(out.real.square(), out.imag, out.imag)
+        return abs2(out)
+
+    @staticmethod
+    def spectrum(field: Field) -> torch.Tensor:
+        """The input field's spectrum in FFT order (coherent): computed once, it serves every
+        mask shown to the same inputs (`output_power_spectrum`)."""
+        return torch.fft.fft2(torch.fft.ifftshift(field.data, dim=(-2, -1)), norm="ortho")
+
+    @staticmethod
+    def output_power_spectrum(spectrum: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
+        """Coherent output power per sample for a `spectrum` and a `prepare_mask` result."""
+        out = torch.fft.fft2(spectrum * prepared, norm="ortho")
+        return torch.fft.fftshift(abs2(out), dim=(-2, -1))
 
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
@@ -199,7 +204,7 @@ class Twin(nn.Module):
         """
         imp = self.imperfections
         mean_e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
-        e = self.camera.sample_electrons_in(mean_e, generator, region)
+        e = self.camera.sample_electrons(mean_e, generator, region)
         return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
 
     def frame(
@@ -235,9 +240,10 @@ class Twin(nn.Module):
     ) -> torch.Tensor:
         """`frame` for a `prepare_mask` result (the filter rarely changes; inputs do).
 
-        The stages, each a method the simulated bench calls in the same order:
-        input amplitude -> input field (its lit window) -> output power -> camera
-        power -> DN (noisy where `region` says, or everywhere) -> integer DN.
+        The stages: input amplitude -> input field (its lit window) -> output power
+        -> camera power -> DN (noisy where `region` says, or everywhere) -> integer
+        DN. The simulated bench renders through this, or through
+        `sim_backend.unmodelled.Unmodelled.frame`, which adds its effects between them.
         """
         amplitude = self.input_amplitude(input_gray)
         window, offset = self.input_field_window(amplitude, laser_power_w)
@@ -247,6 +253,27 @@ class Twin(nn.Module):
         else:
             dn = self.expected_dn(power, exposure_s, gain)
         return self.camera.quantize(dn)
+
+
+class _Abs2(torch.autograd.Function):
+    """|z|^2 of a complex tensor: one fused pass forward, one multiply backward
+    (d|z|^2 / dz* = z: the gradient 2 g z, where the real/imag views' backward
+    would write two zero-filled complex tensors)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        return torch.addcmul(z.real.square(), z.imag, z.imag)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (z,) = ctx.saved_tensors
+        return z * (2 * grad)
+
+
+def abs2(z: torch.Tensor) -> torch.Tensor:
+    """Power |z|^2 (real) of a complex field, cheap in both directions."""
+    return _Abs2.apply(z) if torch.is_complex(z) else z.square()
 
 
 def window_ramp(shape: tuple[int, int], offset: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
