@@ -48,8 +48,8 @@ def _leaf_paths(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tupl
 
 
 BASE = load_profile("sim-ideal").as_dict()
-PATHS = _leaf_paths(BASE) + [("faults", "frame_timeout_prob"), ("faults", "disconnect_after_frames"),
-                              ("truth", "enabled"), ("devices", "camera", "nonsense"), ("optics", "extra")]
+PATHS = [*_leaf_paths(BASE), ("faults", "frame_timeout_prob"), ("faults", "disconnect_after_frames"),
+         ("truth", "enabled"), ("devices", "camera", "nonsense"), ("optics", "extra")]
 
 scalars = st.one_of(
     st.integers(min_value=-(2**40), max_value=2**40),
