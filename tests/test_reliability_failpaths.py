@@ -27,7 +27,7 @@ from drivers.errors import (
 from labrig.bench import Bench
 from labrig.deploy import RunAborted, read_run, run_program
 
-EXAMPLES = int(os.environ.get("LABRIG_FUZZ_EXAMPLES", "100")) // 4 or 1
+EXAMPLES = max(1, int(os.environ.get("LABRIG_FUZZ_EXAMPLES", "100")) // 4)
 IMAGES, BATCH = 24, 8
 #: every hardware hook a run goes through, per role
 HOOKS = {
