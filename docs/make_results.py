@@ -16,6 +16,7 @@ from pathlib import Path
 
 from labrig.experiments.report import markdown_table
 from labrig.experiments.seg_report import report_markdown
+from labrig.experiments.stats import COMPARISON_COLUMNS, comparison_row, restate
 
 
 def pct(v: float | None, std: float | None = None) -> str:
@@ -68,12 +69,10 @@ def study_section(s: dict) -> str:
                 "arms with fewer than 3 seeds are marked by their n.\n\n")
     arms = markdown_table(["arm (back end / budget / recipe)", "test accuracy % (mean ± std)", "n"],
                           [[k, pct(a["mean"], a["std"]), a["n"]] for k, a in s["arms"].items()])
-    comps = markdown_table(
-        ["comparison", "treated", "control", "Δ points", "SE", "verdict"],
-        [[c["what"], c["treated_arm"], c["control_arm"], f"{100 * c['difference']:+.2f}",
-          f"{100 * c['standard_error']:.2f}", c["verdict"]] for c in s["comparisons"]])
-    sentences = "\n".join(f"- {c['what']}: {c['sentence']}." for c in s["comparisons"])
-    return f"{head}### Arms\n\n{arms}\n\n### Comparisons (verdict at 2 standard errors, Welch)\n\n{comps}\n\n{sentences}\n"
+    comparisons = [restate(c) for c in s["comparisons"]]
+    comps = markdown_table(COMPARISON_COLUMNS, [comparison_row(c) for c in comparisons])
+    sentences = "\n".join(f"- {c['what']}: {c['sentence']}." for c in comparisons)
+    return f"{head}### Arms\n\n{arms}\n\n### Comparisons (Welch's t-test; verdict at p < 0.05)\n\n{comps}\n\n{sentences}\n"
 
 
 def efficiency_section(e: dict) -> str:
@@ -99,6 +98,9 @@ Machine: {e['machine']['platform']}, {e['machine']['device']}, {e['machine']['th
 
 def segmentation_section(r: dict) -> str:
     """The experiment's own table and verdicts, plus the per-seed values and the settings."""
+    r = {**r, "kd_vs_linear": restate(r["kd_vs_linear"], "KD", "no KD")}
+    if "hint_vs_kd" in r:
+        r["hint_vs_kd"] = restate(r["hint_vs_kd"], "KD + hints", "KD")
     c = r["config"]
     student, train = c["student"], c["student_train"]
     front, decoder = student["frontend"], student["decoder"]

@@ -6,14 +6,11 @@ only a real bench has: noise, drift over time and frame latency.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import torch
-
 from drivers.config import Section
-from labrig.optics.aberrations import ZERNIKE_NAMES, zernike_from_names
-from labrig.optics.imperfections import Imperfections, gamma_phase_lut
+from labrig.optics.aberrations import ZERNIKE_NAMES
+from labrig.optics.imperfections import Imperfections, read_profile_values
 from labrig.optics.specs import BenchGeometry
 
 
@@ -39,64 +36,30 @@ class FaultPlan:
     interlock_open: bool = False
 
 
-def _hot_pixels(geometry: BenchGeometry, fraction: float, rate: float, seed: int) -> torch.Tensor | None:
-    if fraction <= 0:
-        return None
-    gen = torch.Generator().manual_seed(seed + 1)
-    mask = torch.rand(geometry.camera.resolution, generator=gen, dtype=torch.float64) < fraction
-    return mask.to(torch.float64) * rate
+#: [truth] keys that are the simulator's own (not imperfections of the twin)
+SIM_KEYS = ("enabled", "seed", "noise", "drift_px_per_s", "latency_s")
+#: sub-tables other sim_backend modules parse (engineer E: sim_backend/unmodelled.py)
+SUBTABLES = ("unmodelled",)
 
 
 def read_truth(root: Section, geometry: BenchGeometry) -> Truth:
-    """Parse [truth]; with ``enabled = false`` (or no table) the bench is ideal."""
+    """Parse [truth]; with ``enabled = false`` (or no table) the bench is ideal.
+
+    The imperfections' keys, units and conversions come from the one table in
+    `labrig.optics.imperfections`; only the simulator's own keys are read here.
+    """
     table = root.section("truth", required=False)
     enabled = table.get_bool("enabled", False)
     seed = table.get_int("seed", 0)
     if not enabled:  # the other keys stay as documentation of what would be on
         return Truth(Imperfections.ideal(geometry), False, seed, (0.0, 0.0), 0.0)
-    zern = table.section("zernike_rad", required=False)
-    try:
-        zernike = zernike_from_names({k: zern.get_float(k) for k in zern.data})
-    except ValueError as exc:
-        raise table.error("zernike_rad", f"{exc}") from None
-    levels = geometry.filter.levels
-    if geometry.filter.modulation == "phase":
-        lut = gamma_phase_lut(
-            levels,
-            table.get_float("slm_max_phase_rad", 2 * math.pi, positive=True),
-            table.get_float("slm_lut_gamma", 1.0, positive=True),
-        )
-    else:
-        lut = (torch.arange(levels, dtype=torch.float64) / (levels - 1)) ** table.get_float("slm_lut_gamma", 1.0, positive=True)
-    imperfections = Imperfections(
-        geometry,
-        input_shift_px=table.get_floats("input_shift_px", 2, [0.0, 0.0]),
-        input_rotation_rad=math.radians(table.get_float("input_rotation_deg", 0.0)),
-        filter_shift_px=table.get_floats("filter_shift_px", 2, [0.0, 0.0]),
-        camera_shift_px=table.get_floats("camera_shift_px", 2, [0.0, 0.0]),
-        camera_rotation_rad=math.radians(table.get_float("camera_rotation_deg", 0.0)),
-        camera_scale=table.get_float("camera_scale", 1.0, positive=True),
-        zernike_rad=zernike,
-        slm_lut=lut,
-        slm_crosstalk_px=table.get_float("slm_crosstalk_px", 0.0, min=0.0),
-        illumination_waist_m=table.get_float("illumination_waist_m", math.inf, positive=True)
-        if "illumination_waist_m" in table else math.inf,
-        illumination_center_m=table.get_floats("illumination_center_m", 2, [0.0, 0.0]),
-        input_contrast=table.get_float("input_contrast", math.inf, min=1.0) if "input_contrast" in table else math.inf,
-        camera_gain=table.get_float("camera_gain_error", 1.0, positive=True),
-        camera_offset_dn=table.get_float("camera_offset_error_dn", 0.0),
-        hot_pixels_e_per_s=_hot_pixels(
-            geometry,
-            table.get_float("hot_pixel_fraction", 0.0, min=0.0, max=1.0),
-            table.get_float("hot_pixel_e_per_s", 5e5, min=0.0),
-            seed,
-        ),
-    )
+    imperfections = Imperfections(geometry, **read_profile_values(table, geometry, seed))
     drift = table.get_floats("drift_px_per_s", 2, [0.0, 0.0])
     truth = Truth(
         imperfections, True, seed, (drift[0], drift[1]), table.get_float("latency_s", 0.0, min=0.0),
         noise=table.get_bool("noise", True),
     )
+    table.accept(*SUBTABLES)  # parsed by their own modules, from the same [truth] table
     table.check_unused()
     return truth
 
@@ -116,4 +79,4 @@ def read_faults(root: Section) -> FaultPlan:
     return plan
 
 
-__all__ = ["ZERNIKE_NAMES", "FaultPlan", "Truth", "read_faults", "read_truth"]
+__all__ = ["SIM_KEYS", "SUBTABLES", "ZERNIKE_NAMES", "FaultPlan", "Truth", "read_faults", "read_truth"]

@@ -19,6 +19,7 @@ from labrig.geometry import geometry_from_profile
 from labrig.optics.specs import BenchGeometry
 from labrig.optics.system import Twin
 from sim_backend.truth import FaultPlan, Truth, read_faults, read_truth
+from sim_backend.unmodelled import Unmodelled, unmodelled_from_profile
 
 #: the key under which the devices of one bench share their world
 SHARED_KEY = "sim.world"
@@ -29,9 +30,11 @@ BATCH_CHUNK = 64
 class SimWorld:
     """State and physics of one simulated bench."""
 
-    def __init__(self, geometry: BenchGeometry, truth: Truth, faults: FaultPlan) -> None:
+    def __init__(self, geometry: BenchGeometry, truth: Truth, faults: FaultPlan,
+                 unmodelled: Unmodelled | None = None) -> None:
         self.geometry = geometry
         self.truth = truth
+        self.unmodelled = unmodelled or Unmodelled.off()  # what the twin lacks (sim_backend/unmodelled.py)
         self.faults = faults
         self.twin = Twin(geometry, truth.imperfections, dtype=torch.float32)
         self._camera_shift0 = truth.imperfections.camera_shift_px.detach().clone()
@@ -51,7 +54,8 @@ class SimWorld:
     @classmethod
     def from_profile(cls, root: Section) -> SimWorld:
         geometry = geometry_from_profile(root)
-        return cls(geometry, read_truth(root, geometry), read_faults(root))
+        truth = read_truth(root, geometry)
+        return cls(geometry, truth, read_faults(root), unmodelled_from_profile(root, truth.enabled, truth.seed))
 
     # -- what the devices do ----------------------------------------------------------
     def show_input(self, pattern: np.ndarray) -> None:
@@ -74,7 +78,9 @@ class SimWorld:
         """The filter's effective mask, recomputed only when the pattern changes."""
         if self._prepared is None:
             with torch.no_grad():
-                self._prepared = self.twin.prepare_mask(self.twin.filter_transmission(self.filter_gray))
+                t = self.twin.filter_transmission(self.filter_gray)
+                extra = self.unmodelled.filter_factor(self.geometry, t.dtype)  # unmodelled: Fourier plane
+                self._prepared = self.twin.prepare_mask(t if extra is None else t * extra)
         return self._prepared
 
     # -- frames ---------------------------------------------------------------------
@@ -110,7 +116,8 @@ class SimWorld:
 
     def _render(self, input_gray: torch.Tensor, exposure_s: float, gain: float) -> np.ndarray:
         with torch.no_grad():
-            dn = self.twin.frame_prepared(
+            render = self.unmodelled.renderer(self.twin)  # the twin, plus what it lacks when on
+            dn = render(
                 input_gray, self.prepared_mask(), laser_power_w=self.beam_power_w,
                 exposure_s=exposure_s, gain=gain, noise=self.truth.noise, generator=self.noise_generator,
             )

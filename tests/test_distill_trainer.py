@@ -113,6 +113,28 @@ def test_cancellation_between_and_within_epochs():
     assert result.cancelled and result.epochs_run == 0 and len(steps) == 4
 
 
+# ------------------------------------------------------------------------------ budgets
+def test_a_small_dataset_gets_the_optimisation_steps_the_budget_promises():
+    """2 epochs stated for 800 images at batch 32 promise 50 steps; 160 images are 5 a pass."""
+    train = toy_dataset(160)
+    cfg = config(epochs=2, batch_size=32, reference_train_size=800)
+    assert cfg.reference_steps() == 50
+    trainer = Trainer(student(), cfg)
+    result = trainer.fit(train)
+    assert result.epochs_run == 10 and trainer.state.step >= cfg.reference_steps()
+    # the cosine schedule spans the whole budget, not the stated epochs
+    assert trainer.lr_at(49, 5) < 0.01 * cfg.lr < trainer.lr_at(10, 5)
+
+
+def test_the_budget_rule_is_capped_and_never_shortens_a_large_dataset():
+    capped = config(epochs=2, batch_size=32, reference_train_size=100_000, max_epochs=7)
+    assert capped.epochs_for(5) == 7
+    assert config(epochs=3, batch_size=32, reference_train_size=320).epochs_for(1000) == 3
+    assert config(epochs=3).epochs_for(5) == 3  # no reference: epochs as given
+    with pytest.raises(ModelConfigError, match="max_epochs"):
+        config(epochs=5, max_epochs=4)
+
+
 # ------------------------------------------------------------------------------ pieces
 def test_schedule_warmup_then_cosine():
     trainer = Trainer(student(), config(epochs=2, lr=1.0, warmup_epochs=1.0, min_lr_ratio=0.1))

@@ -37,17 +37,39 @@ def test_spread_is_mean_and_sample_std() -> None:
     assert s.n == 3
 
 
-def test_compare_states_an_effect_only_beyond_two_standard_errors() -> None:
+def test_compare_states_an_effect_only_at_welch_significance() -> None:
     clear = compare([0.900, 0.901, 0.899], [0.910, 0.911, 0.909])
     assert clear.verdict == "better"
     assert clear.difference == pytest.approx(0.01)
     assert clear.standard_error == pytest.approx(math.sqrt(2 * 0.001**2 / 3))
-    assert "KD beats no KD" in clear.sentence()
+    assert "KD beats no KD" in clear.sentence() and "p = " in clear.sentence()
     noisy = compare([0.90, 0.92, 0.88], [0.905, 0.925, 0.885])
     assert noisy.verdict == "no difference beyond the spread"
     assert compare([0.91, 0.912, 0.911], [0.90, 0.901, 0.899]).verdict == "worse"
     few = compare([0.9], [0.95])
     assert few.verdict == "too few seeds to tell" and "too few seeds" in few.sentence()
+
+
+def test_compare_matches_scipy_welch_on_fixed_numbers() -> None:
+    from scipy import stats as st
+
+    control, treated = [0.912, 0.905, 0.918, 0.909, 0.911], [0.921, 0.915, 0.925]
+    c = compare(control, treated)
+    ref = st.ttest_ind(treated, control, equal_var=False)
+    assert c.p_value == pytest.approx(float(ref.pvalue), rel=1e-9)
+    ci = ref.confidence_interval(0.95)
+    assert c.interval == pytest.approx((float(ci.low), float(ci.high)), rel=1e-9)
+    assert c.dof == pytest.approx(float(ref.df), rel=1e-9)
+    assert c.verdict == ("better" if ref.pvalue < 0.05 else "no difference beyond the spread")
+
+
+def test_two_standard_errors_at_three_seeds_is_no_longer_called_an_effect() -> None:
+    """The old rule (|d| > 2 SE) fired here although p is about 0.1."""
+    c = compare([0.900, 0.910, 0.920], [0.9165, 0.9265, 0.9365])
+    assert c.difference > 2 * c.standard_error
+    assert 0.05 < c.p_value < 0.2
+    assert c.verdict == "no difference beyond the spread"
+    assert c.interval[0] < 0 < c.interval[1]
 
 
 # -- cached soft targets -------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import argparse
 __all__ = ["COMMAND_MODULES", "add_profile_option", "common_options"]
 
 COMMAND_MODULES: tuple[str, ...] = ("labrig.commands.bench", "labrig.commands.demo", "labrig.commands.experiment",
-                                     "labrig.commands.deploy", "labrig.commands.gui")
+                                     "labrig.commands.deploy", "labrig.commands.calibrate", "labrig.commands.finetune",
+                                     "labrig.commands.gui")
 
 
 def common_options() -> argparse.ArgumentParser:

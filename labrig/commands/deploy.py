@@ -30,6 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="training images the exposure is chosen on (default: 512)")
     comp.add_argument("--exposure-fill", type=float, default=None, metavar="F",
                       help="brightest calibration tile pixel at this fraction of the camera's range (default: 0.85)")
+    comp.add_argument("--calibration", type=Path, default=None, metavar="CAL.h5",
+                      help="compile for the bench as this calibration measured it (masks optimised through the "
+                           "calibrated twin; ROIs, dark level and exposure from it)")
+    comp.add_argument("--refine-steps", type=int, default=None, metavar="N",
+                      help="gradient steps on the masks through the calibrated twin (default: 120; 0: analytic only)")
+    _stale_option(comp)
     comp.set_defaults(handler=cmd_compile)
 
     program = subparsers.add_parser("program", help="inspect a compiled bench program")
@@ -61,6 +67,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--no-resume", action="store_true", help="start the run file afresh")
     run.add_argument("--timeout", type=_positive_float, default=1.0, metavar="S", help="frame timeout (default: 1 s)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--calibration", type=Path, default=None, metavar="CAL.h5",
+                     help="the bench's current calibration; must be the one the program was compiled for")
+    run.add_argument("--ignore-calibration", action="store_true",
+                     help="run even if the program was compiled for another calibration (or none)")
+    _stale_option(run)
     run.set_defaults(handler=cmd_run)
 
 
@@ -85,6 +96,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _stale_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-stale-calibration", action="store_true",
+                        help="use the calibration even if it is stale (too old, another profile or device)")
+
+
 def _default_data(path: Path | None) -> Path:
     from labrig.paths import default_data_dir
 
@@ -95,16 +111,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from labrig.data import load_dataset
     from labrig.deploy import compile_program, save_program
     from labrig.deploy.compiler import DEFAULT_EXPOSURE_FILL
+    from labrig.deploy.refine import RefineConfig
     from labrig.deploy.show import format_program
     from labrig.distill.checkpoint import load_model
 
     model, checkpoint = load_model(args.model, kind="student")
     train = load_dataset(_default_data(args.data), split="train")
     calibration = train if args.calibration_images >= len(train) else _head(train, args.calibration_images)
+    refine = None if args.refine_steps is None else RefineConfig(steps=args.refine_steps)
     program = compile_program(
         model.eval(), args.profile if args.profile is not None else "sim", calibration,
         exposure_fill=args.exposure_fill or DEFAULT_EXPOSURE_FILL, classes=train.classes,
         source={"checkpoint": str(args.model), "metrics": checkpoint.metrics},
+        calibration=args.calibration, refine=refine, allow_stale=args.allow_stale_calibration,
     )
     save_program(program, args.out)
     print(format_program(program, args.out))
@@ -152,7 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 bench, program, test, out, device=args.device, batch=args.batch, resume=not args.no_resume,
                 progress=not args.no_progress, limit=args.limit, save_frames=args.save_frames,
                 save_tiles=not args.no_tiles, twin=args.twin,
-                timeout_s=args.timeout,
+                timeout_s=args.timeout, calibration=args.calibration,
+                ignore_calibration=args.ignore_calibration, allow_stale=args.allow_stale_calibration,
             )
     except (RunAborted, KeyboardInterrupt) as exc:
         partial = getattr(exc, "result", None)

@@ -7,6 +7,14 @@ their normalisation, the double-phase encoding, the SLM quantisation, the
 input encoding and the readout scale. So on an ideal bench the program
 computes exactly what the student's ``optics_aware`` mode computes (with noise
 off), and the twin's prediction for the program is the bench's output.
+
+Compiled through a calibration (``calibration=``), the program is made for the
+bench as measured instead: the ideal program's tiles on the training images
+are the target, and `labrig.deploy.refine` makes gray levels (measured inverse
+LUT, aberrations pre-compensated, optimised through the calibrated twin) whose
+tiles on the calibrated twin match them; the ROIs follow the measured camera
+geometry, the dark level the measured offset, the exposure and the readout
+scale the calibrated twin. No retraining: the back end is the student's.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import torch
 
 from labrig.bench.profile import Profile, load_profile
 from labrig.deploy.backend import backend_program, build_backend
+from labrig.deploy.calibrated import SOURCE_KEY, CompileCalibration, resolve_calibration
 from labrig.deploy.errors import ProgramError
 from labrig.deploy.exposure import choose_exposures
 from labrig.deploy.images import ImageSource
@@ -38,6 +47,12 @@ from labrig.deploy.program import (
     non_finite,
 )
 from labrig.deploy.readout import TileReader
+from labrig.deploy.refine import (
+    RefineConfig,
+    optimise_filter,
+    rois_on_camera,
+    tile_centres_on_camera,
+)
 from labrig.deploy.twin import ProgramTwin
 from labrig.distill.checkpoint import non_finite_tensors
 from labrig.io import json_default
@@ -45,7 +60,9 @@ from labrig.models.errors import ModelConfigError
 from labrig.models.optical import OpticalPath, OpticsConfig
 from labrig.models.registry import model_config
 from labrig.optics.encoding import double_phase, normalise_mask
+from labrig.optics.multiplex import TileLayout
 from labrig.optics.quantize import nearest_gray_level
+from labrig.optics.system import Twin
 
 __all__ = ["DEFAULT_EXPOSURE_FILL", "compile_program", "state_digest"]
 
@@ -111,12 +128,21 @@ def compile_program(
     exposure_fill: float = DEFAULT_EXPOSURE_FILL,
     classes: tuple[str, ...] | list[str] = (),
     source: dict[str, Any] | None = None,
+    calibration: Any = None,
+    refine: RefineConfig | None = None,
+    allow_stale: bool = False,
+    bench: Any = None,
 ) -> Program:
     """A `Program` for `student` (a `StudentModel`) on the bench `profile` describes.
 
     `calibration_images` (a dataset or (N, H, W) images in [0, 1], the training set)
     set the exposure; the first `n_reference` of them (or `reference_images`) get
     the twin's expected outputs. `source` adds provenance (e.g. the checkpoint path).
+
+    `calibration` (a calibration file, a `calibration.store.Calibration`, or an
+    `Imperfections`) compiles for the bench as measured (see the module docstring);
+    the store's staleness check runs against `bench` (an open bench) or else the
+    profile, unless `allow_stale`. `refine` sets the optimisation (default `RefineConfig()`).
     """
     _check_finite_weights(student)
     front, cfg = student.front, student.config
@@ -184,12 +210,19 @@ def compile_program(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     program = _with_exposure(program, path, calibration_images, bounds)
+    if calibration is not None:
+        if encoding != "double_phase":
+            raise ProgramError("compiling through a calibration needs a phase filter SLM (double-phase masks)")
+        cal = resolve_calibration(calibration, geometry, bench_or_profile=bench if bench is not None else prof,
+                                  allow_stale=allow_stale)
+        program = _through_calibration(program, path, plan.layout, cal, calibration_images, bounds,
+                                       refine or RefineConfig())
     program = _with_reference(program, calibration_images if reference_images is None else reference_images,
                               n_reference)
     bad = non_finite(program)
     if bad:
         raise ProgramError(f"compiling for bench {prof.name} gave non-finite values (NaN or inf) in "
-                           f"{', '.join(bad)}: the student or the calibration images are broken")
+                           f"{', '.join(bad)}: the student, the calibration or the images are broken")
     return program
 
 
@@ -201,10 +234,9 @@ def _check_finite_weights(student: torch.nn.Module) -> None:
                            "retrain it or use another checkpoint")
 
 
-def _with_exposure(program: Program, path: OpticalPath, calibration: Any,
-                   bounds: tuple[float, float] | None) -> Program:
-    """Exposures from the twin's brightest tile over the calibration images, and the
-    readout constants that go with them (`OpticalPath.dark_dn` / `dn_per_unit`)."""
+def _peak_tile_power(program: Program, calibration: Any) -> np.ndarray:
+    """(F,) the brightest tile pixel's power (W) per frame over the calibration images, as the
+    program's twin (ideal or calibrated) predicts it at the program's ROIs."""
     images = ImageSource(calibration, program.input.image_shape, limit=MAX_CALIBRATION)
     if len(images) == 0:
         raise ProgramError("compiling needs calibration images (the training set) to choose the exposure")
@@ -215,6 +247,14 @@ def _with_exposure(program: Program, path: OpticalPath, calibration: Any,
         power = reader.cut(twin.camera_power(encode_images(program.input, images.batch(s, s + 64))))
         per_channel = power.max(axis=(0, 2, 3))
         np.maximum.at(peak, frame_of, per_channel)
+    return peak
+
+
+def _with_exposure(program: Program, path: OpticalPath, calibration: Any,
+                   bounds: tuple[float, float] | None) -> Program:
+    """Exposures from the twin's brightest tile over the calibration images, and the
+    readout constants that go with them (`OpticalPath.dark_dn` / `dn_per_unit`)."""
+    peak = _peak_tile_power(program, calibration)
     ro = program.readout
     exposures, note = choose_exposures(peak, path.geometry, ro.gain, ro.exposure_fill, bounds)
     peaks = program.filter.peak
@@ -235,3 +275,70 @@ def _with_reference(program: Program, images: Any, n: int) -> Program:
     with torch.no_grad():
         logits = build_backend(program.backend)(torch.from_numpy(tiles)).numpy()
     return dataclasses.replace(program, reference=Reference(x.astype(np.float32), tiles, logits))
+
+
+def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout, cal: CompileCalibration,
+                         calibration: Any, bounds: tuple[float, float] | None, config: RefineConfig) -> Program:
+    """The ideal `program` remade for the calibrated bench (see the module docstring)."""
+    geometry = path.geometry
+    twin = Twin(geometry, cal.imperfections.to(torch.float64), dtype=torch.float64)
+    with torch.no_grad():
+        twin.input_modulator.lut.copy_(torch.as_tensor(program.input.lut))
+    centres = tile_centres_on_camera(twin, layout)
+    rois, residual = rois_on_camera(centres, tuple(program.readout.tile_shape))
+    rows, cols = geometry.camera.resolution
+    outside = [k for k, r in enumerate(rois) if r[0] < 0 or r[1] < 0 or r[2] > rows or r[3] > cols]
+    if outside:
+        raise ProgramError(f"with the calibrated camera geometry tiles {outside} fall off the {rows}x{cols} camera")
+    probes = ImageSource(calibration, program.input.image_shape, limit=config.probes)
+    gray_in = encode_images(program.input, probes.batch(0, len(probes)))
+    ideal_reader = TileReader(program)
+    target = ideal_reader.signal(ideal_reader.cut(ProgramTwin(program).frames(gray_in)), np.float64)
+    fast = Twin(geometry, cal.imperfections.to(torch.float32), dtype=torch.float32)
+    with torch.no_grad():
+        fast.input_modulator.lut.copy_(torch.as_tensor(program.input.lut))
+        amplitude = fast.input_amplitude(torch.from_numpy(gray_in.astype(np.int64)))[:, None]
+    gray, report = optimise_filter(
+        fast, torch.from_numpy(program.filter.kernels), layout, program.multiplexing.per_frame,
+        torch.from_numpy(program.filter.peak), torch.from_numpy(program.filter.gray.astype(np.int64)),
+        amplitude, torch.from_numpy(target), rois, residual, program.readout.laser_power_w, config)
+    lut = cal.imperfections.slm_lut.detach().to(torch.float64)
+    lineage = {**cal.lineage, "refine": report.as_dict(),
+               "tile_centres_px": [[round(v, 4) for v in c] for c in centres.tolist()]}
+    calibrated = dataclasses.replace(
+        program,
+        source={**program.source, SOURCE_KEY: json.loads(json.dumps(lineage, default=json_default))},
+        filter=dataclasses.replace(program.filter, encoding=f"double_phase ({report.encoding} pairs) optimised "
+                                   "through the calibrated twin",
+                                   gray=gray.numpy().astype(program.filter.gray.dtype), lut=lut.numpy()),
+        readout=dataclasses.replace(program.readout, rois=tuple(tuple(r) for r in rois)),
+    )
+    return _calibrated_readout(calibrated, twin, calibration, bounds, gray_in, target)
+
+
+def _calibrated_readout(program: Program, twin: Twin, calibration: Any, bounds: tuple[float, float] | None,
+                        gray_in: np.ndarray, target: np.ndarray) -> Program:
+    """Exposure from the calibrated twin's brightest tile; the dark level from the measured
+    offset (and the camera's dark current); the scale per frame that maps the calibrated
+    twin's tiles (DN above dark) onto the ideal program's on the probe images (least squares)."""
+    ro, mux = program.readout, program.multiplexing
+    exposures, note = choose_exposures(_peak_tile_power(program, calibration), twin.geometry, ro.gain,
+                                       ro.exposure_fill, bounds)
+    imp = twin.imperfections
+    with torch.no_grad():
+        dark = tuple(float(twin.camera.to_dn(twin.camera.mean_electrons(torch.zeros((), dtype=torch.float64), e),
+                                             ro.gain, imp.camera_gain, imp.camera_offset_dn)) for e in exposures)
+    program = dataclasses.replace(program, readout=dataclasses.replace(
+        ro, exposure_s=exposures, dark_dn=dark, scale=(1.0,) * program.frames,
+        exposure_note=note + "; through the calibrated twin"))
+    reader = TileReader(program)
+    measured = reader.signal(reader.cut(ProgramTwin(program).frames(gray_in)), np.float64)  # DN above dark
+    frame_of = np.arange(mux.channels) // mux.per_frame
+    scale = []
+    for f in range(program.frames):
+        d, y = measured[:, frame_of == f], target[:, frame_of == f]
+        den = float(np.square(d).sum())
+        if den <= 0:
+            raise ProgramError(f"frame {f}: the calibrated twin puts no light on its tiles")
+        scale.append(float((d * y).sum() / den))
+    return dataclasses.replace(program, readout=dataclasses.replace(program.readout, scale=tuple(scale)))

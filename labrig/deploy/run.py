@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from drivers.errors import LabrigError
 from labrig.deploy.acquire import Acquirer
+from labrig.deploy.calibrated import calibration_identity, check_calibration
 from labrig.deploy.errors import LightOff, RunAborted
 from labrig.deploy.fit import check_fits
 from labrig.deploy.host import Host
@@ -67,6 +69,9 @@ def run_program(
     batched: bool | None = None,
     reconnects: int = 3,
     reconnect_wait_s: float = 0.5,
+    calibration: Any = None,
+    ignore_calibration: bool = False,
+    allow_stale: bool = False,
 ) -> RunResult:
     """Run `program` on an open `bench` over `data` (an `ImageDataset`, (N, H, W) images in
     [0, 1] or uint8, or an (images, labels) pair) and return a `RunResult`.
@@ -94,8 +99,18 @@ def run_program(
     (the console's button, a signal, another thread), the laser or shutter reports off,
     or a chunk's tiles all sit at the dark level, the run stops with `RunAborted`
     (status ``light-off``) and the images in flight are not recorded (`not_measured`).
+
+    `calibration` (a calibration file, a `Calibration` or an `Imperfections`): the bench's
+    current calibration. It must be the one the program was compiled for (none for a program
+    compiled for the ideal bench), else `CalibrationMismatch`, unless `ignore_calibration`;
+    a stale calibration (the store's `check_fresh` against this bench) is refused unless
+    `allow_stale`. Both checks run before any light goes on.
     """
     check_fits(program, bench)
+    ignored = check_calibration(program, calibration_identity(calibration, bench, allow_stale=allow_stale),
+                                ignore=ignore_calibration)
+    if ignored:
+        warnings.warn(ignored, stacklevel=2)
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
         raise ValueError(f"batch must be a whole number >= 1 (images per chunk), got {batch!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1):

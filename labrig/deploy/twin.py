@@ -1,8 +1,11 @@
-"""What the ideal digital twin expects a program to give: frames, tile power, tiles.
+"""What the digital twin expects a program to give: frames, tile power, tiles.
 
-Built from the program alone (its stored geometry and LUTs), so expected
-outputs can be recomputed anywhere the program file is, without the profile
-or the student. With the truth off the simulated bench *is* this twin.
+Built from the program alone (its stored geometry and LUTs, and the calibrated
+values of a program compiled through a calibration), so expected outputs can
+be recomputed anywhere the program file is, without the profile or the
+student. For a program compiled for the ideal bench this is the ideal twin
+(with the truth off the simulated bench *is* it); for one compiled through a
+calibration it is the calibrated twin: the bench as measured.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from labrig.deploy.calibrated import program_imperfections
 from labrig.deploy.program import Program
 from labrig.optics.imperfections import Imperfections
 from labrig.optics.system import Twin
@@ -21,11 +25,13 @@ CHUNK = 32
 
 
 class ProgramTwin:
-    """The ideal twin of the program's bench, showing the program's filter patterns."""
+    """The twin of the program's bench (ideal, or as calibrated), showing the program's filter patterns."""
 
     def __init__(self, program: Program, dtype: torch.dtype = torch.float64,
                  imperfections: Imperfections | None = None) -> None:
         geometry = program.bench_geometry()
+        if imperfections is None:
+            imperfections = program_imperfections(program, geometry)
         if imperfections is None:
             imperfections = Imperfections(geometry, slm_lut=torch.as_tensor(program.filter.lut))
         self.program = program

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +36,12 @@ class TrainConfig:
     """
 
     epochs: int = 20
+    """Passes over the training set, or, with `reference_train_size`, the budget in those units."""
+    reference_train_size: int | None = None
+    """The training-set size `epochs` was chosen for. When set, the budget is the optimisation
+    steps `epochs` takes on that size: a smaller set (a lab's own data) runs more epochs to the
+    same step count, capped by `max_epochs`; a larger one keeps `epochs`. None: epochs as given."""
+    max_epochs: int = 200
     batch_size: int = 128
     eval_batch_size: int = 512
     optimizer: Optimizer = "adamw"
@@ -75,6 +82,28 @@ class TrainConfig:
             raise ModelConfigError(f"patience must be >= 1 or None, got {self.patience}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ModelConfigError("max_steps_per_epoch must be >= 1 or None")
+        if self.reference_train_size is not None and self.reference_train_size < 1:
+            raise ModelConfigError("reference_train_size must be >= 1 or None")
+        if self.max_epochs < self.epochs:
+            raise ModelConfigError(f"max_epochs ({self.max_epochs}) must be >= epochs ({self.epochs})")
+
+    def reference_steps(self) -> int | None:
+        """Optimisation steps the budget promises (None without `reference_train_size`)."""
+        if self.reference_train_size is None:
+            return None
+        per_epoch = max(1, self.reference_train_size // self.batch_size)  # as the trainer: full batches
+        if self.max_steps_per_epoch is not None:
+            per_epoch = min(per_epoch, self.max_steps_per_epoch)
+        return self.epochs * per_epoch
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """Epochs to run when one epoch is `steps_per_epoch` optimisation steps (see
+        `reference_train_size`): the fewest that reach the reference steps, within
+        [`epochs`, `max_epochs`]."""
+        steps = self.reference_steps()
+        if steps is None:
+            return self.epochs
+        return max(self.epochs, min(self.max_epochs, math.ceil(steps / max(1, steps_per_epoch))))
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,7 @@ class Trainer:
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         """Learning rate of optimiser step `step` (0-based): warm-up, then the schedule."""
         cfg = self.config
-        total = cfg.epochs * steps_per_epoch
+        total = cfg.epochs_for(steps_per_epoch) * steps_per_epoch
         warm = cfg.warmup_epochs * steps_per_epoch
         if step < warm:
             return cfg.lr * (step + 1) / warm
@@ -335,7 +335,7 @@ class Trainer:
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         lr = self.lr_at(state.step, steps)
         started = time.perf_counter()
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs_for(steps)}", leave=False,
                    disable=not (cfg.progress and self.is_main))
         try:
             for i in range(steps):
@@ -428,7 +428,8 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         resume: bool | Literal["auto"] = False,
     ) -> FitResult:
-        """Train until `config.epochs`, early stopping, or cancellation.
+        """Train until the budget (`config.epochs_for` this training set), early stopping, or
+        cancellation.
 
         `resume`: True continues from ``checkpoint_dir/last.pt`` (error if absent),
         "auto" does so only when it exists.
@@ -444,7 +445,8 @@ class Trainer:
                 self.resume(folder / LAST)
                 state = self.state
         stopped_early = cancelled = False
-        while state.epoch < cfg.epochs:
+        epochs = cfg.epochs_for(self.steps_per_epoch(len(train)))
+        while state.epoch < epochs:
             if cfg.patience is not None and state.bad_epochs >= cfg.patience:
                 stopped_early = True
                 break
@@ -465,7 +467,7 @@ class Trainer:
                     state.bad_epochs += 1
             state.history.append(record)
             if cfg.progress and self.is_main:
-                tqdm.write(_epoch_line(record, cfg.epochs, self.task.score, improved))
+                tqdm.write(_epoch_line(record, epochs, self.task.score, improved))
             if improved:
                 self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
             if folder is not None and self.is_main:
@@ -474,7 +476,7 @@ class Trainer:
                     save_checkpoint(folder / BEST, self.model, metrics=record, epoch=state.epoch)
             if self.on_epoch is not None:
                 self.on_epoch(record)
-        if cfg.patience is not None and state.bad_epochs >= cfg.patience and state.epoch < cfg.epochs:
+        if cfg.patience is not None and state.bad_epochs >= cfg.patience and state.epoch < epochs:
             stopped_early = True
         final: dict[str, float] = {}
         if val is not None and state.best_epoch:

@@ -38,10 +38,20 @@ from labrig.models.serialize import config_to_dict
 from labrig.models.student import StudentConfig
 from labrig.models.teacher import TeacherConfig
 
+#: training images the default budgets are stated for: Fashion-MNIST's 60,000 less validation
+FULL_TRAIN = 55_000
+#: the same for `ClassificationConfig.quick`
+QUICK_TRAIN = 6_000
+
 
 @dataclass(frozen=True)
 class ClassificationConfig:
-    """One experiment. `seeds` repeat the students (the teacher is trained once)."""
+    """One experiment. `seeds` repeat the students (the teacher is trained once).
+
+    Budgets are optimisation steps, stated as epochs of the full Fashion-MNIST training
+    split (`FULL_TRAIN`): on a smaller dataset (`--data` a lab's own, or `train_limit`)
+    the epochs grow to the same steps (`TrainConfig.reference_train_size`).
+    """
 
     input_size: int = 28
     val_fraction: float = 5000 / 60000
@@ -52,13 +62,14 @@ class ClassificationConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=18, lr=2e-3, weight_decay=5e-4, warmup_epochs=0.5,
+        epochs=18, reference_train_size=FULL_TRAIN, lr=2e-3, weight_decay=5e-4, warmup_epochs=0.5,
         augment=AugmentConfig(crop_padding=2, hflip=True)))
     student: StudentConfig = field(default_factory=lambda: StudentConfig(
         frontend=SCLCConfig(channels=(16, 16), kernel_sizes=(5, 5)),
         backend=BackendConfig(kind="mlp", pool=6, norm="scale_log1p", hidden=(256,)),
         optics=OpticsConfig(profile="sim", max_per_frame=4)))
-    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, lr=3e-3))
+    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=6, reference_train_size=FULL_TRAIN, lr=3e-3))
     kd: DistillConfig = field(default_factory=lambda: DistillConfig(method="kd", temperature=10.0, alpha=0.5))
     optical_finetune: TrainConfig | None = field(default_factory=lambda: TrainConfig(
         epochs=1, lr=3e-4, batch_size=64, max_steps_per_epoch=40))
@@ -71,12 +82,13 @@ class ClassificationConfig:
     def quick(cls) -> ClassificationConfig:
         """A small version for CI and demos: minutes on a laptop CPU, not the paper's numbers."""
         return cls(
-            train_limit=6000, val_limit=1000, test_limit=1000, seeds=(0,),
+            train_limit=QUICK_TRAIN, val_limit=1000, test_limit=1000, seeds=(0,),
             teacher=TeacherConfig(width=16, hidden=128),
-            teacher_train=TrainConfig(epochs=2, lr=3e-3, augment=AugmentConfig()),
+            teacher_train=TrainConfig(epochs=2, reference_train_size=QUICK_TRAIN, lr=3e-3,
+                                      augment=AugmentConfig()),
             student=replace(cls().student, frontend=SCLCConfig(channels=(8, 8), kernel_sizes=(5, 5)),
                             backend=BackendConfig(kind="mlp", pool=4, norm="scale_log1p", hidden=(64,))),
-            student_train=TrainConfig(epochs=3, lr=5e-3),
+            student_train=TrainConfig(epochs=3, reference_train_size=QUICK_TRAIN, lr=5e-3),
             optical_finetune=TrainConfig(epochs=1, lr=3e-4, max_steps_per_epoch=5, batch_size=64),
             as_trained_test_limit=500,
         )

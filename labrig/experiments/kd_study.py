@@ -32,7 +32,14 @@ from labrig.experiments.jobs import Job, JobData, load_result, run_job, write_js
 from labrig.experiments.pool import run_pool
 from labrig.experiments.report import markdown_table
 from labrig.experiments.setup import prepare_teacher, splits_for
-from labrig.experiments.stats import Comparison, compare, spread
+from labrig.experiments.stats import (
+    ALPHA,
+    COMPARISON_COLUMNS,
+    Comparison,
+    compare,
+    comparison_row,
+    spread,
+)
 from labrig.models.backends import BackendConfig
 from labrig.models.serialize import config_to_dict
 
@@ -275,8 +282,6 @@ def study_markdown(study: dict[str, Any]) -> str:
         ["arm", "test accuracy % (mean ± std)", "seeds"],
         [[name, f"{100 * a['mean']:.2f} ± {100 * a['std']:.2f}", a["n"]] for name, a in study["arms"].items()])
     comps = markdown_table(
-        ["comparison", "treated", "control", "Δ points", "SE", "verdict"],
-        [[c["what"], c["treated_arm"], c["control_arm"], f"{100 * c['difference']:+.2f}", f"{100 * c['standard_error']:.2f}",
-          c["verdict"]] for c in study["comparisons"]])
+        COMPARISON_COLUMNS, [comparison_row(c) for c in study["comparisons"]])
     return (f"Teacher: {100 * study['teacher_accuracy']:.2f} % test accuracy.\n\n## Arms\n\n{arms}\n\n"
-            f"## Comparisons (verdict at 2 standard errors)\n\n{comps}\n")
+            f"## Comparisons (Welch's t-test; verdict at p < {ALPHA})\n\n{comps}\n")

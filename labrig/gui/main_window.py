@@ -16,7 +16,9 @@ from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
 
+from labrig.gui.docks.calibration import CalibrationDock
 from labrig.gui.docks.devices import DevicesDock
+from labrig.gui.docks.finetune import FineTuneDock
 from labrig.gui.docks.live import LiveDock
 from labrig.gui.docks.log import LogDock
 from labrig.gui.docks.patterns import PatternsDock
@@ -32,7 +34,7 @@ log = logging.getLogger("labrig.gui")
 #: seconds to wait for a cancelled run (or another job) when the window closes
 CLOSE_WAIT_S = 30.0
 #: bump when the set of docks changes, so an old saved layout is not restored onto new docks
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 3
 
 
 class MainWindow(QMainWindow):
@@ -56,8 +58,12 @@ class MainWindow(QMainWindow):
         self.patterns = PatternsDock(self.session, self.tasks, self)
         self.program = ProgramDock(self.session, self.tasks, self)
         self.run = RunDock(self.session, self.tasks, self)
+        self.calibration = CalibrationDock(self.session, self.tasks, self)
+        self.finetune = FineTuneDock(self.session, self.tasks, self)
+        self.finetune.program_saved.connect(self.program.open_program)
+        self.calibration.rois_changed.connect(self.live.set_rois)
         self.docks: list[QDockWidget] = [self.devices, self.live, self.patterns, self.program,
-                                         self.run, self.log_dock]
+                                         self.calibration, self.run, self.finetune, self.log_dock]
         self._default_layout()
         self._default_state = self.saveState(LAYOUT_VERSION)
         self._menus()
@@ -79,8 +85,10 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.devices, self.live, Qt.Orientation.Horizontal)
         self.splitDockWidget(self.live, self.patterns, Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.patterns, self.program)
+        self.tabifyDockWidget(self.program, self.calibration)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.run)
-        self.tabifyDockWidget(self.run, self.log_dock)
+        self.tabifyDockWidget(self.run, self.finetune)
+        self.tabifyDockWidget(self.finetune, self.log_dock)
         self.live.raise_()
         self.patterns.raise_()
         self.run.raise_()

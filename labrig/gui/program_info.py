@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labrig.hil.lineage import lineage_rows
 from labrig.optics.conv import kernel_to_mask
 
 __all__ = ["ProgramView", "checkpoint_view", "program_rois", "program_view"]
@@ -92,6 +93,7 @@ def program_view(program: Any, path: str = "") -> ProgramView:
         ("classes", ", ".join(program.backend.classes)),
         ("created", str(program.created)),
         ("digest", program.digest()[:16] + "…"),
+        *lineage_rows(program),
     ]
     return ProgramView(
         kind="program",

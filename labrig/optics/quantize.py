@@ -67,3 +67,11 @@ def lut_lookup(gray: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     lo = torch.floor(g.detach()).long().clamp(max=len(lut) - 2)
     frac = g - lo.to(g.dtype)
     return lut[lo] * (1 - frac) + lut[lo + 1] * frac
+
+
+def quantize_to_lut(phase: torch.Tensor, lut: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gray levels, shown phase): the nearest level's LUT value itself (what the SLM shows,
+    not a congruent phase: fringing blurs the shown values), straight-through gradient."""
+    levels = nearest_gray_level(phase, lut)
+    shown = lut.to(phase.dtype)[levels]
+    return levels, phase + (shown - phase).detach()

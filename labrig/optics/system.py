@@ -134,12 +134,21 @@ class Twin(nn.Module):
         composition lens1 -> mask -> lens2 of `output_field` with the inner
         fftshift/ifftshift pair cancelled (tested equal)."""
         field = self.input_field(amplitude, laser_power_w)
-        dims = (-2, -1)
         if self.geometry.illumination == "incoherent":
-            return incoherent_output(field.power(), torch.fft.fftshift(prepared, dim=dims))
-        spectrum = torch.fft.fft2(torch.fft.ifftshift(field.data, dim=dims), norm="ortho") * prepared
-        out = torch.fft.fft2(spectrum, norm="ortho")
-        return torch.fft.fftshift(out.real.square() + out.imag.square(), dim=dims)
+            return incoherent_output(field.power(), torch.fft.fftshift(prepared, dim=(-2, -1)))
+        return self.output_power_spectrum(self.spectrum(field), prepared)
+
+    @staticmethod
+    def spectrum(field: Field) -> torch.Tensor:
+        """The input field's spectrum in FFT order (coherent): computed once, it serves every
+        mask shown to the same inputs (`output_power_spectrum`)."""
+        return torch.fft.fft2(torch.fft.ifftshift(field.data, dim=(-2, -1)), norm="ortho")
+
+    @staticmethod
+    def output_power_spectrum(spectrum: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
+        """Coherent output power per sample for a `spectrum` and a `prepare_mask` result."""
+        out = torch.fft.fft2(spectrum * prepared, norm="ortho")
+        return torch.fft.fftshift(out.real.square() + out.imag.square(), dim=(-2, -1))
 
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections

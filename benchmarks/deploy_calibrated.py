@@ -1,0 +1,88 @@
+"""A student compiled through a calibration, run on a simulated bench (docs/calibration.md, "Deployment").
+
+    python benchmarks/deploy_calibrated.py --checkpoint runs/demo/experiment/jobs/<kd>/best.pt \
+        --profile sim --calibration cal.h5 --images 500 --out runs/deploy/sim
+
+compiles the student twice, for the ideal bench and through the calibration
+(`compile_program(..., calibration=...)`, no retraining), and runs the first
+`--images` test images through the ideal program on `sim-ideal` (the ideal-twin
+accuracy: the target), the ideal program on the bench (uncalibrated) and the
+calibrated program on the bench. ``--calibration truth`` compiles through the
+bench's hidden truth instead of a measured calibration: the compiler's upper
+bound (a benchmark may read the truth; calibration and deployment code never do).
+Writes ``<out>.json`` (accuracies, compile time, the refinement's tile errors)
+and ``<out>-calibrated.h5`` (the program).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labrig.bench import Bench
+from labrig.data import load_dataset
+from labrig.deploy import compile_program, run_program, save_program
+from labrig.deploy.refine import RefineConfig
+from labrig.distill import load_model
+from labrig.paths import default_data_dir
+
+IDEAL = "sim-ideal"
+
+
+def _run(profile: str, program: Any, test: Any, images: int, calibration: Any) -> float:
+    with Bench.open(profile) as bench:
+        result = run_program(bench, program, test, None, limit=images, progress=False, calibration=calibration)
+    return float(result.accuracy)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True, type=Path, help="student checkpoint")
+    ap.add_argument("--profile", default="sim", help="the bench (embedded name or .toml)")
+    ap.add_argument("--calibration", required=True, help="calibration file, or 'truth' (the bench's hidden truth)")
+    ap.add_argument("--images", type=int, default=500, help="test images per run (the first N)")
+    ap.add_argument("--steps", type=int, default=RefineConfig.steps, help="refinement steps")
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--allow-stale", action="store_true")
+    ap.add_argument("--skip-ideal", action="store_true", help="do not run the ideal program (saves two runs)")
+    ap.add_argument("--out", required=True, type=Path, help="output prefix")
+    a = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    student, _ = load_model(a.checkpoint, kind="student")
+    data = a.data or default_data_dir()
+    train, test = load_dataset(data, split="train"), load_dataset(data, split="test")
+    images = train.subset(range(min(2000, len(train))))  # as `labrig demo` compiles
+    if a.calibration == "truth":
+        with Bench.open(a.profile) as bench:
+            calibration: Any = bench.shared["sim.world"].truth.imperfections
+    else:
+        calibration = a.calibration
+    out: dict[str, Any] = {"profile": a.profile, "calibration": a.calibration, "images": a.images,
+                           "steps": a.steps, "checkpoint": str(a.checkpoint), "load_avg_start": os.getloadavg()[0]}
+    t = time.perf_counter()
+    ideal = compile_program(student, a.profile, images, classes=tuple(train.classes))
+    out["compile_ideal_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    calibrated = compile_program(student, a.profile, images, classes=tuple(train.classes), calibration=calibration,
+                                 refine=RefineConfig(steps=a.steps), allow_stale=a.allow_stale)
+    out["compile_calibrated_s"] = time.perf_counter() - t
+    out["refine"] = calibrated.source["calibration"]["refine"]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    save_program(calibrated, a.out.with_name(a.out.name + "-calibrated.h5"))
+    if not a.skip_ideal:
+        out["ideal_twin_accuracy"] = _run(IDEAL, ideal, test, a.images, None)
+        out["uncalibrated_accuracy"] = _run(a.profile, ideal, test, a.images, None)
+    out["calibrated_accuracy"] = _run(a.profile, calibrated, test, a.images, calibration)
+    out["load_avg_end"] = os.getloadavg()[0]
+    a.out.with_suffix(".json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

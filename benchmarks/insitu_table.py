@@ -1,0 +1,207 @@
+"""The in-situ table of docs/insitu.md, regenerated with one command.
+
+    python benchmarks/insitu_table.py --checkpoint STUDENT.pt [--calibration cal.h5 | --known-imperfections]
+        [--seeds 0 1 2] [--frames 30000] [--batch 16] [--test-images 10000] [--out docs/results/insitu]
+
+Arms, each measured on the `sim` bench (unmodelled effects on) over the first
+`--test-images` of the test split (bench accuracy):
+
+(a) the student compiled for the nominal bench, no calibration;
+(b) compiled through the calibrated twin (calibration only);
+(c) (b) + back end fine-tuned on measured tiles (``--mode backend``);
+(d) (b) + masks and back end, physics-aware (``--mode pat``);
+(e) (b) + masks and back end retrained through the calibrated twin only (``--mode twin``);
+(f) the ideal twin: (a) on `sim-ideal` (the bench equals the twin).
+
+(c)-(e) run once per seed with the same frame budget; their accuracy on
+`--eval-images` test images is logged every `--eval-every` steps (the plot of
+accuracy against bench frames). `--known-imperfections` stands in for a real
+calibration until one exists: the twin gets the simulator's *modelled* truth,
+i.e. a perfect calibration (this script reads the truth for that, which labrig
+itself never does); the unmodelled effects stay unknown, as on glass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from labrig.bench import Bench
+from labrig.data import load_dataset
+from labrig.deploy import compile_program, load_program, run_program, save_program
+from labrig.distill import load_model
+from labrig.hil import FineTuneConfig, FineTuner
+from labrig.hil.api import calibrated_twin
+from labrig.paths import default_data_dir
+
+ARMS = {"d": "pat", "e": "twin", "c": "backend"}  # the comparison that matters first
+
+
+def _accuracy(program: Any, profile: str, test: Any, n: int, calibration: Any = None) -> float:
+    """Bench accuracy; `calibration` is the one the program was compiled for (run checks it)."""
+    with Bench.open(profile) as bench:
+        return float(run_program(bench, program, test, limit=n, progress=False, calibration=calibration,
+                                 allow_stale=True).accuracy)
+
+
+def _calibration(args: argparse.Namespace) -> Any:
+    if args.calibration is not None:
+        return str(args.calibration)
+    with Bench.open(args.profile) as bench:  # the modelled truth at time 0: a perfect calibration
+        return bench.shared["sim.world"].truth.imperfections
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--profile", default="sim")
+    p.add_argument("--calibration", type=Path, default=None)
+    p.add_argument("--known-imperfections", action="store_true")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--frames", type=int, default=30_000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr-mask", type=float, default=0.005)
+    p.add_argument("--lr-backend", type=float, default=2e-3)
+    p.add_argument("--train-images", type=int, default=None)
+    p.add_argument("--test-images", type=int, default=10_000)
+    p.add_argument("--eval-images", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--arms", default="abcdef")
+    p.add_argument("--out", type=Path, default=Path("docs/results/insitu"))
+    args = p.parse_args()
+    if args.calibration is None and not args.known_imperfections:
+        p.error("give --calibration cal.h5 or --known-imperfections")
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = args.data or default_data_dir()
+    train, test = load_dataset(data, split="train"), load_dataset(data, split="test")
+    student, _ = load_model(args.checkpoint, kind="student")
+    student.eval()
+    t0 = time.perf_counter()
+    report: dict[str, Any] = {"checkpoint": str(args.checkpoint), "settings": {k: str(v) for k, v in vars(args).items()},
+                              "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads()},
+                              "arms": {}, "curves": {}}
+    out_json = args.out / "insitu.json"
+    if out_json.exists():  # arms already measured with these settings are kept (rerun others with --arms)
+        report["arms"] = json.loads(out_json.read_text()).get("arms", {})
+        report["curves"] = json.loads(out_json.read_text()).get("curves", {})
+
+    def save() -> None:
+        report["wall_s"] = time.perf_counter() - t0
+        out_json.write_text(json.dumps(report, indent=1, default=str))
+
+    calib_images = train.subset(range(2000)) if hasattr(train, "subset") else train
+    nominal = compile_program(student, args.profile, calib_images, classes=tuple(train.classes))
+    if "f" in args.arms:
+        report["arms"]["f"] = {"accuracy": _accuracy(nominal, "sim-ideal", test, args.test_images)}
+        save()
+    if "a" in args.arms:
+        report["arms"]["a"] = {"accuracy": _accuracy(nominal, args.profile, test, args.test_images)}
+        save()
+    calibration = _calibration(args)
+    compiled = args.out / "calibrated-program.h5"
+    if compiled.exists():
+        calibrated = load_program(compiled)
+    else:
+        t = time.perf_counter()
+        calibrated = compile_program(student, args.profile, calib_images, classes=tuple(train.classes),
+                                     calibration=calibration, allow_stale=True)
+        report["compile_calibrated_s"] = time.perf_counter() - t
+        save_program(calibrated, compiled)
+    if "b" in args.arms:
+        report["arms"]["b"] = {"accuracy": _accuracy(calibrated, args.profile, test, args.test_images, calibration)}
+        save()
+    for arm, mode in ARMS.items():
+        if arm not in args.arms:
+            continue
+        runs = []
+        for seed in args.seeds:
+            cfg = FineTuneConfig(mode=mode, steps=10**9, batch=args.batch, frames=args.frames, seed=seed,
+                                 lr_mask=args.lr_mask, lr_backend=args.lr_backend, eval_every=args.eval_every,
+                                 checkpoint_every=0)
+            if mode == "twin":  # the same number of steps the bench arms can afford
+                cfg = dataclasses.replace(cfg, steps=args.frames // (args.batch * calibrated.frames), frames=None)
+            t = time.perf_counter()
+            with Bench.open(args.profile) as bench:
+                twin, info = calibrated_twin(calibrated, calibration, bench=bench, ignore_stale=True)
+                tuner = FineTuner(calibrated, twin, train, bench=bench, eval_data=test, config=cfg,
+                                  train_limit=args.train_images, eval_limit=args.eval_images, calibration=info)
+                result = tuner.run()
+            wall = time.perf_counter() - t
+            acc = _accuracy(result.program, args.profile, test, args.test_images, calibration)
+            runs.append({"seed": seed, "accuracy": acc, "status": result.status, "steps": result.steps,
+                         "frames": result.frames, "eval_frames": result.eval_frames, "wall_s": wall,
+                         "device_s": result.timing.get("device_s"), "events": result.events})
+            report["curves"][f"{arm}/seed{seed}"] = result.evals
+            accs = [r["accuracy"] for r in runs]
+            report["arms"][arm] = {"mode": mode, "runs": runs, "accuracy": statistics.mean(accs),
+                                   "std": statistics.stdev(accs) if len(accs) > 1 else None}
+            save()
+    save()
+    _plot(report, args.out / "insitu.png")
+    print(_table(report))
+
+
+def _table(report: dict[str, Any]) -> str:
+    names = {"a": "no calibration", "b": "calibration only", "c": "calibration + back end (bench frames)",
+             "d": "calibration + physics-aware masks and back end", "e": "retrained through the calibrated twin only",
+             "f": "ideal twin (sim-ideal)"}
+    lines = ["| arm | | bench accuracy | bench frames (training) |", "|---|---|---|---|"]
+    for arm in "abcdef":
+        row = report["arms"].get(arm)
+        if row is None:
+            lines.append(f"| ({arm}) | {names[arm]} | not run | |")
+            continue
+        std = row.get("std")
+        acc = f"{100 * row['accuracy']:.2f} %" + (f" ± {100 * std:.2f}" if std is not None else "")
+        n = len(row.get("runs", [])) or 1
+        frames = ", ".join(str(r["frames"]) for r in row.get("runs", [])) or "-"
+        lines.append(f"| ({arm}) | {names[arm]} | {acc} ({n} seed{'s' if n > 1 else ''}) | {frames} |")
+    return "\n".join(lines)
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    colours = {"c": "tab:blue", "d": "tab:red", "e": "tab:green"}
+    labels = {"c": "(c) back end", "d": "(d) physics-aware", "e": "(e) twin only (0 bench frames)"}
+    for key, evals in report["curves"].items():
+        arm = key.split("/")[0]
+        if arm == "e":
+            steps = [e["step"] for e in evals]
+            per_step = report["arms"]["e"]["runs"][0]["steps"] or 1
+            budget = int(report["settings"]["frames"])
+            x = [s * budget / per_step for s in steps]  # drawn against the frames a bench arm spends per step
+            y = [100 * e["bench_accuracy"] for e in evals if "bench_accuracy" in e]
+        else:
+            x = [e["frames"] for e in evals]
+            y = [100 * e["bench_accuracy"] for e in evals]
+        ax.plot(x[: len(y)], y, "o-", color=colours[arm], label=labels[arm] if key.endswith("seed0") else None)
+    for arm, style in (("b", ":"), ("f", "--")):
+        if arm in report["arms"]:
+            ax.axhline(100 * report["arms"][arm]["accuracy"], ls=style, color="gray",
+                       label={"b": "(b) calibration only", "f": "(f) ideal twin"}[arm])
+    ax.set_xlabel("bench frames used for training (twin arm: same steps)")
+    ax.set_ylabel("bench accuracy (%) on the evaluation images")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

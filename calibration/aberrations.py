@@ -1,0 +1,140 @@
+"""Aberrations: the twin's Zernike terms (defocus, astigmatism, coma, spherical) by phase diversity.
+
+Point sources (the registration markers: single input pixels) light the whole
+Fourier plane evenly, so their images are the bench's point-spread function. One
+frame through a flat filter cannot tell the sign of an even aberration, nor a
+pupil phase from a blur; known extra phases shown on the filter SLM (+-defocus
+and the two astigmatisms) make each term change the images differently. All five
+frames are fitted at once through the differentiable twin: the six Zernike
+coefficients, with the geometry the images also depend on (camera shift, input
+shift and rotation, filter SLM shift) as nuisance parameters that the
+registration routine measures better afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from calibration.base import CalibrationError, Cancel, Progress, Routine, RoutineResult, no_progress
+from calibration.probe import Probe
+from calibration.registration import best_start, centroid_start, fit_markers, marker_patterns
+from calibration.twinfit import (
+    beam_nuisance,
+    camera_power,
+    check_finite,
+    expose,
+    filter_gray,
+    fit_twin,
+    lit,
+    noise_weights,
+    working_twin,
+)
+from labrig.optics.aberrations import ZERNIKE_NAMES, zernike_phase
+
+if TYPE_CHECKING:
+    from labrig.bench.bench import Bench
+    from labrig.optics.system import Twin
+
+#: coefficient (rad) of the diversity phases shown on the filter SLM
+DIVERSITY_RAD = 1.5
+#: the diversity terms: (Zernike index, sign); the first frame has none
+DIVERSITIES: tuple[tuple[int, float], ...] = ((0, 1.0), (0, -1.0))
+#: largest reduced chi^2 of the fit
+CHI2_LIMIT = 50.0
+GEOMETRY = ("input_shift_px", "input_rotation_rad", "camera_shift_px")
+
+
+def diversity_phases(twin: Twin) -> np.ndarray:
+    """(F, N, N) phases shown on the filter: flat, then each diversity term."""
+    grid = twin.geometry.fourier_grid
+    out = [np.zeros(twin.geometry.filter.resolution)]
+    for index, sign in DIVERSITIES:
+        c = torch.zeros(len(ZERNIKE_NAMES), dtype=torch.float64)
+        c[index] = sign * DIVERSITY_RAD
+        out.append(zernike_phase(c, grid).numpy())
+    return np.stack(out)
+
+
+class Aberrations(Routine):
+    """Phase diversity on point sources: the Zernike coefficients of the Fourier-plane phase."""
+
+    name = "aberrations"
+    title = "Aberrations: Zernike terms by phase diversity"
+    estimates = ("zernike_rad",)
+    after = ("fourier", "slm_lut")
+    frames_hint = 5 * 2 + 4 + 4
+
+    def run(self, bench: Bench, twin: Twin, *, progress: Progress | None = None,
+            cancel: Cancel | None = None) -> RoutineResult:
+        progress = progress or no_progress
+        geo = twin.geometry
+        if geo.filter.modulation != "phase":
+            raise CalibrationError(self.name, "needs a phase filter SLM (diversity phases)")
+        work = working_twin(twin)
+        markers = marker_patterns(twin)
+        shown = markers.max(axis=0)
+        grays = np.stack([filter_gray(twin, p) for p in diversity_phases(twin)])
+        lit_px = max(2, len(markers) // 2)
+        conversion = geo.camera.conversion_dn_per_e
+        with Probe(bench, self.name, progress=progress, cancel=cancel) as probe:
+            probe.show_input(shown)
+            exposures = []
+            for g in grays[:3]:  # flat and +-defocus: the brightest of the set is among them
+                probe.show_filter(g)
+                exposures.append(expose(probe, lit_px))
+            probe.set_exposure(min(exposures))
+            imgs = []
+            for i, g in enumerate(grays):
+                progress(i, len(grays) + 1, f"diversity frame {i + 1}/{len(grays)}")
+                probe.show_filter(g)
+                imgs.append(lit(probe, 2, lit_pixels=lit_px))
+            measured = np.stack(imgs)
+            weights = np.stack([noise_weights(probe, m, conversion) for m in measured])
+            frames = probe.frames
+        progress(len(grays), len(grays) + 1, "fitting")
+
+        def render_flat(t: Twin) -> torch.Tensor:
+            return camera_power(t, shown, grays[0]).unsqueeze(0)
+
+        def render_all(t: Twin) -> torch.Tensor:
+            return torch.stack([camera_power(t, shown, g) for g in grays])
+
+        # the geometry from the flat frame first (as registration does), then everything at once
+        nuisance = beam_nuisance(work)  # before the illumination routine: fitted, not reported
+        centroid_start(work, markers, grays[0], measured[0])
+        best_start(work, render_flat, measured[0], weights[0])
+        fit_markers(work, GEOMETRY, render_flat, measured[0], weights[0], nuisance)
+        start = fit_twin(work, ("zernike_rad",), render_all, measured, weights, iterations=25)
+        report = fit_twin(work, ("zernike_rad", *GEOMETRY, "filter_shift_px", *nuisance), render_all, measured, weights,
+                          iterations=30)
+        check_finite(self.name, report)
+        if report.reduced_chi2 > CHI2_LIMIT:
+            raise CalibrationError(self.name, f"the twin does not explain the diversity frames (reduced chi^2 "
+                                              f"{report.reduced_chi2:.3g} > {CHI2_LIMIT})")
+        zernike = work.imperfections.zernike_rad.detach()
+        with torch.no_grad():
+            fitted = (render_all(work) * torch.as_tensor(report.amplitudes)[:, None, None]).numpy()
+        progress(len(grays) + 1, len(grays) + 1, "done")
+        return RoutineResult(
+            routine=self.name,
+            values={"zernike_rad": zernike.tolist()},
+            residual=float(math.sqrt(report.reduced_chi2)), residual_unit="noise sigma (RMS)",
+            frames=frames,
+            plot={"names": list(ZERNIKE_NAMES), "zernike": zernike.numpy(), "measured": measured[0],
+                  "fitted": fitted[0]},
+            notes=f"reduced chi^2 {start.reduced_chi2:.3g} (Zernike alone) -> {report.reduced_chi2:.3g} "
+                  f"(with the geometry); diversity {DIVERSITY_RAD} rad",
+        )
+
+    def plot(self, result: RoutineResult, ax: Any) -> None:
+        names, z = result.plot["names"], np.asarray(result.plot["zernike"])
+        ax.bar(range(len(z)), z, color="C0")
+        ax.set_xticks(range(len(z)))
+        ax.set_xticklabels(names, rotation=30, fontsize=7)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylabel("coefficient (rad)")
+        ax.set_title(f"Zernike terms (residual {result.residual:.3g} sigma)", fontsize=8)

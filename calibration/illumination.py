@@ -1,0 +1,312 @@
+"""Illumination profile (Gaussian waist and centre on the input) and the input modulator's contrast.
+
+Profile: the input shows sparse grids of single bright pixels (markers), the
+filter is flat. Each marker's light, summed in a disc around its image on the
+camera, is the beam's intensity at that pixel times a constant: the sum does
+not depend on where the image falls on the camera pixels. A Gaussian beam then
+gives log(sum) = const - 2 |x - c|^2 / w^2 over the markers' positions x on
+the input plane (the twin's pixel positions, with its current input shift and
+rotation): a weighted least squares in closed form for the 1/e^2 waist w and
+the centre c (one constant per frame, so the laser drifting between frames
+does not bias it). That closed form is biased by coherent leakage: the off
+pixels transmit 1 / contrast and their light interferes with each marker's
+image, more in the aperture's middle than at its edges, in a way set by the
+input's sub-pixel shift and the aberrations. So it only starts a least squares
+of the same sums through the twin (holding the contrast measured here and the
+registration's and aberrations' estimates: this routine runs after them; the
+waist was 5-25 % off on drawn truths without them, within 1 % with them). A
+frame with every pixel off is subtracted from the marker frames first. The
+markers of one frame are `spacing` px apart so that their images' tails do not
+interfere in each other's discs; offset grids fill in between.
+
+Contrast: the modulator fully on, then fully off at a longer exposure: the
+ratio of the light per second through the aperture, on over off, is the
+on/off contrast (the twin's transmission floor is 1 / contrast). An off level
+too faint to see at the longest exposure gives a lower bound, said in the notes.
+
+Frames: profile 4 dark + 1-4 to find the exposure + 16 marker frames (one
+batch) + 2 off; contrast 2 on + 4 dark + 1-4 + 2 off (+ 8 dark at the new
+exposures): about 40.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from calibration.base import CalibrationError, Cancel, Progress, Routine, RoutineResult
+from calibration.photometry import (
+    clamp_exposure,
+    find_exposure,
+    kept_exposure,
+    require,
+    top_signal,
+    window_sums,
+)
+from calibration.probe import Probe
+from calibration.twinfit import camera_power, working_twin
+
+if TYPE_CHECKING:
+    from labrig.bench.bench import Bench
+    from labrig.optics.system import Twin
+
+#: least distance (camera px) between the images of two markers shown together
+MARKER_SPACING_PX = 8.0
+#: largest RMS misfit of the markers' log sums (a Gaussian beam explains them to noise)
+RESIDUAL_LIMIT = 0.05
+
+
+def marker_grids(shape: tuple[int, int], spacing: int, steps: int,
+                 levels: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Input patterns (F, rows, cols) of single bright pixels `spacing` apart, and each
+    frame's marker pixels (K, 2) as (row, col); `steps` x `steps` frames whose grids are offset
+    by spacing / steps, so that together they sample the modulator that densely."""
+    frames, positions = [], []
+    stride = max(1, spacing // steps)
+    start = (spacing - stride * (steps - 1)) // 2
+    for i in range(steps):
+        for j in range(steps):
+            rows = np.arange(start + i * stride, shape[0], spacing)
+            cols = np.arange(start + j * stride, shape[1], spacing)
+            if rows.size == 0 or cols.size == 0:
+                continue
+            pattern = np.zeros(shape, dtype=np.int64)
+            rr, cc = np.meshgrid(rows, cols, indexing="ij")
+            pattern[rr, cc] = levels - 1
+            frames.append(pattern)
+            positions.append(np.stack([rr.ravel(), cc.ravel()], axis=1))
+    return np.stack(frames), positions
+
+
+def input_positions_m(twin: Twin, pixels: np.ndarray) -> np.ndarray:
+    """Input-plane positions (y, x) in metres of modulator pixels (row, col), with the twin's
+    current input shift and rotation (the convention of `InputModulator` and `affine_warp`)."""
+    geo = twin.geometry
+    imp = twin.imperfections
+    n = np.array(geo.input.resolution)
+    shift = imp.input_shift_px.detach().cpu().numpy()
+    rel = (pixels - n // 2 + shift) * geo.input.pitch_m
+    a = float(imp.input_rotation_rad)
+    y, x = rel[:, 0], rel[:, 1]
+    # content rotates counter-clockwise in (col, row) axes
+    return np.stack([math.cos(a) * y + math.sin(a) * x, -math.sin(a) * y + math.cos(a) * x], axis=1)
+
+
+def camera_positions_px(twin: Twin, pixels: np.ndarray) -> np.ndarray:
+    """Nominal camera pixel (row, col) of the image of modulator pixels (inverted, magnified)."""
+    geo = twin.geometry
+    n = np.array(geo.input.resolution)
+    ncam = np.array(geo.camera.resolution)
+    scale = geo.input.pitch_m * geo.focal2_m / geo.focal1_m / geo.camera.pitch_m
+    return ncam // 2 - (pixels - n // 2) * scale
+
+
+class GaussianFit:
+    def __init__(self, waist: float, centre: np.ndarray, residual: float, positions: np.ndarray,
+                 log_sums: np.ndarray, model: np.ndarray) -> None:
+        self.waist, self.centre, self.residual = waist, centre, residual
+        self.positions, self.log_sums, self.model = positions, log_sums, model
+
+
+def fit_gaussian(positions: list[np.ndarray], sums: list[np.ndarray], routine: str) -> GaussianFit:
+    """log S = a_f + b y + c x + d (y^2 + x^2) by weighted least squares (weights: the sums,
+    whose relative error falls as 1/sqrt(S)); waist sqrt(-2/d), centre -(b, c)/(2 d)."""
+    rows, target, weight = [], [], []
+    frames = len(positions)
+    for f, (pos, s) in enumerate(zip(positions, sums, strict=True)):
+        ok = s > 0
+        onehot = np.zeros((int(ok.sum()), frames))
+        onehot[:, f] = 1.0
+        y, x = pos[ok, 0], pos[ok, 1]
+        rows.append(np.column_stack([onehot, y, x, y * y + x * x]))
+        target.append(np.log(s[ok]))
+        weight.append(np.sqrt(s[ok]))
+    a = np.concatenate(rows)
+    t = np.concatenate(target)
+    w = np.concatenate(weight)
+    require(len(t) >= frames + 4, routine, f"only {len(t)} markers seen")
+    scale = np.r_[np.ones(frames), 1e-3, 1e-3, 1e-6]  # metres -> mm for conditioning
+    coef, *_ = np.linalg.lstsq(a / scale * w[:, None], t * w, rcond=None)
+    coef = coef / scale
+    b, c, d = coef[frames:]
+    model = a @ coef
+    residual = float(np.sqrt(np.average((t - model) ** 2, weights=w**2)))
+    if not d < 0:
+        raise CalibrationError(routine, "the markers do not fall off away from a centre: no Gaussian beam fits")
+    waist = math.sqrt(-2.0 / d)
+    centre = -np.array([b, c]) / (2 * d)
+    return GaussianFit(waist, centre, residual, np.concatenate([p[s > 0] for p, s in zip(positions, sums, strict=True)]),
+                       t, model)
+
+
+class IlluminationRoutine(Routine):
+    name = "illumination"
+    title = "Illumination profile and input modulator contrast"
+    estimates = ("illumination_waist_m", "illumination_center_m", "input_contrast")
+    after = ("camera", "registration")
+    frames_hint = 40
+
+    def __init__(self, target: float = 0.6, spacing: int | None = None, steps: int = 4,
+                 contrast: bool = True) -> None:
+        self.target = target
+        self.spacing = spacing
+        self.steps = steps
+        self.contrast = contrast
+
+    def run(self, bench: Bench, twin: Twin, *, progress: Progress | None = None,
+            cancel: Cancel | None = None) -> RoutineResult:
+        geo = twin.geometry
+        cam = bench.camera
+        shape = tuple(geo.input.resolution)
+        levels = geo.input.levels
+        scale = geo.input.pitch_m * geo.focal2_m / geo.focal1_m / geo.camera.pitch_m  # camera px per input px
+        # markers far enough apart that their images' tails do not interfere in each other's
+        # discs (light is coherent: an edge marker lacks neighbours, so interference would bias)
+        spacing = self.spacing or max(2, math.ceil(MARKER_SPACING_PX / scale), min(shape) // 4)
+        patterns, pixels = marker_grids(shape, spacing, self.steps, levels)
+        radius = max(1.5, min(0.5 * spacing * scale - 0.5, 3.0))
+        flat = np.zeros(geo.filter.resolution, dtype=np.int64)
+        with Probe(bench, self.name, progress=progress, cancel=cancel) as p, kept_exposure(cam):
+            p.show_filter(flat)
+            p.show_input(patterns[0])
+            markers = len(pixels[0])
+            dark, _ = p.dark_reference()
+            find_exposure(p, dark, target=self.target, count=max(1, markers // 4))
+            dark, _ = p.dark_reference()
+            frames = p.grab_inputs(patterns, lit_pixels=markers).astype(np.float64) - dark[None]
+            # the pixels between the markers leak (1 / contrast): that light is not the markers'
+            p.show_input(np.zeros(shape, dtype=np.int64))
+            frames -= p.grab(2, check=False)[None] - dark[None]
+            sums, found = [], []
+            for frame, pix in zip(frames, pixels, strict=True):
+                s, centres = marker_sums(frame, camera_positions_px(twin, pix), radius)
+                sums.append(s)
+                found.append(centres)
+            contrast, bound = math.inf, False
+            if self.contrast:
+                contrast, bound = self._contrast(p, shape, levels)
+            frame_count = p.frames
+        fit = fit_gaussian([input_positions_m(twin, pix) for pix in pixels], sums, self.name)
+        fit = refine_through_twin(twin, fit, patterns, pixels, sums, radius, contrast, self.name)
+        require(fit.residual <= RESIDUAL_LIMIT, self.name,
+                f"the markers misfit a Gaussian beam by {100 * fit.residual:.2g} % RMS (> {100 * RESIDUAL_LIMIT:g} %)")
+        width = max(shape) * geo.input.pitch_m
+        require(fit.waist < 1000 * width, self.name, f"the beam is flat over the modulator (waist {fit.waist:.3g} m)")
+        values: dict[str, Any] = {"illumination_waist_m": fit.waist,
+                                  "illumination_center_m": [float(v) for v in fit.centre]}
+        if self.contrast:
+            values["input_contrast"] = float(contrast)
+        notes = (f"waist {fit.waist * 1e6:.1f} um, centre ({fit.centre[0] * 1e6:+.1f}, {fit.centre[1] * 1e6:+.1f}) "
+                 f"um from {fit.positions.shape[0]} markers; contrast {'>= ' if bound else ''}{contrast:.4g}")
+        return RoutineResult(self.name, values, fit.residual, "RMS misfit of log marker sums", frame_count,
+                             products={"contrast_is_lower_bound": bound, "marker_positions_m": fit.positions,
+                                       "marker_log_sums": fit.log_sums},
+                             plot={"positions": fit.positions, "log_sums": fit.log_sums, "model": fit.model},
+                             notes=notes)
+
+    # -- contrast ------------------------------------------------------------------------------------
+    def _contrast(self, p: Probe, shape: tuple[int, int], levels: int) -> tuple[float, bool]:
+        """On/off ratio of the light per second inside the aperture's image."""
+        cam = p.bench.camera
+        area = int(np.prod(shape))
+        p.show_input(np.full(shape, levels - 1, dtype=np.int64))
+        dark, _ = p.dark_reference()
+        find_exposure(p, dark, target=self.target, count=max(1, area // 20))
+        t_on = cam.exposure_s
+        dark, _ = p.dark_reference()
+        lit_on = p.grab(2) - dark
+        region = lit_on > 0.3 * top_signal(lit_on, max(1, area // 20))
+        on_rate = float(lit_on[region].sum()) / t_on
+        p.show_input(np.zeros(shape, dtype=np.int64))
+        # the off level is ~1/contrast of the on level: start well above the on exposure
+        cam.exposure_s = clamp_exposure(cam, t_on * 100)
+        dark, _ = p.dark_reference()
+        find_exposure(p, dark, target=self.target, count=max(1, area // 20))
+        dark, noise = p.dark_reference()
+        off = p.grab_frames(2, check=False).astype(np.float64)
+        signal = float((off.mean(0) - dark)[region].sum())
+        sigma = noise * math.sqrt(region.sum() / 2)
+        if signal < 10 * sigma:  # too faint even at the longest exposure: a lower bound
+            return on_rate / (10 * sigma / cam.exposure_s), True
+        # long exposures saturate hot pixels (their dark frame too): only the aperture must not clip
+        p.check_frames(off, lit_pixels=max(1, area // 20), allow_saturated=True)
+        require(not np.any(off[:, region] >= cam.max_value), self.name,
+                "the modulator's off level saturates the camera inside the aperture")
+        return on_rate / (signal / cam.exposure_s), False
+
+    def plot(self, result: RoutineResult, ax: Any) -> None:
+        d = result.plot
+        centre = np.asarray(result.values["illumination_center_m"])
+        r = np.hypot(*(d["positions"] - centre).T) * 1e6
+        ax.plot(r, d["log_sums"] - d["model"].max(), ".", ms=4, label="markers (log sum)")
+        order = np.argsort(r)
+        ax.plot(r[order], (d["model"] - d["model"].max())[order], "-", lw=1, label="Gaussian fit")
+        ax.set_xlabel("distance from the beam centre (um)")
+        ax.set_ylabel("log intensity")
+        ax.set_title(f"illumination, waist {result.values['illumination_waist_m'] * 1e3:.3g} mm")
+        ax.legend(fontsize="small")
+
+
+def twin_marker_sums(work: Twin, patterns: np.ndarray, pixels: list[np.ndarray], radius: float) -> list[np.ndarray]:
+    """The twin's marker sums for the same patterns, the all-off frame subtracted as on the bench."""
+    geo = work.geometry
+    flat = np.zeros(geo.filter.resolution, dtype=np.int64)
+    with torch.no_grad():
+        power = camera_power(work, patterns, flat) - camera_power(work, np.zeros_like(patterns[:1]), flat)
+    frames = power.cpu().numpy()
+    return [marker_sums(f, camera_positions_px(work, pix), radius)[0] for f, pix in zip(frames, pixels, strict=True)]
+
+
+def refine_through_twin(twin: Twin, start: GaussianFit, patterns: np.ndarray, pixels: list[np.ndarray],
+                        sums: list[np.ndarray], radius: float, contrast: float, routine: str,
+                        iterations: int = 3) -> GaussianFit:
+    """Correct the closed form by the twin (holding the measured contrast): coherent leakage of the
+    off pixels interferes with each marker's image, more in the middle of the aperture than at its
+    edges. The twin's marker sums over the ideal Gaussian's give each marker's correction, which
+    hardly depends on the beam; the measured sums divided by it are fitted in closed form again."""
+    work = working_twin(twin)
+    imp = work.imperfections
+    if math.isfinite(contrast):
+        with torch.no_grad():
+            imp.input_contrast.fill_(contrast)
+    positions = [input_positions_m(work, pix) for pix in pixels]
+    fit = start
+    for _ in range(iterations):
+        with torch.no_grad():
+            imp.illumination_waist_m.fill_(fit.waist)
+            imp.illumination_center_m.copy_(torch.as_tensor(fit.centre, dtype=imp.illumination_center_m.dtype))
+        model = twin_marker_sums(work, patterns, pixels, radius)
+        corrected = []
+        for s, t, pos in zip(sums, model, positions, strict=True):
+            ideal = np.exp(-2 * np.sum((pos - fit.centre) ** 2, axis=1) / fit.waist**2)
+            correction = np.clip(t, 1e-300, None) / ideal
+            corrected.append(np.where(s > 0, s / correction * correction.mean(), 0.0))
+        fit = fit_gaussian(positions, corrected, routine)
+    return fit
+
+
+def marker_sums(signal: np.ndarray, nominal: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each marker's light in a disc around its image: found near its nominal position after
+    the whole grid's offset (the camera's shift, unknown yet) is taken out."""
+    rr, cc = np.indices(signal.shape)
+
+    def peak_near(centre: np.ndarray, search: float) -> np.ndarray:
+        sel = (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= search**2
+        masked = np.where(sel, signal, -np.inf)
+        return np.array(np.unravel_index(int(np.argmax(masked)), signal.shape), dtype=np.float64)
+
+    peaks = np.array([peak_near(c, max(radius, 3.0)) for c in nominal])
+    offset = np.median(peaks - nominal, axis=0)
+    centres = []
+    for c in nominal + offset:
+        peak = peak_near(c, radius)
+        rows = (rr - peak[0]) ** 2 + (cc - peak[1]) ** 2 <= radius**2
+        w = np.where(rows, np.clip(signal, 0, None), 0.0)
+        total = w.sum()
+        centres.append(((w * rr).sum() / total, (w * cc).sum() / total) if total > 0 else tuple(peak))
+    centres_arr = np.array(centres)
+    sums = window_sums(signal, [tuple(c) for c in centres_arr], radius)
+    return sums, centres_arr

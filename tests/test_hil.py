@@ -1,0 +1,276 @@
+"""In-situ fine-tuning (labrig.hil): the physics-aware gradient is the twin's, a short
+fine-tune on a bench with unmodelled effects helps, resume is bit-identical, and every
+guard (rollback, light lost, frame budget, cancel, device fault) does what it says."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from deploy_helpers import train_set, trained_student
+from hil_helpers import small_profile, unmodelled_table
+from model_helpers import toy_dataset
+
+from labrig.bench import Bench
+from labrig.deploy import Program, compile_program, load_program, save_program
+from labrig.deploy.backend import build_backend
+from labrig.deploy.images import ImageSource
+from labrig.deploy.inputs import encode_images
+from labrig.hil import BenchMeter, BenchTiles, FineTuneConfig, FineTuner, SaturatedFrames, TwinTiles
+from labrig.optics.imperfections import Imperfections
+from labrig.optics.system import Twin
+
+BIG = {"filter_px": 128, "input_px": 32}  # a 4-channel toy student fits one frame of 128 px
+
+
+@functools.lru_cache(maxsize=1)
+def _program_and_dir() -> tuple[Program, Path]:
+    import tempfile
+
+    where = Path(tempfile.mkdtemp(prefix="hil-"))
+    ideal = small_profile(where, name="ideal", **BIG)
+    student = trained_student()  # trains on first use: not under no_grad
+    with torch.no_grad():
+        program = compile_program(student, ideal, train_set(), classes=train_set().classes)
+    return program, where
+
+
+def _program() -> Program:
+    return _program_and_dir()[0]
+
+
+def _ideal_twin(program: Program) -> Twin:
+    geometry = program.bench_geometry()
+    return Twin(geometry, Imperfections(geometry, slm_lut=torch.as_tensor(program.filter.lut)), dtype=torch.float32)
+
+
+def _truth_twin(bench: Bench, program: Program) -> Twin:
+    """A perfect calibration of the modelled truth (tests may read the truth; labrig.hil never does)."""
+    truth = copy.deepcopy(bench.shared["sim.world"].truth.imperfections)  # not the world's own (it drifts)
+    return Twin(program.bench_geometry(), truth, dtype=torch.float32)
+
+
+def _real(tmp_path: Path, name: str = "real", unmodelled: str = "enabled = true", truth: str = "") -> Path:
+    return small_profile(tmp_path, name=name, truth="enabled = true\ndrift_px_per_s = [0.0, 0.0]\n" + truth,
+                         unmodelled=unmodelled, **BIG)
+
+
+def _deterministic(tmp_path: Path, name: str = "det", faults: str = "") -> Path:
+    """Truth and unmodelled effects on, but no noise, no laser fluctuation: frames repeat exactly."""
+    path = _real(tmp_path, name, unmodelled=unmodelled_table(pixel_aperture="true", ghost_fraction="0.01",
+                                                             ghost_shift_px="[5, 3]"), truth="noise = false")
+    if faults:
+        path.write_text(path.read_text() + f"\n[faults]\n{faults}\n")
+    return path
+
+
+def test_bench_gradient_equals_the_twins_exact_gradient_on_an_ideal_bench(tmp_path: Path) -> None:
+    program = _program()
+    twin = _ideal_twin(program)
+    tiles_fn = TwinTiles(program, twin)
+    lut = twin.imperfections.slm_lut.detach()
+    backend = build_backend(program.backend)
+    images = toy_dataset(24, seed=3)
+    x = ImageSource(images, program.input.image_shape).batch(0, len(images))
+    gray = torch.from_numpy(encode_images(program.input, x).astype(np.int64))
+    labels = images.labels
+    phase0 = lut[torch.as_tensor(program.filter.gray.astype(np.int64))].clone()
+    with Bench.open(small_profile(tmp_path, name="ideal2", **BIG)) as bench:
+        bench.guard.arm()
+        meter = BenchMeter(bench, program)
+        p_bench = phase0.clone().requires_grad_(True)
+        measured = BenchTiles.apply(p_bench, gray, meter, tiles_fn, lut, None)
+        torch.nn.functional.cross_entropy(backend(measured), labels).backward()
+        bench.guard.make_safe()
+    p_twin = phase0.clone().requires_grad_(True)
+    predicted = tiles_fn(p_twin, gray)
+    torch.nn.functional.cross_entropy(backend(predicted), labels).backward()
+    assert meter.frames == 24 * program.frames
+    np.testing.assert_allclose(measured.detach().numpy(), predicted.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert float(p_twin.grad.abs().max()) > 0
+    np.testing.assert_allclose(p_bench.grad.numpy(), p_twin.grad.numpy(), rtol=1e-5, atol=1e-9)
+
+
+def test_short_physics_aware_finetune_improves_bench_accuracy(tmp_path: Path) -> None:
+    program = _program()
+    with Bench.open(_real(tmp_path)) as bench:
+        tuner = FineTuner(program, _truth_twin(bench, program), toy_dataset(320, seed=1), bench=bench,
+                          eval_data=toy_dataset(96, seed=5),
+                          config=FineTuneConfig(mode="pat", steps=12, batch=16, eval_every=0, lr_backend=3e-3))
+        result = tuner.run()
+        assert not bench.guard.armed  # safe after the run
+    before, after = result.evals[0]["bench_accuracy"], result.evals[-1]["bench_accuracy"]
+    assert result.status == "complete" and result.frames == 12 * 16 + 16  # + the exposure probe batch
+    assert after >= before + 0.2, (before, after)
+    lineage = result.program.source["finetune"]
+    assert lineage["parent_digest"] == program.digest() and lineage["mode"] == "pat"
+    assert lineage["frames"] == result.frames and len(lineage["metrics"]) == 12
+    saved = load_program(save_program(result.program, tmp_path / "ft.h5"))
+    assert saved.source["finetune"]["frames"] == result.frames
+    assert not np.array_equal(saved.filter.gray, program.filter.gray)  # the masks moved
+
+
+def _tuner(bench: Bench, out: Path, steps: int, **kw) -> FineTuner:
+    program = _program()
+    cfg = FineTuneConfig(mode=kw.pop("mode", "pat"), steps=steps, batch=8, eval_every=0, checkpoint_every=2,
+                         lr_backend=3e-3, **kw)
+    return FineTuner(program, _truth_twin(bench, program), toy_dataset(64, seed=1), bench=bench, config=cfg,
+                     out_dir=out)
+
+
+def _same_state(a: FineTuner, b: FineTuner) -> None:
+    assert torch.equal(a.phase, b.phase)
+    for (k, x), (_, y) in zip(a.backend.state_dict().items(), b.backend.state_dict().items(), strict=True):
+        assert torch.equal(x, y), k
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert a.frames == b.frames
+
+
+def test_resume_after_a_fault_is_bit_identical(tmp_path: Path) -> None:
+    with Bench.open(_deterministic(tmp_path)) as bench:
+        straight = _tuner(bench, tmp_path / "a", 6)
+        assert straight.run().status == "complete"
+    # the camera disconnects after 4 steps' frames (probe batch 8 + 4 x 8): the run stops as a fault
+    faulty = _deterministic(tmp_path, "faulty", faults="disconnect_after_frames = 44")
+    with Bench.open(faulty) as bench:
+        first = _tuner(bench, tmp_path / "b", 6).run()
+        assert first.status == "fault" and "disconnect" in first.error.lower()
+        assert not bench.guard.armed
+    assert first.steps == 4 and (tmp_path / "b" / "checkpoint.pt").exists()
+    with Bench.open(_deterministic(tmp_path, "again")) as bench:
+        resumed = _tuner(bench, tmp_path / "b", 6)
+        assert resumed.step == 4  # from the checkpoint written on the way out
+        assert resumed.run().status == "complete"
+    _same_state(straight, resumed)
+
+
+def test_changed_settings_refuse_to_resume(tmp_path: Path) -> None:
+    with Bench.open(_deterministic(tmp_path)) as bench:
+        _tuner(bench, tmp_path / "c", 2).run()
+        with pytest.raises(Exception, match="changed settings"):
+            _tuner(bench, tmp_path / "c", 4, lr_mask=0.5)
+
+
+def test_a_saturated_step_and_a_nan_loss_are_rolled_back(tmp_path: Path, monkeypatch) -> None:
+    with Bench.open(_deterministic(tmp_path)) as bench:
+        tuner = _tuner(bench, tmp_path / "r", 5)
+        real_measure, calls = tuner.meter.measure, {"n": 0}
+
+        def measure(gray, inputs):
+            calls["n"] += 1
+            if calls["n"] == 4:  # the probe, steps 1 and 2, then step 3's frames come back saturated
+                raise SaturatedFrames("0.5% of the tile pixels are saturated", 0.005)
+            return real_measure(gray, inputs)
+
+        monkeypatch.setattr(tuner.meter, "measure", measure)
+        real_forward, seen = tuner.backend.forward, {"n": 0}
+
+        def forward(x):
+            seen["n"] += 1
+            out = real_forward(x)
+            return out * float("nan") if seen["n"] == 5 else out
+
+        monkeypatch.setattr(tuner.backend, "forward", forward)
+        result = tuner.run()
+    kinds = [e["kind"] for e in result.events]
+    assert kinds.count("rollback") == 2 and result.status == "complete" and result.steps == 5
+    assert "saturated" in result.events[kinds.index("rollback")]["message"]
+    assert tuner.mask_lr_scale == 0.25
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    assert torch.isfinite(tuner.phase).all()
+
+
+def test_light_lost_stops_the_finetune_and_the_bench_is_safe(tmp_path: Path, monkeypatch) -> None:
+    with Bench.open(_deterministic(tmp_path)) as bench:
+        tuner = _tuner(bench, tmp_path / "l", 5)
+        real_measure, calls = tuner.meter.measure, {"n": 0}
+
+        def measure(gray, inputs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                bench.guard.make_safe()  # the shutter closes under the measurement
+            return real_measure(gray, inputs)
+
+        monkeypatch.setattr(tuner.meter, "measure", measure)
+        result = tuner.run()
+        assert result.status == "fault" and "light" in result.error and result.steps == 1
+        assert not bench.guard.armed
+
+
+def test_frame_budget_cancel_and_twin_mode(tmp_path: Path) -> None:
+    with Bench.open(_deterministic(tmp_path)) as bench:
+        budget = _tuner(bench, tmp_path / "f", 50, frames=40).run()
+        assert budget.status == "budget" and budget.frames <= 40 and budget.steps == 4
+        stop = threading.Event()
+        cancelled = _tuner(bench, tmp_path / "x", 50).run(progress=lambda s, n, m: stop.set() if s == 2 else None,
+                                                          cancel=stop)
+        assert cancelled.status == "cancelled" and cancelled.steps == 2
+        assert (tmp_path / "x" / "checkpoint.pt").exists()
+        twin = _tuner(bench, tmp_path / "t", 3, mode="twin").run()
+        assert twin.status == "complete" and twin.frames == 0
+
+
+def test_bench_meter_refuses_dark_batches(tmp_path: Path) -> None:
+    program = _program()
+    with Bench.open(_deterministic(tmp_path)) as bench:
+        meter = BenchMeter(bench, program)
+        gray = encode_images(program.input, ImageSource(toy_dataset(4), program.input.image_shape).batch(0, 4))
+        with pytest.raises(Exception, match="light is off"):
+            meter.measure(program.filter.gray, gray)  # never armed: the light is off
+        raw = np.full((4, 4, 20, 20), 4095.0)
+        with pytest.raises(SaturatedFrames):
+            meter.check(raw)
+
+
+def test_cli_finetunes_resumes_and_records_lineage(tmp_path: Path, capsys) -> None:
+    from data_helpers import write_idx_split
+
+    from labrig.cli import main
+
+    data = tmp_path / "toy"
+    train, held = toy_dataset(64, seed=1), toy_dataset(32, seed=5)
+    write_idx_split(data, train.images[:, 0].numpy(), train.labels.numpy().astype("u1"), "train")
+    write_idx_split(data, held.images[:, 0].numpy(), held.labels.numpy().astype("u1"), "test")
+    parent = save_program(_program(), tmp_path / "parent.h5")
+    bench = _real(tmp_path)
+    out = tmp_path / "ft"
+    args = ["finetune", "--program", str(parent), "--profile", str(bench), "--data", str(data), "--out", str(out),
+            "--mode", "backend", "--batch", "8", "--eval-images", "16", "--eval-every", "2", "--no-progress"]
+    assert main([*args, "--steps", "2"]) == 0
+    assert main([*args, "--steps", "4", "--frames", "1000"]) == 0  # resumes at step 2
+    printed = capsys.readouterr().out
+    assert "complete: 4 steps" in printed
+    program = load_program(out / "program.h5")
+    lineage = program.source["finetune"]
+    assert lineage["parent_path"] == str(parent) and lineage["mode"] == "backend" and lineage["steps"] == 4
+    assert lineage["calibration_hash"] is None and [m["step"] for m in lineage["metrics"]] == [1, 2, 3, 4]
+    assert any(e["kind"] == "resumed" for e in lineage["events"])
+    assert np.array_equal(program.filter.gray, _program().filter.gray)  # backend mode: the masks stay
+
+
+def test_drift_is_followed_by_reregistration_from_the_frames_taken(tmp_path: Path) -> None:
+    pytest.importorskip("calibration.reregister")
+    from labrig.hil.api import default_reregister
+
+    drifting = _real(tmp_path, "drift", unmodelled="enabled = false", truth="noise = false")
+    drifting.write_text(drifting.read_text().replace("drift_px_per_s = [0.0, 0.0]", "drift_px_per_s = [8.0, -4.0]"))
+    with Bench.open(drifting) as bench:
+        world = bench.shared["sim.world"]
+        program = _program()
+        twin = _truth_twin(bench, program)
+        tuner = FineTuner(program, twin, toy_dataset(64, seed=1), bench=bench, reregister=default_reregister(),
+                          config=FineTuneConfig(mode="backend", steps=6, batch=8, eval_every=0, checkpoint_every=0,
+                                                reregister_every=3))
+        start = twin.imperfections.camera_shift_px.detach().clone()
+        result = tuner.run()
+        true_now = world.twin.imperfections.camera_shift_px.detach()
+    events = [e for e in result.events if e["kind"] == "reregister"]
+    assert len(events) == 2 and "displacement_px" in events[0]["message"]
+    error_before = float((true_now - start).norm())
+    error_after = float((true_now - twin.imperfections.camera_shift_px.detach()).norm())
+    assert error_before > 0.3 and error_after < 0.5 * error_before, (error_before, error_after)
