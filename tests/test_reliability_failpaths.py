@@ -21,6 +21,7 @@ from drivers.errors import (
     DeviceError,
     DeviceTimeout,
     FrameDropped,
+    LabrigError,
     SafetyError,
     WriteFailed,
 )
@@ -108,3 +109,53 @@ def test_any_device_failing_at_any_call_leaves_the_light_off_and_the_file_valid(
         assert resumed.status == "complete"
         np.testing.assert_array_equal(read_run(out)["predictions"], clean)
     assert not bench.laser.enabled and not world.laser_enabled and not world.shutter_open
+
+
+CAL_HOOKS = {"laser": ("_enable_hw", "_set_power_hw"), "shutter": ("_set_shutter_hw",),
+             "filter": ("_show_hw",), "input": ("_show_hw",), "camera": ("_grab_hw", "grab_batch", "_set_exposure_hw")}
+
+
+@pytest.fixture(scope="module")
+def cal_rig():
+    from cal_helpers import small_profile, small_truth
+
+    from calibration.session import calibrate
+
+    folder = Path(tempfile.mkdtemp(prefix="labrig-calfail-"))
+    with Bench.open(small_profile(folder, small_truth(3))) as bench:
+        saboteur = Saboteur.__new__(Saboteur)
+        saboteur.calls, saboteur.at, saboteur.error, saboteur.fired = 0, -1, DeviceError, None
+        for role, names in CAL_HOOKS.items():
+            for name in names:
+                device = bench.devices[role]
+                setattr(device, name, saboteur._wrap(f"{role}.{name}", getattr(device, name)))
+        calibrate(bench, ["camera"], out=folder / "good.h5")
+        yield bench, saboteur, folder, saboteur.calls
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@settings(max_examples=max(2, EXAMPLES // 4), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_calibration_failing_at_any_call_leaves_the_light_off_and_no_partial_file(cal_rig, data) -> None:
+    from calibration.session import calibrate
+    from calibration.store import load_calibration
+
+    bench, saboteur, folder, calls = cal_rig
+    saboteur.calls, saboteur.fired = 0, None
+    saboteur.at = data.draw(st.integers(1, calls), label="failing call")
+    saboteur.error = data.draw(st.sampled_from(ERRORS), label="error")
+    out = folder / "cal.h5"
+    shutil.copy(folder / "good.h5", out)
+    before = out.read_bytes()
+    world = bench.camera.world
+    try:
+        calibrate(bench, ["camera"], out=out)
+    except (LabrigError, RuntimeError):
+        assert out.read_bytes() == before, saboteur.fired  # a failed calibration writes nothing
+    assert not (world.laser_enabled and world.shutter_open), saboteur.fired
+    if world.laser_enabled or world.shutter_open:
+        bench.make_safe()
+        assert not world.laser_enabled and not world.shutter_open, saboteur.fired
+    load_calibration(out)  # valid: the old one or the new one, never a partial file
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # no temporary left
