@@ -14,8 +14,15 @@ image, more in the aperture's middle than at its edges, in a way set by the
 input's sub-pixel shift and the aberrations. So it only starts a least squares
 of the same sums through the twin (holding the contrast measured here and the
 registration's and aberrations' estimates: this routine runs after them; the
-waist was 5-25 % off on drawn truths without them, within 1 % with them). A
-frame with every pixel off is subtracted from the marker frames first. The
+waist was 5-25 % off on drawn truths without them, within 1 % with them). The
+filter SLM's pixels' own diffraction envelope (`slm_pixel_envelope`, from the
+datasheet; the twin lacks it) is divided out of the sums, else it would read as
+a narrower beam (5-7 % in the waist on `sim`; ``pixel_envelope=False`` for a
+bench without it, such as a simulated one with its unmodelled truth off). A
+frame with every pixel off is subtracted from the marker frames first, and,
+where the markers are far enough apart, each marker's local background (the
+median in an annulus around its disc: scatter from the SLM's flatness error and
+the optics spreads a halo from the neighbours, stronger in the middle of the grid). The
 markers of one frame are `spacing` px apart so that their images' tails do not
 interfere in each other's discs; offset grids fill in between.
 
@@ -104,6 +111,17 @@ def camera_positions_px(twin: Twin, pixels: np.ndarray) -> np.ndarray:
     return ncam // 2 - (pixels - n // 2) * scale
 
 
+def slm_pixel_envelope(twin: Twin, positions_m: np.ndarray) -> np.ndarray:
+    """Relative power reaching the image of input points (y, x): the filter SLM's square pixels
+    (width sqrt(fill) x pitch) diffract into a sinc^2 envelope over the output plane, at
+    lambda f2 per unit of spatial frequency, i.e. sinc^2(a x / (lambda f1)) for an input point x
+    (the image is x f2 / f1 from the axis). The twin has no such envelope; the datasheet sets it."""
+    geo = twin.geometry
+    a = math.sqrt(geo.filter.fill_factor) * geo.filter.pitch_m
+    u = a * np.asarray(positions_m) / (geo.wavelength_m * geo.focal1_m)
+    return np.prod(np.sinc(u) ** 2, axis=-1)
+
+
 class GaussianFit:
     def __init__(self, waist: float, centre: np.ndarray, residual: float, positions: np.ndarray,
                  log_sums: np.ndarray, model: np.ndarray) -> None:
@@ -150,7 +168,8 @@ class IlluminationRoutine(Routine):
     frames_hint = 40
 
     def __init__(self, target: float = 0.6, spacing: int | None = None, steps: int = 4,
-                 contrast: bool = True) -> None:
+                 contrast: bool = True, pixel_envelope: bool = True) -> None:
+        self.pixel_envelope = pixel_envelope
         self.target = target
         self.spacing = spacing
         self.steps = steps
@@ -168,6 +187,8 @@ class IlluminationRoutine(Routine):
         spacing = self.spacing or max(2, math.ceil(MARKER_SPACING_PX / scale), min(shape) // 4)
         patterns, pixels = marker_grids(shape, spacing, self.steps, levels)
         radius = max(1.5, min(0.5 * spacing * scale - 0.5, 3.0))
+        outer = 0.5 * spacing * scale - 1.0
+        annulus = (radius + 1.0, outer) if outer >= radius + 2.5 else None
         flat = np.zeros(geo.filter.resolution, dtype=np.int64)
         with Probe(bench, self.name, progress=progress, cancel=cancel) as p, kept_exposure(cam):
             p.show_filter(flat)
@@ -182,15 +203,18 @@ class IlluminationRoutine(Routine):
             frames -= p.grab(2, check=False)[None] - dark[None]
             sums, found = [], []
             for frame, pix in zip(frames, pixels, strict=True):
-                s, centres = marker_sums(frame, camera_positions_px(twin, pix), radius)
+                s, centres = marker_sums(frame, camera_positions_px(twin, pix), radius, annulus)
                 sums.append(s)
                 found.append(centres)
             contrast, bound = math.inf, False
             if self.contrast:
                 contrast, bound = self._contrast(p, shape, levels)
             frame_count = p.frames
+        if self.pixel_envelope:
+            sums = [s / slm_pixel_envelope(twin, input_positions_m(twin, pix))
+                    for s, pix in zip(sums, pixels, strict=True)]
         fit = fit_gaussian([input_positions_m(twin, pix) for pix in pixels], sums, self.name)
-        fit = refine_through_twin(twin, fit, patterns, pixels, sums, radius, contrast, self.name)
+        fit = refine_through_twin(twin, fit, patterns, pixels, sums, radius, contrast, self.name, annulus)
         require(fit.residual <= RESIDUAL_LIMIT, self.name,
                 f"the markers misfit a Gaussian beam by {100 * fit.residual:.2g} % RMS (> {100 * RESIDUAL_LIMIT:g} %)")
         width = max(shape) * geo.input.pitch_m
@@ -250,19 +274,21 @@ class IlluminationRoutine(Routine):
         ax.legend(fontsize="small")
 
 
-def twin_marker_sums(work: Twin, patterns: np.ndarray, pixels: list[np.ndarray], radius: float) -> list[np.ndarray]:
+def twin_marker_sums(work: Twin, patterns: np.ndarray, pixels: list[np.ndarray], radius: float,
+                     annulus: tuple[float, float] | None = None) -> list[np.ndarray]:
     """The twin's marker sums for the same patterns, the all-off frame subtracted as on the bench."""
     geo = work.geometry
     flat = np.zeros(geo.filter.resolution, dtype=np.int64)
     with torch.no_grad():
         power = camera_power(work, patterns, flat) - camera_power(work, np.zeros_like(patterns[:1]), flat)
     frames = power.cpu().numpy()
-    return [marker_sums(f, camera_positions_px(work, pix), radius)[0] for f, pix in zip(frames, pixels, strict=True)]
+    return [marker_sums(f, camera_positions_px(work, pix), radius, annulus)[0]
+            for f, pix in zip(frames, pixels, strict=True)]
 
 
 def refine_through_twin(twin: Twin, start: GaussianFit, patterns: np.ndarray, pixels: list[np.ndarray],
                         sums: list[np.ndarray], radius: float, contrast: float, routine: str,
-                        iterations: int = 3) -> GaussianFit:
+                        annulus: tuple[float, float] | None = None, iterations: int = 2) -> GaussianFit:
     """Correct the closed form by the twin (holding the measured contrast): coherent leakage of the
     off pixels interferes with each marker's image, more in the middle of the aperture than at its
     edges. The twin's marker sums over the ideal Gaussian's give each marker's correction, which
@@ -278,7 +304,7 @@ def refine_through_twin(twin: Twin, start: GaussianFit, patterns: np.ndarray, pi
         with torch.no_grad():
             imp.illumination_waist_m.fill_(fit.waist)
             imp.illumination_center_m.copy_(torch.as_tensor(fit.centre, dtype=imp.illumination_center_m.dtype))
-        model = twin_marker_sums(work, patterns, pixels, radius)
+        model = twin_marker_sums(work, patterns, pixels, radius, annulus)
         corrected = []
         for s, t, pos in zip(sums, model, positions, strict=True):
             ideal = np.exp(-2 * np.sum((pos - fit.centre) ** 2, axis=1) / fit.waist**2)
@@ -288,9 +314,12 @@ def refine_through_twin(twin: Twin, start: GaussianFit, patterns: np.ndarray, pi
     return fit
 
 
-def marker_sums(signal: np.ndarray, nominal: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+def marker_sums(signal: np.ndarray, nominal: np.ndarray, radius: float,
+                annulus: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each marker's light in a disc around its image: found near its nominal position after
-    the whole grid's offset (the camera's shift, unknown yet) is taken out."""
+    the whole grid's offset (the camera's shift, unknown yet) is taken out. With `annulus`
+    (inner, outer radius), the median level there is taken as the local background (the
+    halo that the SLM's and the optics' scatter spreads from the neighbours) and removed."""
     rr, cc = np.indices(signal.shape)
 
     def peak_near(centre: np.ndarray, search: float) -> np.ndarray:
@@ -309,4 +338,10 @@ def marker_sums(signal: np.ndarray, nominal: np.ndarray, radius: float) -> tuple
         centres.append(((w * rr).sum() / total, (w * cc).sum() / total) if total > 0 else tuple(peak))
     centres_arr = np.array(centres)
     sums = window_sums(signal, [tuple(c) for c in centres_arr], radius)
+    if annulus is not None:
+        for k, (r0, c0) in enumerate(centres_arr):
+            d2 = (rr - r0) ** 2 + (cc - c0) ** 2
+            ring = (d2 > annulus[0] ** 2) & (d2 <= annulus[1] ** 2)
+            if ring.any():
+                sums[k] -= float(np.median(signal[ring])) * int((d2 <= radius**2).sum())
     return sums, centres_arr
