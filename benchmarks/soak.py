@@ -6,8 +6,9 @@
 2. Faulty: the same through `labrig run` (a subprocess, the CLI as a user runs it) on
    `sim-ideal` with 1 % each of frame timeouts, dropped frames and SLM write errors
    and one camera disconnect (it comes back), run to completion in one go.
-3. Killed: the same faulty run SIGKILLed at `--kills` random moments and resumed
-   each time (`labrig run` again, same report).
+3. Killed: the same faulty run SIGKILLed `--kills` times and resumed each time
+   (`labrig run` again, same report); each kill lands at a random moment (0-20 s)
+   after that session wrote its first chunk.
 
 Each faulty run must end with the reference's predictions exactly (no image lost,
 duplicated or measured twice into the wrong place), and its run file must hold every
@@ -66,6 +67,17 @@ def _cli(program: Path, profile: Path, data: Path, report: Path, images: int) ->
                              str(profile), "--data", str(data), "--report", str(report), "--limit", str(images),
                              "--no-progress", "--timeout", "0.05"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _done(run_file: Path) -> int:
+    """Images the run file holds now, read without HDF5's lock (the run has it open); -1 if none."""
+    import h5py
+
+    try:
+        with h5py.File(run_file, "r", locking=False) as h5:
+            return int(h5["done"][0])
+    except Exception:  # not there yet, or caught mid-write: ask again
+        return -1
 
 
 def _check(run_file: Path, reference: np.ndarray) -> dict:
@@ -128,20 +140,21 @@ def main() -> None:
         if proc.returncode:
             print(err, file=sys.stderr)
 
-        wall = out["faulty"]["wall_s"]
-        kill_at = rng.uniform(5.0, max(6.0, 0.5 * wall), size=args.kills)  # seconds after each start
         killed, exits = [], []
-        for moment in [*kill_at, None]:
+        for kill in [*range(args.kills), None]:
             proc = _cli(tmp / "prog.h5", profile, data, tmp / "killed.json", args.images)
-            if moment is not None:
+            if kill is not None:
+                before = _done(tmp / "killed.h5")
+                while proc.poll() is None and _done(tmp / "killed.h5") <= before:  # this session is measuring
+                    time.sleep(0.2)
                 try:
-                    proc.wait(timeout=moment)
+                    proc.wait(timeout=float(rng.uniform(0.0, 20.0)))  # then a random moment of it
                 except subprocess.TimeoutExpired:
                     proc.send_signal(signal.SIGKILL)
-                    killed.append(round(float(moment), 1))
+                    killed.append(_done(tmp / "killed.h5"))
             proc.communicate()
             exits.append(proc.returncode)
-        out["killed"] = {"killed_after_s": killed, "exits": exits, **_check(tmp / "killed.h5", reference)}
+        out["killed"] = {"done_when_killed": killed, "exits": exits, **_check(tmp / "killed.h5", reference)}
         print("killed and resumed:", json.dumps(out["killed"]), flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

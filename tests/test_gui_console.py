@@ -294,3 +294,25 @@ def test_layout_is_remembered(qtbot, tmp_path: Path) -> None:
         assert not second.log_dock.isHidden()
     finally:
         second.close()
+
+
+def test_make_safe_during_a_run_stops_it_and_records_no_dark_frame(qtbot, window: MainWindow, program_file: Path,
+                                                                      tmp_path: Path) -> None:
+    """Issue 16: the light went off under a run and the run went on storing dark frames."""
+    from labrig.deploy.runfile import read_run
+
+    w = window
+    _connect(qtbot, w)
+    _load_program(qtbot, w, program_file)
+    out = _start_run(qtbot, w, 640, tmp_path, batch=8)
+    qtbot.waitUntil(lambda: w.run.progress.value() > 0, timeout=RUN_MS)
+    assert w.devices.safe_button.isEnabled()
+    w.devices.safe_button.click()
+    qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
+    result = w.run.result
+    assert result.status == "light-off" and 0 < result.images < 640 and result.not_measured
+    assert "made safe during the run" in w.run.status.text()
+    world = w.session.bench.camera.world
+    assert not world.laser_enabled and not world.shutter_open
+    stored = read_run(out)
+    assert stored["status"] == "light-off" and stored["done"] == result.images

@@ -135,8 +135,9 @@ def test_resume_after_a_fault_is_bit_identical(tmp_path: Path) -> None:
     with Bench.open(_deterministic(tmp_path)) as bench:
         straight = _tuner(bench, tmp_path / "a", 6)
         assert straight.run().status == "complete"
-    # the camera disconnects after 4 steps' frames (probe batch 8 + 4 x 8): the run stops as a fault
-    faulty = _deterministic(tmp_path, "faulty", faults="disconnect_after_frames = 44")
+    # the camera disconnects for good after 4 steps' frames (probe batch 8 + 4 x 8): the run stops as a
+    # fault (a camera that comes back is reopened by the acquirer and the fine-tune goes on)
+    faulty = _deterministic(tmp_path, "faulty", faults="disconnect_after_frames = 44\ndisconnect_permanent = true")
     with Bench.open(faulty) as bench:
         first = _tuner(bench, tmp_path / "b", 6).run()
         assert first.status == "fault" and "disconnect" in first.error.lower()

@@ -24,6 +24,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 #: deflate's largest expansion (1032:1) with slack: a gzip file cannot hold more than this many
 #: bytes per compressed byte, so a header claiming more is forged, checked before allocating
 MAX_GZIP_RATIO = 1100
+#: no IDX dataset comes near this (EMNIST is ~0.7 GB); numpy cannot even shape an array of 2**63 bytes
+MAX_ARRAY_BYTES = 1 << 40
 _CHUNK = 1 << 20
 
 # IDX type codes (third magic byte) → big-endian numpy dtype.
@@ -129,6 +131,10 @@ def _read_idx_stream(path: Path, gz: bool) -> np.ndarray:
             )
         dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
         dtype = IDX_DTYPES[code]
+        if math.prod(d for d in dims if d) * dtype.itemsize >= MAX_ARRAY_BYTES:
+            # numpy refuses such a shape even when a zero makes it empty: a header no real file has
+            raise DataError(f"{path}: header {dims} of {dtype.name} describes an array beyond any "
+                            "dataset (forged or corrupt header)")
         header = 4 + 4 * ndim
         payload = math.prod(dims) * dtype.itemsize
         expected = header + payload

@@ -135,7 +135,8 @@ class Acquirer:
         """(B, rows, cols) input gray levels -> (B, F, H, W) frames, lit (see the module docstring).
 
         On a fault that ends the run the exception carries ``partial``: the frames of the
-        images completed before it (all frame groups), checked lit as a whole chunk is."""
+        images completed before it (all frame groups), checked lit as a whole chunk is; they
+        count in `frames` only once the caller keeps them (`keep_partial`)."""
         cam = self.bench.camera
         n, groups = len(input_gray), self.program.frames
         frames = np.empty((n, groups, *cam.resolution), dtype=self.dtype)
@@ -151,8 +152,6 @@ class Acquirer:
                 self.frames += n
         except DeviceError as exc:
             complete = self._at if group == groups - 1 else 0  # an image is complete once its last group is
-            if complete:
-                self.frames += complete
             exc.partial = self._partial(input_gray[:complete], frames[:complete], what)  # type: ignore[attr-defined]
             raise
         finally:
@@ -160,6 +159,10 @@ class Acquirer:
         self.check_light(what)
         self.check_lit(input_gray, frames, what)
         return frames
+
+    def keep_partial(self, partial: np.ndarray) -> None:
+        """The caller kept a fault's partial frames as data: count them."""
+        self.frames += len(partial) * self.program.frames
 
     def _partial(self, gray: np.ndarray, frames: np.ndarray, what: str) -> np.ndarray | None:
         if not len(frames):

@@ -223,7 +223,7 @@ def compile_program(
     bad = non_finite(program)
     if bad:
         raise ProgramError(f"compiling for bench {prof.name} gave non-finite values (NaN or inf) in "
-                           f"{', '.join(bad)}: the student or the calibration images are broken")
+                           f"{', '.join(bad)}: the student, the calibration or the images are broken")
     return program
 
 

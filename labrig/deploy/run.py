@@ -182,6 +182,7 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
                 partial = getattr(exc, "partial", None)
                 if partial is not None:  # the images completed before the fault are kept
                     host.submit(s, gray[: len(partial)], partial)
+                    acquirer.keep_partial(partial)
                 raise
             host.submit(s, gray, frames)
             report()

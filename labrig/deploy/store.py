@@ -46,7 +46,10 @@ def program_hash(path: str | Path) -> str:
     """The content hash stored in a program file (cheap: reads one attribute)."""
 
     with _open(Path(path)) as h5:
-        return str(h5.attrs.get("program_hash", ""))
+        try:
+            return str(h5.attrs.get("program_hash", ""))
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise ProgramError(f"program file {path} is corrupt: {type(exc).__name__}: {exc}") from exc
 
 
 def _open(path: Path):
@@ -68,9 +71,13 @@ def load_program(path: str | Path) -> Program:
 
     path = Path(path)
     with _open(path) as h5:
-        if h5.attrs.get("format") != FORMAT:
+        try:
+            marker, version = h5.attrs.get("format"), int(h5.attrs.get("schema_version", -1))
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise ProgramError(f"program file {path} is corrupt (its attributes cannot be read): "
+                               f"{type(exc).__name__}: {exc}") from exc
+        if marker != FORMAT:
             raise ProgramError(f"{path} is not a labrig program (no '{FORMAT}' marker)")
-        version = int(h5.attrs.get("schema_version", -1))
         if version != SCHEMA_VERSION:
             raise ProgramError(
                 f"{path}: program schema version {version}; this labrig reads version "
@@ -86,7 +93,7 @@ def load_program(path: str | Path) -> Program:
 
             h5.visititems(collect)
             stored = str(h5.attrs["program_hash"])
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise ProgramError(f"program file {path} is corrupt or truncated: {type(exc).__name__}: {exc}") from exc
     try:
         program = unflatten(Program, meta, {k: np.asarray(v) for k, v in arrays.items()})

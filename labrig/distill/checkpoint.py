@@ -9,6 +9,7 @@ Anything unreadable, truncated, foreign or of the wrong kind is a
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,8 @@ def save_checkpoint(
         "version": VERSION,
         "kind": model_kind(model),
         "config": model_config(model),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": (state := {k: v.detach().cpu() for k, v in model.state_dict().items()}),
+        "state_sha256": state_sha256(state),
         "metrics": dict(metrics or {}),
         "epoch": epoch,
         "optimizer": optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else optimizer,
@@ -118,6 +120,9 @@ def read_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
     if kind is not None and payload["kind"] != kind:
         raise CheckpointError(f"checkpoint {path} holds a {payload['kind']}, expected a {kind}")
     _check_state(path, payload["state_dict"])
+    stored = payload.get("state_sha256")  # absent in checkpoints written before it was kept
+    if stored is not None and stored != state_sha256(payload["state_dict"]):
+        raise CheckpointError(f"checkpoint {path}: the weights do not match their stored hash (the file is corrupt)")
     return Checkpoint(
         path=path,
         kind=payload["kind"],
@@ -131,6 +136,17 @@ def read_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
         created=payload.get("created", ""),
         versions=payload.get("versions") or {},
     )
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names, dtypes, shapes and values: a flipped byte in a weight
+    (torch's zip reader does not check its CRCs) is an error, not a silently different model."""
+    h = hashlib.sha256()
+    for name, t in sorted(state.items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _looks_like_torch_file(path: Path) -> bool:

@@ -572,7 +572,10 @@ class GenICamCamera(Camera):
             frames.append(self._fetch(acquirer, timeout_s))
             meta.append(self._last_meta)
         ids = [m["frame_id"] for m in meta if m["frame_id"] is not None]
-        if len(ids) == len(meta) and any(b != a + 1 for a, b in itertools.pairwise(ids)):
+        # triggered, every frame asked for is one the camera took: a gap is a lost frame (in free
+        # run a gap is only a frame the producer skipped while the buffers were full)
+        if self.config.trigger_source is not None and len(ids) == len(meta) and any(
+                b != a + 1 for a, b in itertools.pairwise(ids)):
             raise FrameDropped(f"{self.name}: frame ids {ids} are not consecutive: a frame of the burst was lost")
         self.frame_meta = meta
         return frames
