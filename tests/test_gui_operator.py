@@ -1,0 +1,144 @@
+"""The console as an operator lives in it (issue 17), offscreen: it fits small screens and
+never resizes itself, setpoints apply only what is meant, one program is active and its
+bench fit is checked at load, runs explain what they change and use a fresh file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pyqtgraph")
+pytest.importorskip("pytestqt")
+
+from model_helpers import student, toy_dataset
+from PySide6.QtCore import QSettings, QSize, Qt
+
+from labrig.gui.main_window import MainWindow
+from labrig.gui.setpoint import SetpointEdit
+
+pytestmark = pytest.mark.gui
+
+CONNECT_MS = 30_000
+RUN_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def program_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy student compiled for the `sim` bench (once per module)."""
+    import torch
+
+    from labrig.deploy import compile_program, save_program
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        program = compile_program(student(), "sim", toy_dataset(64))
+    finally:
+        torch.set_num_threads(threads)
+    return save_program(program, tmp_path_factory.mktemp("program") / "toy.h5")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path) -> Iterator[MainWindow]:
+    settings = QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
+    w = MainWindow("sim", settings=settings)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+def _connect(qtbot, w: MainWindow) -> None:
+    w.devices.connect_bench()
+    qtbot.waitUntil(lambda: w.session.connected, timeout=CONNECT_MS)
+
+
+def _load_program(qtbot, w: MainWindow, path: Path) -> None:
+    w.program.open_program(path)
+    qtbot.waitUntil(lambda: w.session.program is not None, timeout=CONNECT_MS)
+
+
+def _type(qtbot, box: SetpointEdit, text: str, commit: bool = True) -> None:
+    """Type into the box key by key, as an operator does; Enter commits."""
+    box.edit.setFocus()
+    box.edit.selectAll()
+    qtbot.keyClicks(box.edit, text)
+    if commit:
+        qtbot.keyClick(box.edit, Qt.Key.Key_Return)
+
+
+# -- 1. fits 1366x768 and never resizes itself ----------------------------------------------------------
+
+
+def test_fits_small_screens_and_does_not_resize_itself(qtbot, window: MainWindow, program_file: Path,
+                                                       tmp_path: Path) -> None:
+    w = window
+    for size in (QSize(1920, 1080), QSize(1366, 768)):
+        hint = w.minimumSizeHint()
+        assert hint.width() <= size.width() and hint.height() <= size.height(), hint
+    w.resize(1366, 768)
+    qtbot.wait(50)
+    assert w.size() == QSize(1366, 768)
+    _connect(qtbot, w)
+    _load_program(qtbot, w, program_file)
+    qtbot.wait(50)
+    assert w.size() == QSize(1366, 768)
+    w.run.set_dataset(toy_dataset(32), "toy")
+    w.run.out_path.setText(str(tmp_path / "run.h5"))
+    w.run.batch.setValue(16)
+    w.run.start_run()
+    for dock in (w.finetune, w.log_dock, w.run, w.program, w.calibration, w.patterns):
+        dock.raise_()
+        qtbot.wait(20)
+        assert w.size() == QSize(1366, 768), dock.objectName()
+    qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
+    qtbot.wait(50)
+    assert w.size() == QSize(1366, 768)
+    assert w.minimumSizeHint().height() <= 768
+
+
+# -- 2. setpoints: applied on Enter, refused (not clipped) out of range ------------------------------------
+
+
+def test_out_of_range_power_is_refused_not_clipped(qtbot, window: MainWindow) -> None:
+    w = window
+    _connect(qtbot, w)
+    laser = w.session.bench.laser
+    before = laser.power_w
+    applied: list[float] = []
+    w.devices.power.valueChanged.connect(applied.append)
+    _type(qtbot, w.devices.power, "99999", commit=False)
+    assert applied == [] and laser.power_w == before  # nothing per keystroke
+    qtbot.keyClick(w.devices.power.edit, Qt.Key.Key_Return)
+    assert applied == [] and laser.power_w == before  # refused, not clipped to 9 or 50
+    refusal = w.devices.power.refusal.text()
+    hi = laser.power_bounds_w[1] * 1e3
+    assert "99999" in refusal and "refused" in refusal and f"{hi:g}" in refusal
+    assert w.devices.power.value() == pytest.approx(before * 1e3)
+    # a value in range is applied once, on Enter, and the refusal goes away
+    target = 0.5 * hi
+    _type(qtbot, w.devices.power, f"{target:g}")
+    assert laser.power_w == pytest.approx(target / 1e3) and applied == [pytest.approx(target)]
+    assert w.devices.power.refusal.text() == ""
+
+
+def test_exposure_applies_once_and_refuses_zero(qtbot, window: MainWindow) -> None:
+    w = window
+    _connect(qtbot, w)
+    cam = w.session.bench.camera
+    seen: list[float] = []
+    w.devices.exposure.valueChanged.connect(seen.append)
+    before = cam.exposure_s
+    _type(qtbot, w.devices.exposure, "0")
+    assert seen == [] and cam.exposure_s == before and "refused" in w.devices.exposure.refusal.text()
+    lo, hi = (b * 1e3 for b in cam.exposure_bounds_s)
+    target = min(hi, max(lo, 2.5))
+    _type(qtbot, w.devices.exposure, f"{target:g}")
+    assert seen == [pytest.approx(target)]  # not 2, then 2.5: one value, when committed
+    assert cam.exposure_s == pytest.approx(target / 1e3)
+    w.devices.exposure.edit.clearFocus()  # focus-out after Enter applies nothing again
+    w.devices.exposure.commit()
+    assert len(seen) == 1
