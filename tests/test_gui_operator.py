@@ -142,3 +142,39 @@ def test_exposure_applies_once_and_refuses_zero(qtbot, window: MainWindow) -> No
     w.devices.exposure.edit.clearFocus()  # focus-out after Enter applies nothing again
     w.devices.exposure.commit()
     assert len(seen) == 1
+
+
+# -- 3. one active program, its bench fit checked at load ------------------------------------------------
+
+
+def test_program_of_another_bench_hides_its_rois_and_says_why(qtbot, tmp_path: Path,
+                                                               program_file: Path) -> None:
+    settings = QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
+    w = MainWindow("sim-wide", settings=settings)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        _connect(qtbot, w)
+        assert w.session.bench.profile.name == "sim-wide"
+        _load_program(qtbot, w, program_file)  # compiled for `sim`
+        assert w.session.misfits  # checked at load, not at Run
+        assert w.live.rois == [] and not w.live.tiles.isVisible()
+        assert w.live.fit_label.isVisible() and "does not fit" in w.live.fit_label.text()
+        assert w.session.misfits[0] in w.program.fit.text()
+        assert not w.run.run_button.isEnabled() and "does not fit" in w.run.status.text()
+    finally:
+        w.close()
+
+
+def test_checkpoint_replaces_the_active_program_and_its_rois(qtbot, window: MainWindow,
+                                                             program_file: Path, tmp_path: Path) -> None:
+    from labrig.distill.checkpoint import save_checkpoint
+
+    w = window
+    _connect(qtbot, w)
+    _load_program(qtbot, w, program_file)
+    assert w.session.misfits == [] and w.live.rois and "fits" in w.program.active.text()
+    w.program.open_checkpoint(save_checkpoint(tmp_path / "student.pt", student()))
+    qtbot.waitUntil(lambda: w.program.student is not None, timeout=CONNECT_MS)
+    assert w.session.program is None and w.live.rois == []
+    assert not w.run.run_button.isEnabled() and "none" in w.program.active.text()

@@ -33,7 +33,6 @@ from drivers.errors import FrameDropped
 from labrig.bench.frames import save_frame
 from labrig.gui import plots
 from labrig.gui.framestats import RateMeter, roi_means, saturated_fraction
-from labrig.gui.program_info import program_rois
 from labrig.gui.session import Session
 from labrig.gui.workers import LiveStream, TaskManager
 
@@ -85,6 +84,10 @@ class LiveDock(QDockWidget):
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color:#c00000")
         self.error_label.setWordWrap(True)
+        self.fit_label = QLabel("")
+        self.fit_label.setStyleSheet("color:#c00000")
+        self.fit_label.setWordWrap(True)
+        self.fit_label.hide()
         self.tiles = QTableWidget(0, 3)
         self.tiles.setHorizontalHeaderLabels(["tile", "mean DN", "% full scale"])
         self.tiles.verticalHeader().hide()
@@ -107,6 +110,7 @@ class LiveDock(QDockWidget):
         layout.addWidget(self.view, 1)
         layout.addLayout(info)
         layout.addWidget(self.error_label)
+        layout.addWidget(self.fit_label)
         layout.addWidget(self.tiles)
         self.setWidget(body)
 
@@ -119,7 +123,7 @@ class LiveDock(QDockWidget):
         session.bench_changed.connect(self._on_bench_changed)
         session.bench_closing.connect(self.stop)
         session.busy_changed.connect(self._on_busy)
-        session.program_changed.connect(lambda program: self.set_rois(program_rois(program)))
+        session.fit_changed.connect(self._on_fit)
         self._rates = QTimer(self)
         self._rates.setInterval(500)
         self._rates.timeout.connect(self._show_rates)
@@ -257,6 +261,16 @@ class LiveDock(QDockWidget):
             self.view.setLevels(float(self.frame.min()), float(self.frame.max()))
 
     # -- tile ROIs ---------------------------------------------------------------------------------
+    @Slot(list)
+    def _on_fit(self, problems: list[str]) -> None:
+        """The active program (or none) was checked against the bench: draw its ROIs only when
+        it fits, and otherwise say why they are hidden."""
+        self.set_rois(self.session.active_rois())
+        if problems:
+            self.fit_label.setText("program ROIs hidden: the program does not fit this bench: "
+                                   + "; ".join(problems))
+        self.fit_label.setVisible(bool(problems))
+
     def set_rois(self, rois: Sequence[Rect]) -> None:
         """Draw the program's tile rectangles (camera pixels) and list their readouts."""
         vb = self.view.getView()

@@ -176,6 +176,7 @@ class RunDock(QDockWidget):
         next_button.clicked.connect(lambda: self._step(1))
         session.bench_changed.connect(lambda _b: self._update_enabled())
         session.program_changed.connect(lambda _p: self._update_enabled())
+        session.fit_changed.connect(lambda _p: self._update_enabled())
         self._update_enabled()
 
     @staticmethod
@@ -207,10 +208,13 @@ class RunDock(QDockWidget):
         return self.job is not None and self.job.running
 
     def _update_enabled(self) -> None:
-        ready = self.session.connected and self.session.program is not None
+        misfit = bool(self.session.misfits)
+        ready = self.session.connected and self.session.program is not None and not misfit
         self.run_button.setEnabled(ready and not self.running)
         self.cancel_button.setEnabled(self.running)
-        if not self.running and not ready and self.result is None:
+        if not self.running and misfit:
+            self.status.setText("cannot run: the program does not fit this bench: " + "; ".join(self.session.misfits))
+        elif not self.running and not ready and self.result is None:
             self.status.setText("load a program and connect a bench to run")
         elif not self.running and ready and self.result is None:
             self.status.setText("ready")
