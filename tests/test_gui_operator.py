@@ -178,3 +178,89 @@ def test_checkpoint_replaces_the_active_program_and_its_rois(qtbot, window: Main
     qtbot.waitUntil(lambda: w.program.student is not None, timeout=CONNECT_MS)
     assert w.session.program is None and w.live.rois == []
     assert not w.run.run_button.isEnabled() and "none" in w.program.active.text()
+
+
+# -- 4. runs that explain themselves --------------------------------------------------------------------
+
+
+def _logged(qtbot, w: MainWindow, text: str) -> None:
+    qtbot.waitUntil(lambda: text in w.log_dock.visible_text(), timeout=5000)
+
+
+def _run(qtbot, w: MainWindow, out: Path, n: int, batch: int = 16, resume: bool = False) -> None:
+    w.run.set_dataset(toy_dataset(n), "toy")
+    w.run.out_path.setText(str(out))
+    w.run.batch.setValue(batch)
+    w.run.limit.setValue(0)
+    w.run.resume.setChecked(resume)
+    w.run.start_run()
+    assert w.run.running
+
+
+def test_runs_restore_settings_use_fresh_files_and_clear_on_failure(qtbot, window: MainWindow,
+                                                                     program_file: Path,
+                                                                     tmp_path: Path) -> None:
+    w = window
+    _connect(qtbot, w)
+    _load_program(qtbot, w, program_file)
+    bench = w.session.bench
+    program = w.session.program
+    # settings unlike the program's, and light on: the run changes them and must say so
+    exposure = 0.5 * program.readout.exposure_s[0] if program.readout.exposure_s[0] > 2e-4 else 1e-3
+    power = 0.5 * (program.readout.laser_power_w or bench.laser.power_bounds_w[1])
+    _type(qtbot, w.devices.exposure, f"{exposure * 1e3:g}")
+    _type(qtbot, w.devices.power, f"{power * 1e3:g}")
+    exposure, power = bench.camera.exposure_s, bench.laser.power_w
+    w.devices.arm_button.click()
+    filter_before = bench.filter.pattern
+    out = tmp_path / "run.h5"
+    _run(qtbot, w, out, 32)
+    qtbot.waitUntil(lambda: not w.run.running and w.run.result is not None, timeout=RUN_MS)
+    first = w.run.result
+    assert first.status == "complete" and first.path == out
+    # what the run changed is logged, and put back; the light is left off and the log says so
+    assert bench.camera.exposure_s == pytest.approx(exposure)
+    assert bench.laser.power_w == pytest.approx(power)
+    assert (bench.filter.pattern == filter_before).all()
+    _logged(qtbot, w, "the run changed camera exposure")
+    _logged(qtbot, w, "restored camera exposure")
+    _logged(qtbot, w, "light NOT restored")
+    assert not bench.laser.enabled and not bench.shutter.shutter_open
+    # Run again: a fresh file, all images measured again (not the old results)
+    _run(qtbot, w, out, 32)
+    qtbot.waitUntil(lambda: not w.run.running and w.run.result is not None, timeout=RUN_MS)
+    second = w.run.result
+    assert second.path != out and second.path.is_file() and out.is_file()
+    assert second.session_images == 32 and second.frames > 0
+    assert w.run.out_path.text() == str(second.path)
+    # a run that fails leaves no stale results on screen
+    assert w.run.confusion.rowCount() > 0
+    w.run.dataset = None
+    w.run.data_path.setText(str(tmp_path / "no-such-dataset"))
+    w.run.start_run()
+    qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
+    assert w.run.result is None and w.run.confusion.rowCount() == 0
+    assert w.run.accuracy.text() == "accuracy -" and "run failed" in w.run.status.text()
+
+
+def test_resumed_run_progress_starts_where_the_file_is(qtbot, window: MainWindow, program_file: Path,
+                                                       tmp_path: Path) -> None:
+    from labrig.deploy.runfile import read_run
+
+    w = window
+    _connect(qtbot, w)
+    _load_program(qtbot, w, program_file)
+    out = tmp_path / "long.h5"
+    _run(qtbot, w, out, 320, batch=8)
+    qtbot.waitUntil(lambda: w.run.progress.value() > 0, timeout=RUN_MS)
+    w.run.cancel_button.click()
+    assert "at most two chunks" in w.run.status.text()  # the wording says what Cancel does
+    qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
+    done = read_run(out)["done"]
+    assert 0 < done < 320 and w.run.result.status == "cancelled"
+    _run(qtbot, w, out, 320, batch=8, resume=True)
+    assert w.run.progress.value() == done and w.run.progress.maximum() >= done
+    assert f"resuming after image {done}" in w.run.status.text()
+    w.run.cancel_run()
+    qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
+    assert w.run.result.path == out and w.run.result.images >= done
