@@ -5,6 +5,7 @@ bench fit is checked at load, runs explain what they change and use a fresh file
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,40 @@ def test_resumed_run_progress_starts_where_the_file_is(qtbot, window: MainWindow
     w.run.cancel_run()
     qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
     assert w.run.result.path == out and w.run.result.images >= done
+
+
+# -- 5. the live view: bounded rate, no work while paused, the run's frames during a run ----------------
+
+
+def test_live_view_is_bounded_paused_idle_and_shows_the_run(qtbot, window: MainWindow,
+                                                            program_file: Path, tmp_path: Path) -> None:
+    from labrig.gui.docks.live import RUN_VIEW_HZ
+
+    w = window
+    _connect(qtbot, w)
+    _load_program(qtbot, w, program_file)
+    qtbot.waitUntil(lambda: w.live.streaming and w.live.display_rate.count >= 2, timeout=CONNECT_MS)
+    # the grab rate follows the exposure (a frame cannot come faster than it is exposed)
+    _type(qtbot, w.devices.exposure, "250")
+    stream = w.live.stream.stream
+    qtbot.wait(300)
+    n0 = stream.camera_rate.count
+    qtbot.wait(1000)
+    assert stream.camera_rate.count - n0 <= 5  # <= 4 frames/s at 250 ms, with slack
+    # paused: the camera is not read at all
+    w.live.pause_button.setChecked(True)
+    qtbot.wait(400)
+    n1 = stream.camera_rate.count
+    qtbot.wait(600)
+    assert stream.camera_rate.count == n1
+    w.live.pause_button.setChecked(False)
+    _type(qtbot, w.devices.exposure, "1")
+    # during a run the view shows the run's own frames, at a bounded rate
+    shown: list[float] = []
+    w.live.frame_shown.connect(lambda t: shown.append(t) if w.session.busy else None)
+    _run(qtbot, w, tmp_path / "run.h5", 96, batch=8)
+    assert not w.live.streaming  # the run owns the camera
+    qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
+    assert w.run.result.status == "complete"
+    assert len(shown) >= 1  # the picture moved while the run owned the camera
+    assert all(b - a >= 0.99 / RUN_VIEW_HZ for a, b in pairwise(shown))

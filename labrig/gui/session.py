@@ -50,6 +50,8 @@ class Session(QObject):
     #: the active program's fit to the open bench was checked (why it does not fit; [] when it
     #: does, or when there is no program or no bench to check against)
     fit_changed = Signal(list)
+    #: a frame the running run just took (a camera frame, numpy): the live view shows some
+    run_frame = Signal(object)
 
     def __init__(self, profile: str | Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -333,7 +333,10 @@ class RunDock(QDockWidget):
             log.info("run cancelled by the operator")
 
     def _on_progress(self, done: int, total: int, metrics: object) -> None:
-        m = metrics if isinstance(metrics, dict) else {}
+        m = dict(metrics) if isinstance(metrics, dict) else {}
+        frame = m.pop("last_frame", None)
+        if frame is not None:  # the live view shows what the run sees (at its own bounded rate)
+            self.session.run_frame.emit(frame)
         self.last_metrics = m
         self.progress.setMaximum(total)
         self.progress.setValue(done)
