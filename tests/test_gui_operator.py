@@ -302,3 +302,19 @@ def test_live_view_is_bounded_paused_idle_and_shows_the_run(qtbot, window: MainW
     assert w.run.result.status == "complete"
     assert len(shown) >= 1  # the picture moved while the run owned the camera
     assert all(b - a >= 0.99 / RUN_VIEW_HZ for a, b in pairwise(shown))
+
+
+def test_make_safe_during_a_run_stops_it(qtbot, window: MainWindow, program_file: Path,
+                                         tmp_path: Path) -> None:
+    w = window
+    _connect(qtbot, w)
+    _load_program(qtbot, w, program_file)
+    _run(qtbot, w, tmp_path / "run.h5", 640, batch=8)
+    qtbot.waitUntil(lambda: w.run.progress.value() > 0, timeout=RUN_MS)
+    assert w.devices.safe_button.isEnabled()  # never disabled, also during a run
+    w.devices.safe_button.click()
+    qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
+    result = w.run.result
+    assert result is not None and result.status != "complete" and result.images < 640
+    assert not w.session.bench.laser.enabled and not w.session.bench.shutter.shutter_open
+    assert "run failed" in w.run.status.text()
