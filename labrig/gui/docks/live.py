@@ -203,6 +203,7 @@ class LiveDock(QDockWidget):
 
     @Slot(object)
     def _on_bench_changed(self, bench: object) -> None:
+        self.pause_button.setChecked(False)  # a frozen frame of another bench is no view of this one
         if bench is None:
             self.stop()
         elif self.auto_start.isChecked() and not self.session.busy:
