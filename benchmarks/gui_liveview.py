@@ -11,7 +11,10 @@ Measured per repeat: frames displayed per second (set on the image) and how many
 paints of the image that made (Qt merges updates between paints), frames dropped
 (the display is slower than the camera: newest frame wins), and the event-loop latency: how
 long a zero-delay event posted every 20 ms waits before it runs (what a click
-waits while frames stream). Prints the medians over repeats; --json for the raw numbers.
+waits while frames stream), and the process's CPU use (user + system time over wall
+time, in % of one core) with the view streaming and with it paused. `--bench sim`
+streams the simulated bench's own camera through the console's Session instead (what
+an operator's idle console costs). Prints the medians over repeats; --json for the raw numbers.
 """
 
 from __future__ import annotations
@@ -74,12 +77,21 @@ def count_paints(item) -> dict[str, int]:
     return counter
 
 
-def one_run(app, dock, frames: list[np.ndarray], camera_fps: float, seconds: float,
+def cpu_s() -> float:
+    """User + system CPU seconds of this process (every thread)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def one_run(app, dock, frames: list[np.ndarray] | None, camera_fps: float, seconds: float,
             warmup_s: float, paints: dict[str, int]) -> dict[str, float]:
     from PySide6.QtCore import QEventLoop, QTimer
 
-    camera = PacedCamera(frames, camera_fps)
-    dock.start(grab=camera.grab, max_value=4095)
+    if frames is None:
+        dock.start()  # the session's bench camera
+    else:
+        camera = PacedCamera(frames, camera_fps)
+        dock.start(grab=camera.grab, max_value=4095)
     latencies: list[float] = []
     measuring = {"on": False}
 
@@ -97,24 +109,33 @@ def one_run(app, dock, frames: list[np.ndarray], camera_fps: float, seconds: flo
     timer.start(20)
 
     def pump(duration: float) -> None:
-        end = time.perf_counter() + duration
-        while time.perf_counter() < end:
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        """Run a real event loop (as the console's `app.exec` does: it sleeps when idle)."""
+        loop = QEventLoop()
+        QTimer.singleShot(int(duration * 1000), loop.quit)
+        loop.exec()
 
     pump(warmup_s)
     stream = dock.stream.stream
     shown0, grabbed0, dropped0 = dock.display_rate.count, stream.camera_rate.count, stream.dropped
     painted0 = paints["n"]
     measuring["on"] = True
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     pump(seconds)
     elapsed = time.perf_counter() - t0
+    cpu = cpu_s() - c0
     measuring["on"] = False
     shown = dock.display_rate.count - shown0
     painted = paints["n"] - painted0
     grabbed = stream.camera_rate.count - grabbed0
     dropped = stream.dropped - dropped0
     timer.stop()
+    # the same stream paused: what the console costs while the operator looks at a frozen frame
+    dock.pause_button.setChecked(True)
+    pump(min(1.0, warmup_s))
+    t1, c1 = time.perf_counter(), cpu_s()
+    pump(seconds)
+    paused_cpu = (cpu_s() - c1) / (time.perf_counter() - t1)
+    dock.pause_button.setChecked(False)
     dock.stop()
     lat = sorted(latencies)
     return {
@@ -125,6 +146,8 @@ def one_run(app, dock, frames: list[np.ndarray], camera_fps: float, seconds: flo
         "latency_median_ms": 1e3 * statistics.median(lat) if lat else float("nan"),
         "latency_p95_ms": 1e3 * lat[int(0.95 * (len(lat) - 1))] if lat else float("nan"),
         "latency_max_ms": 1e3 * lat[-1] if lat else float("nan"),
+        "cpu_percent": 100 * cpu / elapsed,
+        "paused_cpu_percent": 100 * paused_cpu,
     }
 
 
@@ -140,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=900, help="live view window width (px)")
     parser.add_argument("--height", type=int, default=800, help="live view window height (px)")
     parser.add_argument("--json", action="store_true", help="print every repeat as JSON")
+    parser.add_argument("--bench", default="", help="stream this bench profile's camera (e.g. sim) "
+                        "instead of the synthetic one")
     args = parser.parse_args(argv)
     if args.camera_fps <= 0:
         parser.error("--camera-fps must be > 0")
@@ -153,27 +178,34 @@ def main(argv: list[str] | None = None) -> int:
 
     app = create_app()
     session, tasks = Session(), TaskManager()
+    if args.bench:
+        session.attach(session.open_bench(args.bench))
     dock = LiveDock(session, tasks)
+    dock.stop()  # streams only when measured
     dock.resize(args.width, args.height)
     dock.show()
     step = args.size // 4
     dock.set_rois([(r * step + 8, c * step + 8, r * step + step - 8, c * step + step - 8)
                    for r in (1, 2) for c in range(4)])
-    frames = synthetic_frames(args.size, 16)
+    frames = None if args.bench else synthetic_frames(args.size, 16)
     paints = count_paints(dock.view.imageItem)
     runs = [one_run(app, dock, frames, args.camera_fps, args.seconds, args.warmup, paints)
             for _ in range(args.repeats)]
     dock.close()
+    if args.bench:
+        session.disconnect()
 
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    print(f"live view, {args.size}x{args.size} uint16 frames, camera at "
-          f"{args.camera_fps:g} fps, window {args.width}x{args.height}, platform {app.platformName()}, "
+    source = (f"bench {args.bench} camera" if args.bench else
+              f"{args.size}x{args.size} uint16 frames, camera at {args.camera_fps:g} fps")
+    print(f"live view, {source}, window {args.width}x{args.height}, platform {app.platformName()}, "
           f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
     print(f"  displayed  {med['displayed_fps']:.1f} frames/s, painted {med['painted_fps']:.1f}/s   "
           f"(camera delivered {med['camera_fps']:.1f}, dropped {100 * med['dropped_fraction']:.0f} %)")
     print(f"  event-loop latency  median {med['latency_median_ms']:.1f} ms, p95 "
           f"{med['latency_p95_ms']:.1f} ms, max {med['latency_max_ms']:.1f} ms   "
           f"(medians over {args.repeats} x {args.seconds:g} s)")
+    print(f"  CPU  streaming {med['cpu_percent']:.0f} % of a core, paused {med['paused_cpu_percent']:.0f} %")
     if args.json:
         print(json.dumps({"args": vars(args), "runs": runs, "median": med}, indent=2))
     return 0

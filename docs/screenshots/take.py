@@ -1,6 +1,10 @@
 """Take the README's console screenshots from a real window on the simulated bench.
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/screenshots/take.py
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/screenshots/take.py --size 1366x768
+
+With --size the window is given that size (the screen's) and only the whole window is
+taken, as console-<size>.png: every dock must stay readable (they scroll) at it.
 
 Trains a tiny student on a toy task (a bright square whose place is the class),
 compiles it for `sim`, then drives the console as an operator would: connect,
@@ -48,18 +52,24 @@ def trained_program(folder: Path) -> Path:
     return save_program(program, folder / "toy-squares.h5")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from PySide6.QtCore import QEventLoop, QSettings
 
     from labrig.gui.app import create_app
     from labrig.gui.main_window import MainWindow
 
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="", help="WxH: the window's size; only the whole window is taken")
+    args = parser.parse_args(argv)
+    size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
     torch.set_num_threads(1)
     app = create_app()
     folder = Path(tempfile.mkdtemp(prefix="labrig-shots-"))
     program_path = trained_program(folder)
     window = MainWindow("sim", settings=QSettings(str(folder / "console.ini"), QSettings.Format.IniFormat))
-    window.resize(1600, 1000)
+    window.resize(*(size or (1600, 1000)))
     window.show()
 
     def pump(seconds: float, until=None) -> None:
@@ -100,12 +110,14 @@ def main() -> int:
     left = min(r[1] for r in window.live.rois) - 30
     right = max(r[3] for r in window.live.rois) + 30
     window.live.view.getView().setRange(xRange=(left, right), yRange=(top, bottom), padding=0)
-    grab(window.live, "live")
-    grab(window.devices, "devices")
-    grab(window.patterns, "patterns")
-    grab(window.program, "program")
+    if size is None:
+        grab(window.live, "live")
+        grab(window.devices, "devices")
+        grab(window.patterns, "patterns")
+        grab(window.program, "program")
     session.make_safe()
-    window.devices._set_exposure(5000.0)  # refused (the camera allows 1 s): shown and logged
+    window.devices.power.edit.setText("99999")  # refused (not clipped): shown under the box, logged
+    window.devices.power.commit()
 
     window.run.set_dataset(toy(320, 4), "toy squares (320 images)")
     window.run.out_path.setText(str(folder / "run.h5"))
@@ -115,13 +127,14 @@ def main() -> int:
     window.run.start_run()
     pump(300, lambda: not window.run.running and window.run.result is not None)
     window.run.index.setValue(7)
-    grab(window.run, "run")
     window.log_dock.level.setCurrentText("INFO")
-    grab(window.log_dock, "log")
+    if size is None:
+        grab(window.run, "run")
+        grab(window.log_dock, "log")
     window.run.raise_()
     window.program.raise_()
     window.live.raise_()
-    grab(window, "console")
+    grab(window, f"console-{size[0]}x{size[1]}" if size else "console")
     window.close()
     return 0
 

@@ -147,12 +147,14 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
     encode_s, wall0 = 0.0, time.perf_counter()
     bar = tqdm(total=total, initial=start, desc=f"run {bench.profile.name}", unit="img", disable=not progress)
 
-    def report() -> None:
+    def report(frames: np.ndarray | None = None) -> None:
         m = host.metrics()
         bar.update(m["done"] - bar.n)
         if on_progress is not None:
             elapsed = time.perf_counter() - wall0
             m["frames_per_s"] = acquirer.frames / elapsed if elapsed > 0 else 0.0
+            if frames is not None and len(frames):  # the chunk's last camera frame (a live view shows it)
+                m["last_frame"] = np.array(frames[-1, 0])
             on_progress(m["done"], total, m)
 
     try:
@@ -185,7 +187,7 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
                     acquirer.keep_partial(partial)
                 raise
             host.submit(s, gray, frames)
-            report()
+            report(frames)
     except KeyboardInterrupt as exc:
         status, error, failure = "interrupted", "interrupted (Ctrl-C)", exc
     except LightOff as exc:

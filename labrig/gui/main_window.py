@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
 
@@ -24,6 +24,7 @@ from labrig.gui.docks.log import LogDock
 from labrig.gui.docks.patterns import PatternsDock
 from labrig.gui.docks.program import ProgramDock
 from labrig.gui.docks.run import RunDock
+from labrig.gui.layout import fit_to_screen, scrollable
 from labrig.gui.session import Session
 from labrig.gui.workers import TaskManager
 
@@ -42,7 +43,7 @@ class MainWindow(QMainWindow):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("labrig console")
-        self.resize(1500, 950)
+        fit_to_screen(self, QSize(1500, 950))
         self.setDockNestingEnabled(True)
         self.settings = settings if settings is not None else QSettings("labrig", "console")
         self.session = Session(profile, self)
@@ -64,6 +65,8 @@ class MainWindow(QMainWindow):
         self.calibration.rois_changed.connect(self.live.set_rois)
         self.docks: list[QDockWidget] = [self.devices, self.live, self.patterns, self.program,
                                          self.calibration, self.run, self.finetune, self.log_dock]
+        for dock in self.docks:  # contents scroll: the window fits 1366x768 and never grows by itself
+            scrollable(dock)
         self._default_layout()
         self._default_state = self.saveState(LAYOUT_VERSION)
         self._menus()

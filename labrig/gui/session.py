@@ -47,6 +47,11 @@ class Session(QObject):
     busy_changed = Signal(bool)
     #: an SLM shows a new pattern (the role: "input" or "filter")
     pattern_changed = Signal(str)
+    #: the active program's fit to the open bench was checked (why it does not fit; [] when it
+    #: does, or when there is no program or no bench to check against)
+    fit_changed = Signal(list)
+    #: a frame the running run just took (a camera frame, numpy): the live view shows some
+    run_frame = Signal(object)
 
     def __init__(self, profile: str | Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -55,6 +60,8 @@ class Session(QObject):
         self.program: Any = None
         self.program_path: Path | None = None
         self.lock = threading.RLock()
+        #: why the active program cannot run on the open bench (`labrig.deploy.fit.misfits`)
+        self.misfits: list[str] = []
         self._busy = False
         #: frames per second the live view's camera stream delivers (0: not streaming)
         self.camera_fps = 0.0
@@ -95,6 +102,7 @@ class Session(QObject):
         log.info("bench %s connected (%s)", bench.profile.name, ", ".join(bench.devices))
         self.bench_changed.emit(bench)
         self.state_changed.emit()
+        self.check_fit()
 
     def disconnect(self) -> None:
         """Make the bench safe and close it; errors are raised after the bench is dropped."""
@@ -109,6 +117,7 @@ class Session(QObject):
         finally:
             self.bench_changed.emit(None)
             self.state_changed.emit()
+            self.check_fit()
 
     # -- light ----------------------------------------------------------------------------------
     @property
@@ -193,9 +202,41 @@ class Session(QObject):
 
     # -- program and runs ---------------------------------------------------------------------------
     def set_program(self, program: Any, path: str | Path | None = None) -> None:
+        """Make `program` the one active program (None: none), replacing the one before, and
+        check at once whether it fits the open bench."""
+        previous = self.program
         self.program = program
         self.program_path = None if path is None else Path(path)
+        if previous is not None and previous is not program:
+            log.info("the active program %s was replaced", getattr(previous, "name", "") or "before")
         self.program_changed.emit(program)
+        self.check_fit()
+
+    def check_fit(self) -> list[str]:
+        """Check the active program against the open bench (`labrig.deploy.fit.misfits`), keep
+        the reasons in `misfits`, log them and announce them with `fit_changed`."""
+        problems: list[str] = []
+        bench = self.bench if self.connected else None
+        if self.program is not None and bench is not None:
+            from labrig.deploy.fit import misfits
+
+            try:
+                with self.lock:
+                    problems = misfits(self.program, bench)
+            except Exception as exc:  # an unreadable program is reported the same way
+                problems = [f"the fit could not be checked: {type(exc).__name__}: {exc}"]
+            if problems:
+                log.warning("the program does not fit bench %s: %s", bench.profile.name, "; ".join(problems))
+        self.misfits = problems
+        self.fit_changed.emit(list(problems))
+        return problems
+
+    def active_rois(self) -> list[tuple[int, int, int, int]]:
+        """The active program's tile ROIs, or none when it does not fit the open bench (they
+        would be drawn on pixels the program never reads)."""
+        from labrig.gui.program_info import program_rois
+
+        return [] if self.misfits else program_rois(self.program)
 
     @property
     def busy(self) -> bool:

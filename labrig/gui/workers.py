@@ -221,6 +221,9 @@ class FrameStream(QObject):
     The UI is told with `frame_ready` only when it has taken the previous frame,
     so a slow display drops frames instead of queueing them (and their memory);
     `camera_rate` is what the camera delivers, the display counts its own.
+    `period()` (seconds) bounds the grab rate: the thread sleeps out the rest of each
+    period instead of grabbing frames nobody can see (a simulated camera would
+    otherwise spin a core). Paused, it grabs nothing and waits.
     """
 
     frame_ready = Signal()
@@ -228,11 +231,15 @@ class FrameStream(QObject):
     finished = Signal()
 
     def __init__(self, grab: Callable[[], np.ndarray],
-                 skip: tuple[type[BaseException], ...] = ()) -> None:
+                 skip: tuple[type[BaseException], ...] = (),
+                 period: Callable[[], float] | None = None) -> None:
         super().__init__()
         self._grab = grab
         self._skip = skip
+        self._period = period
         self._stop = threading.Event()
+        self._active = threading.Event()
+        self._active.set()
         self._lock = threading.Lock()
         self._latest: tuple[np.ndarray, float] | None = None
         self._pending = False
@@ -242,6 +249,18 @@ class FrameStream(QObject):
 
     def stop(self) -> None:
         self._stop.set()
+        self._active.set()  # wake a paused loop so that it can end
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: no grabs at all (the thread blocks) until unpaused or stopped."""
+        if paused:
+            self._active.clear()
+        else:
+            self._active.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._active.is_set()
 
     def take(self) -> tuple[np.ndarray, float] | None:
         """The newest frame and its time (perf_counter), or None; re-arms `frame_ready`."""
@@ -254,6 +273,10 @@ class FrameStream(QObject):
     def run(self) -> None:
         try:
             while not self._stop.is_set():
+                if not self._active.is_set():
+                    self._active.wait()
+                    continue
+                t0 = time.perf_counter()
                 try:
                     frame = self._grab()
                 except self._skip:  # e.g. a dropped frame: the next one may well arrive
@@ -269,6 +292,10 @@ class FrameStream(QObject):
                     self._pending = True
                 if notify:
                     self.frame_ready.emit()
+                if self._period is not None:  # sleep out the period (a stop wakes it at once)
+                    rest = self._period() - (time.perf_counter() - t0)
+                    if rest > 0:
+                        self._stop.wait(rest)
         except Exception as exc:
             self.failed.emit(_describe(exc), traceback.format_exc())
         finally:
@@ -297,13 +324,14 @@ class LiveStream(QObject):
         return self._stream
 
     def start(self, grab: Callable[[], np.ndarray],
-              skip: tuple[type[BaseException], ...] = ()) -> None:
-        """Stream frames from `grab()`; an exception of a `skip` type loses one frame, any
-        other stops the stream and is reported through `failed`."""
+              skip: tuple[type[BaseException], ...] = (),
+              period: Callable[[], float] | None = None) -> None:
+        """Stream frames from `grab()`, at most one per `period()` seconds; an exception of a
+        `skip` type loses one frame, any other stops the stream and is reported through `failed`."""
         self.stop()
         thread = QThread()
         thread.setObjectName("labrig-live")
-        stream = FrameStream(grab, skip)
+        stream = FrameStream(grab, skip, period)
         stream.moveToThread(thread)
         thread.started.connect(stream.run)
         stream.frame_ready.connect(self._on_frame_ready)
@@ -329,6 +357,10 @@ class LiveStream(QObject):
 
     def take(self) -> tuple[np.ndarray, float] | None:
         return None if self._stream is None else self._stream.take()
+
+    def set_paused(self, paused: bool) -> None:
+        if self._stream is not None:
+            self._stream.set_paused(paused)
 
     def _release(self) -> None:
         was = self._thread is not None

@@ -17,7 +17,6 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 from drivers.base import SLM, describe
 from labrig.bench import Bench
 from labrig.gui.session import Session
+from labrig.gui.setpoint import SetpointEdit
 from labrig.gui.workers import TaskManager
 from labrig.profiles import embedded_profiles
 
@@ -109,10 +109,7 @@ class DevicesDock(QDockWidget):
         self.arm_button = QPushButton("Light on (arm)")
         self.safe_button = QPushButton("Make safe")
         self.safe_button.setStyleSheet("font-weight:bold")
-        self.power = QDoubleSpinBox()
-        self.power.setSuffix(" mW")
-        self.power.setDecimals(3)
-        self.power.setKeyboardTracking(False)
+        self.power = SetpointEdit("laser power", "mW", 3)
         self.light_error = QLabel()
         self.light_error.setStyleSheet(ERROR_STYLE)
         self.light_error.setWordWrap(True)
@@ -127,13 +124,8 @@ class DevicesDock(QDockWidget):
         lform.addRow(self.light_error)
 
         # camera
-        self.exposure = QDoubleSpinBox()
-        self.exposure.setSuffix(" ms")
-        self.exposure.setDecimals(3)
-        self.exposure.setKeyboardTracking(False)
-        self.gain = QDoubleSpinBox()
-        self.gain.setDecimals(2)
-        self.gain.setKeyboardTracking(False)
+        self.exposure = SetpointEdit("exposure", "ms", 3)
+        self.gain = SetpointEdit("gain", "", 2)
         self.camera_info = QLabel("-")
         self.frame_rate = QLabel("-")
         self.camera_error = QLabel()
@@ -186,6 +178,8 @@ class DevicesDock(QDockWidget):
         self.exposure.valueChanged.connect(self._set_exposure)
         self.gain.valueChanged.connect(self._set_gain)
         self.power.valueChanged.connect(self._set_power)
+        for box in (self.exposure, self.gain, self.power):
+            box.refused.connect(lambda message: log.warning("%s", message))
         self.lut_role.currentTextChanged.connect(self._show_lut)
         session.bench_changed.connect(self._on_bench_changed)
         session.state_changed.connect(self.refresh)
@@ -282,16 +276,14 @@ class DevicesDock(QDockWidget):
             (self.exposure, cam.exposure_bounds_s, cam.exposure_s, 1e3),
             (self.gain, cam.gain_bounds, cam.gain, 1.0),
         ):
-            box.blockSignals(True)
             box.setRange(lo * scale, hi * scale)
             box.setValue(value * scale)
-            box.blockSignals(False)
+            box.clear_refusal()
         laser = bench.laser
-        self.power.blockSignals(True)
         if laser is not None:
             self.power.setRange(laser.power_bounds_w[0] * 1e3, laser.power_bounds_w[1] * 1e3)
             self.power.setValue(laser.power_w * 1e3)
-        self.power.blockSignals(False)
+            self.power.clear_refusal()
 
     # -- commands -----------------------------------------------------------------------------
     def _guarded(self, label: QLabel, what: str, fn: Any) -> None:
@@ -376,9 +368,7 @@ class DevicesDock(QDockWidget):
             pairs.append((self.power, bench.laser.power_w * 1e3))
         for box, value in pairs:
             if not box.hasFocus() and abs(box.value() - value) > 0.5 * 10 ** -box.decimals():
-                box.blockSignals(True)
-                box.setValue(value)
-                box.blockSignals(False)
+                box.setValue(value)  # shows it; applies nothing
 
     def _update_device(self, role: str, settings: dict[str, Any], is_open: bool) -> None:
         ident = self._identities.get(role, {})

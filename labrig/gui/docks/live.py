@@ -33,7 +33,6 @@ from drivers.errors import FrameDropped
 from labrig.bench.frames import save_frame
 from labrig.gui import plots
 from labrig.gui.framestats import RateMeter, roi_means, saturated_fraction
-from labrig.gui.program_info import program_rois
 from labrig.gui.session import Session
 from labrig.gui.workers import LiveStream, TaskManager
 
@@ -42,6 +41,11 @@ __all__ = ["LiveDock"]
 log = logging.getLogger("labrig.gui")
 
 Rect = tuple[int, int, int, int]
+#: the live view grabs at most this often (and never faster than the exposure allows): more
+#: is not seen, and a simulated camera would spin a core to deliver it
+MAX_FPS = 30.0
+#: during a run the view shows the run's own frames, at most this often
+RUN_VIEW_HZ = 5.0
 ROI_PEN = pg.mkPen("#00e0ff", width=1.5)
 WARN_STYLE = "background:#c00000; color:white; font-weight:bold; padding:3px"
 
@@ -64,6 +68,8 @@ class LiveDock(QDockWidget):
         self._resume_after_run = False
         self._first = True
         self._last_stats = 0.0
+        self._last_run_frame = 0.0
+        self.max_fps = MAX_FPS
 
         self.view = plots.image_view("live")
         self.view.setMinimumSize(320, 280)
@@ -85,6 +91,10 @@ class LiveDock(QDockWidget):
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color:#c00000")
         self.error_label.setWordWrap(True)
+        self.fit_label = QLabel("")
+        self.fit_label.setStyleSheet("color:#c00000")
+        self.fit_label.setWordWrap(True)
+        self.fit_label.hide()
         self.tiles = QTableWidget(0, 3)
         self.tiles.setHorizontalHeaderLabels(["tile", "mean DN", "% full scale"])
         self.tiles.verticalHeader().hide()
@@ -107,9 +117,12 @@ class LiveDock(QDockWidget):
         layout.addWidget(self.view, 1)
         layout.addLayout(info)
         layout.addWidget(self.error_label)
+        layout.addWidget(self.fit_label)
         layout.addWidget(self.tiles)
         self.setWidget(body)
 
+        self.pause_button.setToolTip("freeze the picture; the camera is not read while paused")
+        self.pause_button.toggled.connect(self.stream.set_paused)
         self.start_button.toggled.connect(self._start_toggled)
         levels_once.clicked.connect(self.levels_once)
         snap.clicked.connect(self._snapshot_dialog)
@@ -119,7 +132,8 @@ class LiveDock(QDockWidget):
         session.bench_changed.connect(self._on_bench_changed)
         session.bench_closing.connect(self.stop)
         session.busy_changed.connect(self._on_busy)
-        session.program_changed.connect(lambda program: self.set_rois(program_rois(program)))
+        session.run_frame.connect(self._on_run_frame)
+        session.fit_changed.connect(self._on_fit)
         self._rates = QTimer(self)
         self._rates.setInterval(500)
         self._rates.timeout.connect(self._show_rates)
@@ -133,15 +147,20 @@ class LiveDock(QDockWidget):
 
     def start(self, grab: Callable[[], np.ndarray] | None = None, max_value: int | None = None) -> None:
         """Stream from the bench's camera, or from `grab` (the benchmark's synthetic camera)."""
+        floor = 1.0 / self.max_fps if self.max_fps > 0 else 0.0
+        period: Callable[[], float] = lambda: floor  # noqa: E731
         if grab is None:
             bench = self.session.require_bench()
             max_value = bench.camera.max_value
             grab = self.session.grab
+            camera = bench.camera
+            period = lambda: max(floor, float(camera.exposure_s))  # noqa: E731 (a frame takes its exposure)
         self.max_value = int(max_value or 0)
         self.error_label.clear()
         self.display_rate.reset()
         self._first = True
-        self.stream.start(grab, skip=(FrameDropped,))
+        self.stream.start(grab, skip=(FrameDropped,), period=period)
+        self.stream.set_paused(self.pause_button.isChecked())
         self._sync_button(True)
         log.info("live view started")
 
@@ -184,6 +203,7 @@ class LiveDock(QDockWidget):
 
     @Slot(object)
     def _on_bench_changed(self, bench: object) -> None:
+        self.pause_button.setChecked(False)  # a frozen frame of another bench is no view of this one
         if bench is None:
             self.stop()
         elif self.auto_start.isChecked() and not self.session.busy:
@@ -200,6 +220,18 @@ class LiveDock(QDockWidget):
             self._resume_after_run = False
             self.start()
         self._update_enabled()
+
+    @Slot(object)
+    def _on_run_frame(self, frame: object) -> None:
+        """A frame the run took: shown at most `RUN_VIEW_HZ` times a second (not when paused)."""
+        now = time.perf_counter()
+        if (not self.session.busy or self.pause_button.isChecked() or not isinstance(frame, np.ndarray)
+                or now - self._last_run_frame < 1.0 / RUN_VIEW_HZ):
+            return
+        self._last_run_frame = now
+        if self.max_value == 0 and self.session.connected and self.session.bench is not None:
+            self.max_value = int(self.session.bench.camera.max_value)
+        self.show_frame(frame)
 
     def _update_enabled(self) -> None:
         self.start_button.setEnabled(self.session.connected and not self.session.busy)
@@ -243,6 +275,9 @@ class LiveDock(QDockWidget):
 
     @Slot()
     def _show_rates(self) -> None:
+        if self.session.busy:
+            self.rate_label.setText(f"showing the run's frames (at most {RUN_VIEW_HZ:g}/s)")
+            return
         if not self.streaming:
             self.rate_label.setText("not streaming")
             return
@@ -257,6 +292,16 @@ class LiveDock(QDockWidget):
             self.view.setLevels(float(self.frame.min()), float(self.frame.max()))
 
     # -- tile ROIs ---------------------------------------------------------------------------------
+    @Slot(list)
+    def _on_fit(self, problems: list[str]) -> None:
+        """The active program (or none) was checked against the bench: draw its ROIs only when
+        it fits, and otherwise say why they are hidden."""
+        self.set_rois(self.session.active_rois())
+        if problems:
+            self.fit_label.setText("program ROIs hidden: the program does not fit this bench: "
+                                   + "; ".join(problems))
+        self.fit_label.setVisible(bool(problems))
+
     def set_rois(self, rois: Sequence[Rect]) -> None:
         """Draw the program's tile rectangles (camera pixels) and list their readouts."""
         vb = self.view.getView()

@@ -82,6 +82,13 @@ class ProgramDock(QDockWidget):
         self.save_button = QPushButton("Save program…")
         self.status = QLabel("nothing loaded")
         self.status.setWordWrap(True)
+        self.active = QLabel("active program: none")
+        self.active.setWordWrap(True)
+        self.active.setStyleSheet("font-weight:bold")
+        self.fit = QLabel("")
+        self.fit.setWordWrap(True)
+        self.fit.setStyleSheet("color:#c00000")
+        self.fit.hide()
         buttons = QHBoxLayout()
         for b in (open_program, open_checkpoint, self.compile_button, self.save_button):
             buttons.addWidget(b)
@@ -133,6 +140,8 @@ class ProgramDock(QDockWidget):
         layout.addLayout(buttons)
         layout.addLayout(cal)
         layout.addWidget(self.status)
+        layout.addWidget(self.active)
+        layout.addWidget(self.fit)
         layout.addWidget(self.summary)
         layout.addWidget(masks, 1)
         self.setWidget(body)
@@ -145,6 +154,7 @@ class ProgramDock(QDockWidget):
         self.what.currentTextChanged.connect(lambda _t: self.redraw())
         session.bench_changed.connect(lambda _b: self._update_enabled())
         session.busy_changed.connect(lambda _b: self._update_enabled())
+        session.fit_changed.connect(self._show_fit)
         self._update_enabled()
 
     # -- loading ----------------------------------------------------------------------------------
@@ -186,13 +196,35 @@ class ProgramDock(QDockWidget):
 
     def _checkpoint_loaded(self, result: tuple[Any, ProgramView], path: Path) -> None:
         self.student, view = result
-        self.status.setText(f"checkpoint {path.name}: {view.channels} channels (compile it to run)")
+        replaced = self.session.program is not None
+        self.session.set_program(None)  # one active program: the checkpoint replaces it until compiled
+        self.status.setText(f"checkpoint {path.name}: {view.channels} channels (compile it to run)"
+                            + ("; the program loaded before is no longer active" if replaced else ""))
+        if replaced:
+            log.info("checkpoint %s replaces the active program: compile it to run", path.name)
         self.set_view(view)
         self._update_enabled()
         log.info("checkpoint %s loaded", path)
 
     def _failed(self, message: str) -> None:
         self.status.setText(f"failed: {message}")
+
+    @Slot(list)
+    def _show_fit(self, problems: list[str]) -> None:
+        """Which program is active, and whether it fits the open bench (checked at load)."""
+        program, path = self.session.program, self.session.program_path
+        if program is None:
+            self.active.setText("active program: none (open a program, or compile a checkpoint)")
+        else:
+            name = path.name if path is not None else "compiled, unsaved"
+            bench = self.session.bench if self.session.connected else None
+            where = f" on bench {bench.profile.name}" if bench is not None else " (no bench to check it on)"
+            verdict = "does NOT fit" if problems else ("fits" if bench is not None else "")
+            self.active.setText(f"active program: {name}, compiled for {getattr(program, 'profile', '?')}; "
+                                f"{verdict}{where}")
+        self.fit.setText("does not fit: " + "; ".join(problems) + " (ROIs hidden, Run refused)"
+                         if problems else "")
+        self.fit.setVisible(bool(problems))
 
     # -- compiling --------------------------------------------------------------------------------
     @Slot()

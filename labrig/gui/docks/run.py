@@ -49,6 +49,30 @@ __all__ = ["RunDock"]
 log = logging.getLogger("labrig.gui")
 
 
+#: what Cancel does, as the engine does it: the event is polled between chunks, and the
+#: chunk on the devices plus the one being decoded (the pipeline) still finish and are saved
+CANCEL_TEXT = ("stops at the next chunk boundary: the images already sent to the devices (at most two chunks) "
+               "are measured and saved, then the light goes off; the run file can be resumed")
+
+
+def fresh_path(path: Path) -> Path:
+    """`path` if no file is there, else a new name beside it (``name-2.h5``, ``name-3.h5`` ...)."""
+    if not path.exists():
+        return path
+    stem, _, tail = path.stem.rpartition("-")
+    stem = stem if stem and tail.isdigit() else path.stem  # run-2.h5 is followed by run-3.h5
+    n = 2
+    while (candidate := path.with_name(f"{stem}-{n}{path.suffix}")).exists():
+        n += 1
+    return candidate
+
+
+def _say(line: str) -> None:
+    """A line about the devices' settings around a run (from the worker: logging is thread-safe)."""
+    level = logging.WARNING if "NOT" in line else logging.INFO
+    log.log(level, "%s", line)
+
+
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
@@ -65,6 +89,7 @@ class RunDock(QDockWidget):
         self.records: RunRecords | None = None
         self.last_metrics: dict[str, Any] = {}
         self.outcome: Any = None  # the last labrig.deploy.RunOutcome
+        self.failure: str | None = None  # why the last run failed (kept on screen until the next)
 
         # what to run
         self.data_path = QLineEdit()
@@ -86,8 +111,9 @@ class RunDock(QDockWidget):
         self.batch.setValue(64)
         self.batch.setPrefix("chunk ")
         self.resume = QCheckBox("resume")
-        self.resume.setChecked(True)
-        self.resume.setToolTip("continue an unfinished run file of the same program and images")
+        self.resume.setChecked(False)
+        self.resume.setToolTip("continue the unfinished run file named here (same program and images);\n"
+                               "unticked, every run writes a fresh file")
         self.twin = QCheckBox("compare with twin")
         self.twin.setToolTip("also run every image through the program's ideal digital twin: "
                              "the gap to it is what calibration and in-situ training must close")
@@ -109,6 +135,7 @@ class RunDock(QDockWidget):
         self.run_button = QPushButton("Run")
         self.run_button.setStyleSheet("font-weight:bold")
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip(CANCEL_TEXT)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m images")
         self.status = QLabel("load a program and connect a bench to run")
@@ -176,6 +203,7 @@ class RunDock(QDockWidget):
         next_button.clicked.connect(lambda: self._step(1))
         session.bench_changed.connect(lambda _b: self._update_enabled())
         session.program_changed.connect(lambda _p: self._update_enabled())
+        session.fit_changed.connect(lambda _p: self._update_enabled())
         self._update_enabled()
 
     @staticmethod
@@ -207,10 +235,15 @@ class RunDock(QDockWidget):
         return self.job is not None and self.job.running
 
     def _update_enabled(self) -> None:
-        ready = self.session.connected and self.session.program is not None
+        misfit = bool(self.session.misfits)
+        ready = self.session.connected and self.session.program is not None and not misfit
         self.run_button.setEnabled(ready and not self.running)
         self.cancel_button.setEnabled(self.running)
-        if not self.running and not ready and self.result is None:
+        if not self.running and misfit:
+            self.status.setText("cannot run: the program does not fit this bench: " + "; ".join(self.session.misfits))
+        elif self.failure is not None:
+            pass  # the failure stays in the status line until the next run
+        elif not self.running and not ready and self.result is None:
             self.status.setText("load a program and connect a bench to run")
         elif not self.running and ready and self.result is None:
             self.status.setText("ready")
@@ -229,17 +262,25 @@ class RunDock(QDockWidget):
                 raise ValueError("choose a dataset folder to run")
             out = Path(self.out_path.text().strip() or self._default_out())
             out.parent.mkdir(parents=True, exist_ok=True)
+            resume = self.resume.isChecked()
+            resumed_at = self._resumable(out) if resume else 0
+            if not resume and out.exists():  # a fresh file per run unless the operator resumes one
+                fresh = fresh_path(out)
+                log.info("run file %s exists and resume is off: this run writes %s", out, fresh)
+                out = fresh
+                self.out_path.setText(str(out))
         except Exception as exc:
             self.status.setText(f"cannot run: {exc}")
             log.error("cannot run: %s", exc)
             return
         limit = self.limit.value() or None
-        batch, resume, twin = self.batch.value(), self.resume.isChecked(), self.twin.isChecked()
-        self.result, self.records, self.last_metrics = None, None, {}
-        self.progress.setRange(0, limit or 0)
-        self.progress.setValue(0)
-        self.accuracy.setText("accuracy -")
-        self.status.setText(f"running {program.profile} program on {bench.profile.name} → {out}")
+        batch, twin = self.batch.value(), self.twin.isChecked()
+        self.clear_results()
+        self.failure = None
+        self.progress.setRange(0, max(limit or 0, resumed_at))
+        self.progress.setValue(resumed_at)
+        self.status.setText(f"running {program.profile} program on {bench.profile.name} → {out}"
+                            + (f" (resuming after image {resumed_at})" if resumed_at else ""))
         self.session.set_busy(True)  # the live view lets go of the camera first
 
         # read the widgets here, in the UI thread; the worker only gets plain values
@@ -248,25 +289,54 @@ class RunDock(QDockWidget):
 
         def work(ctx: TaskContext) -> Any:
             from labrig.deploy import run_and_report
+            from labrig.deploy.setpoints import kept_setpoints
 
-            return run_and_report(bench, program, data, out, split=split, limit=limit, batch=batch,
-                                  resume=resume, twin=twin, device="auto", progress=ctx.progress,
-                                  cancel=ctx.cancel)
+            with kept_setpoints(bench, _say):  # every setting the run changes is logged, and put back
+                return run_and_report(bench, program, data, out, split=split, limit=limit, batch=batch,
+                                      resume=resume, twin=twin, device="auto", progress=ctx.progress,
+                                      cancel=ctx.cancel)
 
         self.job = self.tasks.start("run", work, on_success=self._on_done, on_progress=self._on_progress,
                                     on_failure=self._on_failed, on_finished=self._on_finished)
         self._update_enabled()
 
+    @staticmethod
+    def _resumable(out: Path) -> int:
+        """Images an existing run file already holds (0: none, or not readable: the engine says why)."""
+        if not out.exists():
+            return 0
+        from labrig.deploy.runfile import read_run
+
+        try:
+            return int(read_run(out).get("done", 0))
+        except Exception:
+            return 0
+
+    def clear_results(self) -> None:
+        """Forget the last run's outcome on screen (a new run starts, or one failed)."""
+        self.result, self.records, self.outcome, self.last_metrics = None, None, None, {}
+        self.accuracy.setText("accuracy -")
+        self.rates.setText("")
+        self.confusion.setRowCount(0)
+        self.confusion.setColumnCount(0)
+        self.index.setRange(0, 0)
+        self.image.clear_image()
+        self.tiles.clear_image()
+        self.verdict.setText("-")
+
     @Slot()
     def cancel_run(self) -> None:
-        """Stop after the current chunk; the run file stays valid and can be resumed."""
+        """Ask the run to stop at its next chunk boundary (`CANCEL_TEXT`); the file stays valid."""
         if self.job is not None and self.job.running:
             self.job.cancel()
-            self.status.setText("cancelling: stopping after the current chunk …")
+            self.status.setText("cancelling: " + CANCEL_TEXT + " …")
             log.info("run cancelled by the operator")
 
     def _on_progress(self, done: int, total: int, metrics: object) -> None:
-        m = metrics if isinstance(metrics, dict) else {}
+        m = dict(metrics) if isinstance(metrics, dict) else {}
+        frame = m.pop("last_frame", None)
+        if frame is not None:  # the live view shows what the run sees (at its own bounded rate)
+            self.session.run_frame.emit(frame)
         self.last_metrics = m
         self.progress.setMaximum(total)
         self.progress.setValue(done)
@@ -301,10 +371,14 @@ class RunDock(QDockWidget):
         return f"accuracy {_pct(accuracy)}" + (f"  (twin {_pct(twin)})" if twin is not None else "")
 
     def _on_failed(self, message: str) -> None:
+        self.clear_results()  # nothing of an earlier run stays on screen as if it were this one's
+        self.failure = message
         self.status.setText(f"run failed: {message}")
 
     def _on_finished(self) -> None:
         self.session.set_busy(False)
+        for role in ("input", "filter"):  # the Patterns dock shows what the SLMs hold now
+            self.session.pattern_changed.emit(role)
         self._update_enabled()
 
     # -- outcome ----------------------------------------------------------------------------------
