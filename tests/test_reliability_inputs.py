@@ -20,7 +20,6 @@ from deploy_helpers import held_out, program, train_set, trained_student
 
 from drivers.errors import ConfigError, FrameDropped
 from labrig.bench import Bench
-from labrig.profiles import load_profile
 from labrig.data.errors import DataError
 from labrig.data.idx import read_idx
 from labrig.deploy import (
@@ -34,6 +33,7 @@ from labrig.deploy import (
 from labrig.distill.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from labrig.filelock import FileLock, LockHeld
 from labrig.geometry import geometry_from_profile
+from labrig.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,8 +129,8 @@ def test_genicam_triggers_by_default_and_free_run_discards_the_frame_in_flight()
     from test_drivers_genicam import FakeBuffer, _fake_camera
 
     from drivers.config import Section
-    from drivers.vendors.genicam.camera import GenICamCamera, GenICamSettings
     from drivers.plugin import DeviceContext
+    from drivers.vendors.genicam.camera import GenICamCamera, GenICamSettings
 
     camera = GenICamCamera.from_config(Section({}, "devices.camera"),
                                        DeviceContext(Section({}), "camera"))
