@@ -94,6 +94,7 @@ def test_compiling_through_the_calibration_beats_the_ideal_compile(tmp_path: Pat
     calibrated = compile_program(student, real_profile, train, classes=train.classes, calibration=truth,
                                  refine=RefineConfig(steps=40, probes=32, batch=16))
     lineage = calibrated.source["calibration"]
+    assert truth.camera_gain.dtype == torch.float32  # the caller's object is left as it was
     assert lineage["hash"] == imperfections_hash(truth)
     report = lineage["refine"]
     assert report["error_final"] < report["error_analytic"] <= report["error_plain"]  # each stage earns its place

@@ -17,6 +17,7 @@ program compiled without one does not run with one, unless told
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def resolve_calibration(
     in the lineage.
     """
     if isinstance(calibration, Imperfections):
-        imp = calibration.to(torch.float64)
+        imp = copy.deepcopy(calibration).to(torch.float64)  # Module.to works in place: never on the caller's
         digest = imperfections_hash(imp)
         return CompileCalibration(imp, digest, {"hash": digest, "kind": "imperfections", "path": None,
                                                 "values": _values(imp)})

@@ -19,6 +19,7 @@ scale the calibrated twin. No retraining: the back end is the student's.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -282,7 +283,8 @@ def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout
                          calibration: Any, bounds: tuple[float, float] | None, config: RefineConfig) -> Program:
     """The ideal `program` remade for the calibrated bench (see the module docstring)."""
     geometry = path.geometry
-    twin = Twin(geometry, cal.imperfections.to(torch.float64), dtype=torch.float64)
+    # Module.to converts in place: each twin gets its own copy of the calibrated values
+    twin = Twin(geometry, copy.deepcopy(cal.imperfections).to(torch.float64), dtype=torch.float64)
     with torch.no_grad():
         twin.input_modulator.lut.copy_(torch.as_tensor(program.input.lut))
     centres = tile_centres_on_camera(twin, layout)
@@ -295,7 +297,7 @@ def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout
     gray_in = encode_images(program.input, probes.batch(0, len(probes)))
     ideal_reader = TileReader(program)
     target = ideal_reader.signal(ideal_reader.cut(ProgramTwin(program).frames(gray_in)), np.float64)
-    fast = Twin(geometry, cal.imperfections.to(torch.float32), dtype=torch.float32)
+    fast = Twin(geometry, copy.deepcopy(cal.imperfections).to(torch.float32), dtype=torch.float32)
     with torch.no_grad():
         fast.input_modulator.lut.copy_(torch.as_tensor(program.input.lut))
         amplitude = fast.input_amplitude(torch.from_numpy(gray_in.astype(np.int64)))[:, None]
