@@ -29,7 +29,8 @@ from labrig.data.errors import DataError
 from labrig.data.idx import IDX_DTYPES, read_idx
 from labrig.deploy import load_program, save_program
 from labrig.distill.checkpoint import read_checkpoint, save_checkpoint
-from labrig.profiles import _dump_toml, load_profile
+from labrig.profiles import load_profile
+from labrig.profiles.profile import _dump_toml
 
 EXAMPLES = int(os.environ.get("LABRIG_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
