@@ -30,3 +30,30 @@ def test_log_file_beside_settings_keeps_safety_events(qtbot, tmp_path: Path) -> 
     text = path.read_text(encoding="utf-8")
     assert "made safe: laser off" in text and "bench connected" in text
     assert window.log_dock.file_log is None  # closed with the window
+
+
+def test_program_dock_lists_runs_by_name_and_loads_the_picked_one(qtbot, tmp_path: Path) -> None:
+    import json
+
+    from model_helpers import student
+
+    from labrig.distill.checkpoint import save_checkpoint
+
+    folder = tmp_path / "exp" / "jobs" / "ac14e0f2aa11"
+    folder.mkdir(parents=True)
+    path = save_checkpoint(folder / "best.pt", student())
+    (folder / "result.json").write_text(json.dumps({"name": "toy-student", "test_accuracy": 0.5}))
+    settings = QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
+    window = MainWindow("sim", settings=settings)
+    qtbot.addWidget(window)
+    try:
+        dock = window.program
+        dock.show_runs(tmp_path / "exp")
+        qtbot.waitUntil(lambda: dock.runs.count() == 1, timeout=10_000)
+        assert dock.runs.itemText(0).startswith("toy-student, test 50.0 %")
+        dock._run_picked(0)
+        qtbot.waitUntil(lambda: dock.student is not None, timeout=30_000)
+        assert "toy-student" in dock.status.text()
+        assert dock.runs.itemData(0) == str(path)
+    finally:
+        window.close()
