@@ -57,3 +57,19 @@ def test_program_dock_lists_runs_by_name_and_loads_the_picked_one(qtbot, tmp_pat
         assert dock.runs.itemData(0) == str(path)
     finally:
         window.close()
+
+
+def test_main_controls_explain_themselves(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtWidgets import QAbstractButton
+
+    settings = QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
+    window = MainWindow("sim", settings=settings)
+    qtbot.addWidget(window)
+    try:
+        silent = [f"{dock.objectName()}: {b.text()!r}"
+                  for dock in (window.devices, window.live, window.run, window.program, window.patterns)
+                  for b in dock.findChildren(QAbstractButton)
+                  if b.isVisibleTo(dock) and b.text() not in ("…", "◀", "▶", "") and not b.toolTip()]
+    finally:
+        window.close()
+    assert not silent, f"controls without a tooltip: {silent}"
