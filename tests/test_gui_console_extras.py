@@ -1,4 +1,4 @@
-"""The Log dock keeps a rotating file beside the console's settings and shows where it is."""
+"""Console extras of issue 17: the log file, runs offered by name, tooltips, pause on reconnect."""
 
 from __future__ import annotations
 
@@ -73,3 +73,25 @@ def test_main_controls_explain_themselves(qtbot, tmp_path: Path) -> None:
     finally:
         window.close()
     assert not silent, f"controls without a tooltip: {silent}"
+
+
+def test_pause_is_cleared_on_connecting_another_bench(qtbot, tmp_path: Path) -> None:
+    settings = QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
+    window = MainWindow("sim", settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        window.devices.profile.setCurrentText("sim")
+        window.devices.connect_bench()
+        qtbot.waitUntil(lambda: window.session.connected and window.live.streaming, timeout=30_000)
+        first = window.session.bench
+        window.live.pause_button.setChecked(True)
+        window.devices.profile.setCurrentText("sim-wide")
+        window.devices.connect_bench()
+        qtbot.waitUntil(lambda: window.session.connected and window.session.bench is not first,
+                        timeout=30_000)
+        assert window.session.bench.profile.name == "sim-wide"
+        assert not window.live.pause_button.isChecked()  # a frozen frame of the old bench is gone
+        qtbot.waitUntil(lambda: window.live.streaming, timeout=10_000)
+    finally:
+        window.close()
