@@ -67,3 +67,47 @@ def test_edits_reach_the_camera_and_refusals_revert(qtbot) -> None:
     tree.root.child("BlackLevel").setValue(50.0)  # the camera refuses: the row shows its value
     assert camera.values["BlackLevel"] == 2.0 and tree.root.child("BlackLevel").value() == 2.0
     assert not tree.show_camera(object()) and tree.root is None
+
+
+def _viky():
+    from pathlib import Path
+    try:
+        import genicam
+        import harvesters.core  # noqa: F401
+    except ImportError:
+        return None
+    path = Path(genicam.__file__).parent / "viky.cti"
+    return path if path.is_file() else None
+
+
+def test_devices_dock_shows_a_genicam_cameras_features(qtbot, tmp_path) -> None:
+    viky = _viky()
+    if viky is None:
+        pytest.skip("harvesters/genicam with viky.cti not installed")
+    from PySide6.QtCore import QSettings
+
+    from labrig.gui.main_window import MainWindow
+
+    profile = tmp_path / "viky.toml"
+    profile.write_text(
+        '[bench]\nname = "viky"\n[optics]\nwavelength_m = 532e-9\nfocal1_m = 0.2\nfocal2_m = 0.2\n'
+        f'illumination = "coherent"\n[devices.camera]\nkind = "genicam.camera"\ncti = ["{viky}"]\n'
+        'serial_number = "1"\npixel_format = "Mono8"\ntrigger_source = "off"\n')
+    settings = QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
+    window = MainWindow("sim", settings=settings)
+    qtbot.addWidget(window)
+    window.live.auto_start.setChecked(False)
+    try:
+        dock = window.devices
+        dock.connect_bench()  # the simulator's camera has no node map: no features box
+        qtbot.waitUntil(lambda: window.session.connected, timeout=30_000)
+        assert dock.features_box.isHidden()
+        window.session.disconnect()
+        dock.profile.setCurrentText(str(profile))
+        dock.connect_bench()
+        qtbot.waitUntil(lambda: window.session.connected, timeout=30_000)
+        assert not dock.features_box.isHidden()
+        names = [c.name() for c in dock.features.root.children()]
+        assert "Width" in names and "PixelFormat" in names, names
+    finally:
+        window.close()
