@@ -11,7 +11,7 @@ from typing import Any
 
 from labrig.commands import add_profile_option, common_options
 
-__all__ = ["add_parser", "cmd_info", "cmd_snap", "format_info"]
+__all__ = ["add_parser", "cmd_discover", "cmd_info", "cmd_snap", "format_discovery", "format_info"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +32,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     snap.add_argument("--timeout", type=float, default=1.0, metavar="S",
                       help="frame timeout in seconds (default: 1)")
     snap.set_defaults(handler=cmd_snap)
+
+    disc = sub.add_parser("discover", parents=[common_options()],
+                          help="list attached cameras, serial ports and displays; write a starting profile")
+    disc.add_argument("--cti", action="append", default=[], metavar="FILE",
+                      help="GenTL producer to enumerate cameras with (repeatable; default: "
+                           "$GENICAM_GENTL64_PATH, else those shipped in installed packages)")
+    disc.add_argument("--out", "-o", type=Path, default=None, metavar="FILE",
+                      help="write a starting profile TOML here (refuses to overwrite)")
+    disc.add_argument("--name", default="my-rig", help="bench name in the written profile")
+    disc.add_argument("--json", action="store_true", help="print what was found as JSON")
+    disc.set_defaults(handler=cmd_discover)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -58,6 +69,35 @@ def cmd_snap(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {frame.shape[0]}x{frame.shape[1]} {frame.dtype}, "
           f"min {frame.min()}, max {frame.max()}, mean {frame.mean():.1f}")
     return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from labrig.bench.discover import discover, starting_profile
+    from labrig.io import atomic_write
+
+    found = discover(args.cti)
+    print(json.dumps(found.as_dict(), indent=2) if args.json else format_discovery(found.as_dict()))
+    if args.out is not None:
+        if args.out.exists():
+            raise SystemExit(f"{args.out} exists; choose another --out (discover never overwrites)")
+        text = starting_profile(found, args.name)
+        atomic_write(args.out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        print(f"wrote a starting profile to {args.out}: edit it, then "
+              f"`labrig bench info --profile {args.out}`")
+    return 0
+
+
+def format_discovery(found: Mapping[str, Any]) -> str:
+    """`Discovery.as_dict()` as one block per kind: what was found, how it was looked for."""
+    lines: list[str] = []
+    for kind, probe in found.items():
+        lines.append(f"{kind.replace('_', ' ')}: {len(probe['found'])} found  (looked with {probe['method']})")
+        if probe["error"]:
+            lines.append(f"  problem: {probe['error']}")
+        for item in probe["found"]:
+            lines.append("  " + " ".join(f"{k}={_fmt(v)}" for k, v in item.items() if v not in ("", None)))
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 # -- readable table ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from labrig.gui.docks.run import RunDock
 from labrig.gui.layout import fit_to_screen, scrollable
 from labrig.gui.session import Session
 from labrig.gui.workers import TaskManager
+from labrig.logfile import LOG_NAME, default_log_dir
 
 __all__ = ["MainWindow"]
 
@@ -36,6 +37,15 @@ log = logging.getLogger("labrig.gui")
 CLOSE_WAIT_S = 30.0
 #: bump when the set of docks changes, so an old saved layout is not restored onto new docks
 LAYOUT_VERSION = 3
+
+
+def log_file_path(settings: QSettings) -> Path:
+    """The console's log file: beside its settings file when that is a file (on Windows the
+    settings live in the registry), else in the per-user log folder."""
+    name = settings.fileName()
+    if settings.format() == QSettings.Format.IniFormat or (name and Path(name).parent.is_dir()):
+        return Path(name).parent / LOG_NAME
+    return default_log_dir() / LOG_NAME
 
 
 class MainWindow(QMainWindow):
@@ -54,6 +64,7 @@ class MainWindow(QMainWindow):
 
         self.log_dock = LogDock(self)
         self.log_dock.install()
+        self.log_dock.keep_file(log_file_path(self.settings))
         self.devices = DevicesDock(self.session, self.tasks, self)
         self.live = LiveDock(self.session, self.tasks, self)
         self.patterns = PatternsDock(self.session, self.tasks, self)

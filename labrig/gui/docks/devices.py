@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from drivers.base import SLM, describe
 from labrig.bench import Bench
+from labrig.gui.features import FeatureTree
 from labrig.gui.session import Session
 from labrig.gui.setpoint import SetpointEdit
 from labrig.gui.workers import TaskManager
@@ -94,6 +95,8 @@ class DevicesDock(QDockWidget):
         browse.setFixedWidth(28)
         self.connect_button = QPushButton("Connect")
         self.disconnect_button = QPushButton("Disconnect")
+        self.connect_button.setToolTip("open every device of the profile (the light stays off)")
+        self.disconnect_button.setToolTip("make the light safe and close the bench's devices")
         self.connection_status = QLabel("not connected")
         self.connection_status.setWordWrap(True)
         row = QHBoxLayout()
@@ -109,6 +112,8 @@ class DevicesDock(QDockWidget):
         self.arm_button = QPushButton("Light on (arm)")
         self.safe_button = QPushButton("Make safe")
         self.safe_button.setStyleSheet("font-weight:bold")
+        self.arm_button.setToolTip("open the shutter and enable the laser at the power below")
+        self.safe_button.setToolTip("laser off and shutter closed now; stops a run in progress")
         self.power = SetpointEdit("laser power", "mW", 3)
         self.light_error = QLabel()
         self.light_error.setStyleSheet(ERROR_STYLE)
@@ -154,6 +159,15 @@ class DevicesDock(QDockWidget):
         sform.addWidget(self.slm_info)
         sform.addWidget(self.lut_plot)
 
+        # a GenICam camera's own features (shown only for a camera that has them)
+        self.features = FeatureTree(session.lock)
+        self.features.setMinimumHeight(160)
+        self.features_box = QGroupBox("Camera features (GenICam)")
+        self.features_box.setToolTip("the camera's own features, as its node map describes them; "
+                                     "edits are written at once and kept across reconnects")
+        QVBoxLayout(self.features_box).addWidget(self.features)
+        self.features_box.hide()
+
         # every device, as the engine describes it
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Device / setting", "Value"])
@@ -167,6 +181,7 @@ class DevicesDock(QDockWidget):
         layout.addWidget(light)
         layout.addWidget(camera)
         layout.addWidget(slms)
+        layout.addWidget(self.features_box)
         layout.addWidget(self.tree, 1)
         self.setWidget(body)
 
@@ -262,13 +277,25 @@ class DevicesDock(QDockWidget):
             self.profile.setCurrentText(str(self.session.profile_ref))
             self.lut_role.addItems([r for r, d in bench.devices.items() if isinstance(d, SLM)])
             self._load_camera_limits(bench)
-        elif not self._connecting:
-            self.connection_status.setText("not connected")
+            self._show_features(bench)
+        else:
+            self.features.show_camera(None)
+            self.features_box.hide()
+            if not self._connecting:
+                self.connection_status.setText("not connected")
         self.lut_role.blockSignals(False)
         self._show_lut(self.lut_role.currentText())
         self.camera_error.clear()
         self.light_error.clear()
         self.refresh()
+
+    def _show_features(self, bench: Bench) -> None:
+        try:
+            shown = self.features.show_camera(bench.camera)
+        except Exception as exc:  # a node map that cannot be read must not stop the connect
+            log.error("reading the camera's features: %s", exc)
+            shown = False
+        self.features_box.setVisible(shown)
 
     def _load_camera_limits(self, bench: Bench) -> None:
         cam = bench.camera
@@ -329,6 +356,7 @@ class DevicesDock(QDockWidget):
         self.power.setEnabled(connected and not busy and bench is not None and bench.laser is not None)
         self.exposure.setEnabled(connected and not busy)
         self.gain.setEnabled(connected and not busy)
+        self.features.setEnabled(connected and not busy)  # a run owns the camera
 
     @Slot()
     def refresh(self) -> None:

@@ -11,18 +11,22 @@ import html
 import logging
 import time
 from collections import deque
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
+
+from labrig.logfile import FileLog
 
 __all__ = ["LEVELS", "LogDock", "QtLogHandler"]
 
@@ -80,6 +84,12 @@ class LogDock(QDockWidget):
         self.view.setMaximumBlockCount(MAX_RECORDS)
         self.view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
 
+        self.file_label = QLabel("log file: none")
+        self.file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.file_label.setToolTip("every record shown here (and every safety event) is also "
+                                   "kept in this rotating file")
+        self.file_log: FileLog | None = None
+
         bar = QHBoxLayout()
         bar.addWidget(self.level)
         bar.addWidget(self.filter, 1)
@@ -89,6 +99,7 @@ class LogDock(QDockWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
         layout.addWidget(self.view)
+        layout.addWidget(self.file_label)
         self.setWidget(body)
 
         self.level.currentTextChanged.connect(self._refilter)
@@ -109,7 +120,27 @@ class LogDock(QDockWidget):
                 logger.setLevel(level)
             logger.addHandler(self.handler)
 
+    def keep_file(self, path: str | Path, level: int = logging.INFO) -> Path | None:
+        """Also write the records to a rotating file at `path` (shown under the log); a file
+        that cannot be written is logged as an error and the console goes on without it."""
+        self.close_file()
+        try:
+            self.file_log = FileLog(path, LOGGERS, level=level)
+        except OSError as exc:
+            logging.getLogger("labrig.gui").error("%s; records are not kept after closing", exc)
+            self.file_label.setText("log file: none (cannot write it)")
+            return None
+        self.file_label.setText(f"log file: {self.file_log.path}")
+        logging.getLogger("labrig.gui").info("log kept in %s", self.file_log.path)
+        return self.file_log.path
+
+    def close_file(self) -> None:
+        if self.file_log is not None:
+            self.file_log.close()
+            self.file_log = None
+
     def uninstall(self) -> None:
+        self.close_file()
         for logger, previous in self._loggers:
             logger.removeHandler(self.handler)
             logger.setLevel(previous)

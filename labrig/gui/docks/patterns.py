@@ -117,6 +117,7 @@ class PatternsDock(QDockWidget):
             "value": self._spin(0, 2 * math.pi, math.pi, "", 3),
         }
         self.show_button = QPushButton("Show on SLM")
+        self.show_button.setToolTip("display this test pattern on the chosen modulator")
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color:#c00000")
         self.error_label.setWordWrap(True)

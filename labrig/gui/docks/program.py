@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labrig.experiments.catalog import CheckpointEntry, checkpoint_label, list_checkpoints
 from labrig.gui import plots
 from labrig.gui.program_info import ProgramView, checkpoint_view, program_view
 from labrig.gui.session import Session
@@ -92,6 +93,20 @@ class ProgramDock(QDockWidget):
         buttons = QHBoxLayout()
         for b in (open_program, open_checkpoint, self.compile_button, self.save_button):
             buttons.addWidget(b)
+        open_program.setToolTip("load a compiled program (.h5): it becomes the active program")
+        open_checkpoint.setToolTip("load a trained student (.pt) to look at and compile for this bench")
+        self.compile_button.setToolTip("compile the loaded checkpoint for the connected bench "
+                                       "(its calibration images come from the folder below)")
+        self.save_button.setToolTip("save the active program to an .h5 file")
+        runs_folder = QPushButton("Runs folder…")
+        runs_folder.setToolTip("list the finished training runs under a folder (an experiment's "
+                               "output), by name and scores")
+        self.runs = QComboBox()
+        self.runs.setToolTip("a run's best checkpoint: pick one to load it")
+        self.runs.setPlaceholderText("no runs listed: choose a runs folder")
+        runs_row = QHBoxLayout()
+        runs_row.addWidget(runs_folder)
+        runs_row.addWidget(self.runs, 1)
 
         self.calibration = QLineEdit()
         self.calibration.setPlaceholderText("dataset folder for calibration images")
@@ -138,6 +153,7 @@ class ProgramDock(QDockWidget):
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(buttons)
+        layout.addLayout(runs_row)
         layout.addLayout(cal)
         layout.addWidget(self.status)
         layout.addWidget(self.active)
@@ -148,6 +164,8 @@ class ProgramDock(QDockWidget):
 
         open_program.clicked.connect(self._open_program_dialog)
         open_checkpoint.clicked.connect(self._open_checkpoint_dialog)
+        runs_folder.clicked.connect(self._runs_folder_dialog)
+        self.runs.activated.connect(self._run_picked)
         self.compile_button.clicked.connect(self.compile)
         self.save_button.clicked.connect(self._save_dialog)
         self.channel.valueChanged.connect(lambda _v: self.redraw())
@@ -169,6 +187,31 @@ class ProgramDock(QDockWidget):
     def _open_checkpoint_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a student checkpoint", "",
                                               "Checkpoints (*.pt *.pth)")
+        if path:
+            self.open_checkpoint(path)
+
+    @Slot()
+    def _runs_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of training runs")
+        if folder:
+            self.show_runs(folder)
+
+    def show_runs(self, folder: str | Path) -> None:
+        """List the runs' checkpoints under `folder` (worker: a big folder takes a while)."""
+        self.tasks.start(f"list runs in {Path(folder).name}", lambda _ctx: list_checkpoints(folder),
+                         on_success=self._runs_listed, on_failure=self._failed)
+
+    def _runs_listed(self, entries: list[CheckpointEntry]) -> None:
+        self.runs.clear()
+        for entry in entries:
+            self.runs.addItem(entry.label, str(entry.path))
+            self.runs.setItemData(self.runs.count() - 1, str(entry.path), Qt.ItemDataRole.ToolTipRole)
+        self.runs.setCurrentIndex(-1)
+        self.status.setText(f"{len(entries)} run(s) listed: pick one to load its checkpoint")
+
+    @Slot(int)
+    def _run_picked(self, index: int) -> None:
+        path = self.runs.itemData(index)
         if path:
             self.open_checkpoint(path)
 
@@ -198,7 +241,8 @@ class ProgramDock(QDockWidget):
         self.student, view = result
         replaced = self.session.program is not None
         self.session.set_program(None)  # one active program: the checkpoint replaces it until compiled
-        self.status.setText(f"checkpoint {path.name}: {view.channels} channels (compile it to run)"
+        self.status.setText(f"checkpoint {checkpoint_label(path)}: {view.channels} channels "
+                            "(compile it to run)"
                             + ("; the program loaded before is no longer active" if replaced else ""))
         if replaced:
             log.info("checkpoint %s replaces the active program: compile it to run", path.name)

@@ -94,6 +94,7 @@ class RunDock(QDockWidget):
         # what to run
         self.data_path = QLineEdit()
         self.data_path.setPlaceholderText("dataset folder (IDX, CIFAR or class folders)")
+        self.data_path.setToolTip("the images to run through the program on the bench")
         browse_data = QPushButton("…")
         browse_data.setFixedWidth(28)
         self.split = QComboBox()
@@ -103,13 +104,16 @@ class RunDock(QDockWidget):
         self.limit.setSpecialValueText("all")
         self.limit.setPrefix("first ")
         self.limit.setValue(1000)
+        self.limit.setToolTip("how many images of the split to run (0: all)")
         self.out_path = QLineEdit(self._default_out())
+        self.out_path.setToolTip("the run file (.h5) that receives every frame and prediction")
         browse_out = QPushButton("…")
         browse_out.setFixedWidth(28)
         self.batch = QSpinBox()
         self.batch.setRange(1, 4096)
         self.batch.setValue(64)
         self.batch.setPrefix("chunk ")
+        self.batch.setToolTip("images per chunk: progress is saved and Cancel takes effect between chunks")
         self.resume = QCheckBox("resume")
         self.resume.setChecked(False)
         self.resume.setToolTip("continue the unfinished run file named here (same program and images);\n"
@@ -134,6 +138,8 @@ class RunDock(QDockWidget):
         # running
         self.run_button = QPushButton("Run")
         self.run_button.setStyleSheet("font-weight:bold")
+        self.run_button.setToolTip("run the active program on these images; settings it changes are "
+                                   "logged and put back after (the light stays off)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip(CANCEL_TEXT)
         self.progress = QProgressBar()
@@ -158,6 +164,8 @@ class RunDock(QDockWidget):
         self.index = QSpinBox()
         self.index.setRange(0, 0)
         self.errors_only = QCheckBox("errors only")
+        self.index.setToolTip("which image of the run to show")
+        self.errors_only.setToolTip("step only through misclassified images")
         prev_button, next_button = QPushButton("◀"), QPushButton("▶")
         self.verdict = QLabel("-")
         self.verdict.setStyleSheet("font-size:14px")
