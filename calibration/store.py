@@ -395,8 +395,17 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in a calibration file")
 
 
+def _h5_name(name: Any, what: str) -> str:
+    """A name HDF5 stores as one member (a '/' would nest groups the loader cannot read back)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"{what} {name!r} cannot be an HDF5 name (empty, '.', or with '/' or NUL)")
+    return name
+
+
 def _write_mapping(group: Any, name: str, mapping: Mapping[str, Any]) -> None:
     plain, arrays = _split(mapping)
+    for k in arrays:
+        _h5_name(k, f"{group.name}: {name} key")
     group.attrs[f"{name}_json"] = json.dumps(plain, sort_keys=True, allow_nan=True)
     if arrays:
         sub = group.create_group(name)
@@ -438,7 +447,7 @@ def save_calibration(cal: Calibration, path: str | Path) -> Calibration:
             h5.attrs["order"] = json.dumps(list(cal.routines))
             routines = h5.create_group("routines")
             for name, record in cal.routines.items():
-                g = routines.create_group(name)
+                g = routines.create_group(_h5_name(name, "routine name"))
                 r = record.result
                 g.attrs["title"] = record.title
                 g.attrs["residual"] = float(r.residual)
