@@ -395,8 +395,17 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in a calibration file")
 
 
+def _h5_name(name: Any, what: str) -> str:
+    """A name HDF5 stores as one member (a '/' would nest groups the loader cannot read back)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"{what} {name!r} cannot be an HDF5 name (empty, '.', or with '/' or NUL)")
+    return name
+
+
 def _write_mapping(group: Any, name: str, mapping: Mapping[str, Any]) -> None:
     plain, arrays = _split(mapping)
+    for k in arrays:
+        _h5_name(k, f"{group.name}: {name} key")
     group.attrs[f"{name}_json"] = json.dumps(plain, sort_keys=True, allow_nan=True)
     if arrays:
         sub = group.create_group(name)
@@ -405,10 +414,12 @@ def _write_mapping(group: Any, name: str, mapping: Mapping[str, Any]) -> None:
 
 
 def _read_mapping(group: Any, name: str) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(group.attrs.get(f"{name}_json", "{}"))
+    out: dict[str, Any] = _json(group.attrs.get(f"{name}_json", "{}"), f"{group.name}: {name}", dict)
     if name in group:
         for k, ds in group[name].items():
             out[k] = ds[()]
+            if not isinstance(out[k], np.ndarray) or out[k].dtype.kind not in "biufc":
+                raise TypeError(f"{group.name}/{name}/{k} is not a numeric array")
     return out
 
 
@@ -436,7 +447,7 @@ def save_calibration(cal: Calibration, path: str | Path) -> Calibration:
             h5.attrs["order"] = json.dumps(list(cal.routines))
             routines = h5.create_group("routines")
             for name, record in cal.routines.items():
-                g = routines.create_group(name)
+                g = routines.create_group(_h5_name(name, "routine name"))
                 r = record.result
                 g.attrs["title"] = record.title
                 g.attrs["residual"] = float(r.residual)
@@ -450,7 +461,11 @@ def save_calibration(cal: Calibration, path: str | Path) -> Calibration:
                 _write_mapping(g, "products", r.products)
                 _write_mapping(g, "plot", r.plot)
 
-    atomic_write(path, write)
+    try:
+        atomic_write(path, write)  # removes its temporary file on any failure
+    except (TypeError, ValueError, OSError, RuntimeError) as exc:
+        # an unstorable product (an object, text arrays), a routine name HDF5 refuses, a full disk
+        raise CalibrationFileError(f"cannot write calibration {path}: {type(exc).__name__}: {exc}") from exc
     return replace(cal, saved=saved, path=path)
 
 
@@ -463,35 +478,81 @@ def load_calibration(path: str | Path) -> Calibration:
         raise CalibrationFileError(f"calibration file {path} does not exist")
     try:
         h5 = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         raise CalibrationFileError(f"calibration file {path} is not a readable HDF5 file: {exc}") from exc
     with h5:
-        if h5.attrs.get("format") != FORMAT:
-            raise CalibrationFileError(f"{path} is not a labrig calibration (no {FORMAT!r} marker)")
-        version = int(h5.attrs.get("schema_version", -1))
-        if version != SCHEMA_VERSION:
-            raise CalibrationFileError(f"{path}: calibration schema version {version}; this labrig reads "
-                                       f"{SCHEMA_VERSION} (recalibrate with `labrig calibrate`)")
         try:
-            routines: dict[str, RoutineRecord] = {}
-            for name in json.loads(h5.attrs["order"]):
-                g = h5["routines"][name]
-                result = RoutineResult(
-                    routine=name,
-                    values=_read_mapping(g, "values"),
-                    residual=float(g.attrs["residual"]),
-                    residual_unit=str(g.attrs["residual_unit"]),
-                    frames=int(g.attrs["frames"]),
-                    products=_read_mapping(g, "products"),
-                    plot=_read_mapping(g, "plot"),
-                    notes=str(g.attrs["notes"]),
-                )
-                routines[name] = RoutineRecord(result, str(g.attrs["time"]), float(g.attrs["duration_s"]),
-                                               json.loads(g.attrs["provenance"]), str(g.attrs["title"]))
-            cal = Calibration(json.loads(h5.attrs["provenance"]), routines, str(h5.attrs["saved"]), path)
-            stored = str(h5.attrs["calibration_hash"])
-        except (KeyError, ValueError) as exc:
-            raise CalibrationFileError(f"calibration file {path} is incomplete or corrupt: {exc}") from exc
-    if calibration_hash(cal) != stored:
+            cal, stored = _read_file(h5, path)
+        except CalibrationFileError:
+            raise
+        except (KeyError, ValueError, TypeError, AttributeError, OSError, RuntimeError) as exc:
+            # h5py reports a damaged object, attribute or chunk as any of these
+            raise CalibrationFileError(f"calibration file {path} is incomplete or corrupt: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+    try:
+        digest = calibration_hash(cal)
+    except (TypeError, ValueError) as exc:
+        raise CalibrationFileError(f"calibration file {path} holds values of the wrong kind: {exc}") from exc
+    if digest != stored:
         raise CalibrationFileError(f"calibration file {path}: content does not match its hash (corrupted?)")
     return cal
+
+
+def _text(value: Any, what: str) -> str:
+    """An HDF5 string attribute as `str`; anything else (a number, an array, bytes) is corrupt."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is a {type(value).__name__}, not text")
+    return value
+
+
+def _json(value: Any, what: str, kind: type) -> Any:
+    out = json.loads(_text(value, what))
+    if not isinstance(out, kind):
+        raise TypeError(f"{what} is not a JSON {kind.__name__}")
+    return out
+
+
+def _number(value: Any, what: str, kind: type) -> Any:
+    if isinstance(value, str | bytes) or np.ndim(value) != 0:
+        raise TypeError(f"{what} is not a number")
+    return kind(value)
+
+
+def _read_file(h5: Any, path: Path) -> tuple[Calibration, str]:
+    """The calibration in an open file and its stored hash; raises on anything missing or malformed."""
+    if h5.attrs.get("format") != FORMAT:
+        raise CalibrationFileError(f"{path} is not a labrig calibration (no {FORMAT!r} marker)")
+    version = h5.attrs.get("schema_version", -1)
+    if isinstance(version, str | bytes) or np.ndim(version) != 0 or int(version) != SCHEMA_VERSION:
+        raise CalibrationFileError(f"{path}: calibration schema version {version!r}; this labrig reads "
+                                   f"{SCHEMA_VERSION} (recalibrate with `labrig calibrate`)")
+    routines: dict[str, RoutineRecord] = {}
+    order = _json(h5.attrs["order"], "the routine order", list)
+    for name in order:
+        g = h5["routines"][_text(name, "a routine name")]
+        where = f"routine {name!r}"
+        result = RoutineResult(
+            routine=name,
+            values=_read_mapping(g, "values"),
+            residual=_number(g.attrs["residual"], f"{where}: residual", float),
+            residual_unit=_text(g.attrs["residual_unit"], f"{where}: residual unit"),
+            frames=_number(g.attrs["frames"], f"{where}: frames", int),
+            products=_read_mapping(g, "products"),
+            plot=_read_mapping(g, "plot"),
+            notes=_text(g.attrs["notes"], f"{where}: notes"),
+        )
+        time = _text(g.attrs["time"], f"{where}: time")
+        if _dt.datetime.fromisoformat(time).tzinfo is None:
+            raise ValueError(f"{where}: time {time!r} has no time zone")
+        routines[name] = RoutineRecord(result, time, _number(g.attrs["duration_s"], f"{where}: duration", float),
+                                       _json(g.attrs["provenance"], f"{where}: provenance", dict),
+                                       _text(g.attrs["title"], f"{where}: title"))
+    provenance = _json(h5.attrs["provenance"], "the provenance", dict)
+    if not isinstance(provenance.get("profile", {}), dict):
+        raise TypeError("the provenance's profile is not a table")
+    for record in routines.values():
+        if not isinstance(record.provenance.get("profile", {}), dict) or not isinstance(
+                record.provenance.get("devices", {}), dict):
+            raise TypeError(f"routine {record.name!r}: provenance profile/devices are not tables")
+    cal = Calibration(provenance, routines, _text(h5.attrs["saved"], "the save time"), path)
+    return cal, _text(h5.attrs["calibration_hash"], "the calibration hash")

@@ -43,12 +43,12 @@ ERRORS = (DeviceError, DeviceTimeout, DeviceDisconnected, FrameDropped, WriteFai
 class Saboteur:
     """Counts calls to every hook and makes call number `at` raise `error` (once)."""
 
-    def __init__(self, bench: Bench) -> None:
+    def __init__(self, bench: Bench, hooks: dict[str, tuple[str, ...]] = HOOKS) -> None:
         self.calls = 0
         self.at = -1
         self.error: type[BaseException] = DeviceError
         self.fired: str | None = None
-        for role, names in HOOKS.items():
+        for role, names in hooks.items():
             device = bench.devices[role]
             for name in names:
                 setattr(device, name, self._wrap(f"{role}.{name}", getattr(device, name)))
@@ -123,12 +123,7 @@ def cal_rig():
 
     folder = Path(tempfile.mkdtemp(prefix="labrig-calfail-"))
     with Bench.open(small_profile(folder, small_truth(3))) as bench:
-        saboteur = Saboteur.__new__(Saboteur)
-        saboteur.calls, saboteur.at, saboteur.error, saboteur.fired = 0, -1, DeviceError, None
-        for role, names in CAL_HOOKS.items():
-            for name in names:
-                device = bench.devices[role]
-                setattr(device, name, saboteur._wrap(f"{role}.{name}", getattr(device, name)))
+        saboteur = Saboteur(bench, CAL_HOOKS)
         calibrate(bench, ["camera"], out=folder / "good.h5")
         yield bench, saboteur, folder, saboteur.calls
     shutil.rmtree(folder, ignore_errors=True)
@@ -159,3 +154,53 @@ def test_a_calibration_failing_at_any_call_leaves_the_light_off_and_no_partial_f
         assert not world.laser_enabled and not world.shutter_open, saboteur.fired
     load_calibration(out)  # valid: the old one or the new one, never a partial file
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+FT_STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def ft_rig():
+    from test_hil import _deterministic, _tuner
+
+    folder = Path(tempfile.mkdtemp(prefix="labrig-ftfail-"))
+    with Bench.open(_deterministic(folder)) as bench:
+        saboteur = Saboteur(bench, CAL_HOOKS)  # a fine-tune drives the same devices as a calibration
+        assert _tuner(bench, folder / "clean", FT_STEPS).run().status == "complete"
+        yield bench, saboteur, folder, saboteur.calls, _tuner
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@settings(max_examples=max(2, EXAMPLES // 4), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_finetune_failing_at_any_call_leaves_the_light_off_and_its_files_valid(ft_rig, data) -> None:
+    from labrig.hil.trainer import CHECKPOINT
+
+    bench, saboteur, folder, calls, tuner = ft_rig
+    saboteur.calls, saboteur.fired = 0, None
+    saboteur.at = data.draw(st.integers(1, calls), label="failing call")
+    saboteur.error = data.draw(st.sampled_from(ERRORS), label="error")
+    out = folder / "ft"
+    shutil.rmtree(out, ignore_errors=True)
+    world = bench.camera.world
+    result = None
+    try:
+        result = tuner(bench, out, FT_STEPS).run()
+        assert result.status in ("complete", "fault"), (saboteur.fired, result.status, result.error)
+    except (LabrigError, RuntimeError):
+        pass  # raised out of making safe, or not a device error: the light must still be off
+    assert not (world.laser_enabled and world.shutter_open), saboteur.fired
+    if world.laser_enabled or world.shutter_open:
+        bench.make_safe()  # the failure was in making safe itself: the next make-safe must succeed
+    assert not world.laser_enabled and not world.shutter_open and not bench.guard.armed, saboteur.fired
+    saboteur.at = -1
+    if (out / CHECKPOINT).exists():  # valid: a resumed fine-tune loads it and finishes
+        resumed = tuner(bench, out, FT_STEPS)
+        assert resumed.step == (result.steps if result is not None else resumed.step) <= FT_STEPS
+        assert resumed.run().status == "complete", saboteur.fired
+    if result is not None:
+        from labrig.deploy import load_program, save_program
+
+        assert load_program(save_program(result.program, out / "program.h5")).digest() == result.program.digest()
+    assert not out.exists() or not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], saboteur.fired

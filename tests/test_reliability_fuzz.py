@@ -195,3 +195,141 @@ def test_idx_files_with_any_header_load_exactly_or_fail_clearly(workdir: Path, c
     assert magic == b"\0\0" and array.shape == tuple(dims)
     assert array.size * dtype.itemsize == payload
     np.testing.assert_array_equal(array.reshape(-1), np.frombuffer(body, dtype).reshape(-1))
+
+
+# -- calibration files ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def calibration_blob(workdir: Path):
+    """A real (small) calibration: the dark offset and a lit spot on the quarter-size bench."""
+    from cal_fakes import Offset, Spot
+    from cal_helpers import small_profile, small_truth
+
+    from calibration.session import calibrate
+
+    folder = workdir / "cal-bench"
+    folder.mkdir()
+    with Bench.open(small_profile(folder, small_truth(4))) as bench:
+        cal = calibrate(bench, "all", out=folder / "good.h5", registry={"offset": Offset, "spot": Spot})
+    return _Quiet(((folder / "good.h5").read_bytes(), cal))
+
+
+class _Quiet(tuple):
+    """A fixture value hypothesis would otherwise print in full (190 kB) with every failure."""
+
+    def __repr__(self) -> str:
+        return "<calibration blob>"
+
+
+def _assert_loads_exactly(loaded, cal) -> None:
+    from calibration.store import staleness
+
+    assert list(loaded.routines) == list(cal.routines) and loaded.hash == cal.hash
+    staleness(loaded)  # usable: ages, provenance and profile hash readable
+
+
+@FUZZ
+@given(change=edits, cut=cuts)
+def test_corrupted_calibrations_load_exactly_or_fail_clearly(workdir: Path, calibration_blob, change, cut) -> None:
+    from calibration.store import load_calibration
+
+    blob, cal = calibration_blob
+    path = workdir / "cal.h5"
+    path.write_bytes(_flip(blob, change, cut))
+    try:
+        loaded = load_calibration(path)
+    except LabrigError as exc:
+        assert str(path) in str(exc)
+        return
+    _assert_loads_exactly(loaded, cal)
+
+
+#: (where, attribute) pairs a calibration file stores; "" is the root, else a routine's group
+CAL_ATTRS = [("", a) for a in ("format", "schema_version", "calibration_hash", "saved", "provenance", "order")] + [
+    (f"routines/{r}", a) for r in ("offset", "spot")
+    for a in ("title", "residual", "residual_unit", "frames", "notes", "time", "duration_s", "provenance",
+              "values_json", "products_json", "plot_json")]
+attr_values = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(), st.text(max_size=30),
+                        st.binary(max_size=12), st.lists(st.integers(-5, 5), min_size=1, max_size=3),
+                        st.sampled_from(['["offset", "nope"]', '{"a": 1}', "[1, 2]", "null", "[]", '["spot"]',
+                                         "labrig-calibration", "2026-13-45T99:00:00", '{"profile": 3}']))
+cal_edit = st.one_of(st.tuples(st.sampled_from(CAL_ATTRS), attr_values),
+                     st.tuples(st.just(("routines", "drop")), st.sampled_from(["offset", "spot", "offset/values"])),
+                     st.tuples(st.just(("dataset", "replace")),
+                               st.sampled_from(["routines/offset/products/dark_dn", "routines/offset/values",
+                                                "routines/offset/products/dark_spectrum"])))
+
+
+def _edit_h5(path: Path, where: tuple[str, str], value: Any) -> None:
+    import h5py
+
+    with h5py.File(path, "r+") as h5:
+        if where == ("routines", "drop"):
+            if value in h5["routines"]:
+                del h5["routines"][value]
+        elif where == ("dataset", "replace"):
+            if value in h5:
+                del h5[value]
+            h5[value] = np.array(["text"], dtype=object) if "spectrum" in value else np.zeros((0, 3))
+        elif not where[0] or where[0] in h5:
+            node = h5[where[0]] if where[0] else h5
+            if value is None:
+                node.attrs.pop(where[1], None)
+            else:
+                try:
+                    node.attrs[where[1]] = value
+                except (TypeError, ValueError):
+                    pass  # HDF5 cannot store it (text with a NUL): no file could hold it
+
+
+@FUZZ
+@given(changes=st.lists(cal_edit, min_size=1, max_size=3))
+def test_edited_calibrations_load_exactly_or_fail_clearly(workdir: Path, calibration_blob, changes) -> None:
+    from calibration.store import load_calibration
+
+    blob, cal = calibration_blob
+    path = workdir / "edited.h5"
+    path.write_bytes(blob)
+    for where, value in changes:
+        _edit_h5(path, where, value)
+    try:
+        loaded = load_calibration(path)
+    except LabrigError as exc:
+        assert str(path) in str(exc)
+        return
+    _assert_loads_exactly(loaded, cal)
+
+
+h5_names = st.one_of(st.text(min_size=1, max_size=8), st.sampled_from(["a/b", "/0", ".", "x\0y"]))
+products = st.dictionaries(h5_names, st.one_of(
+    st.floats(), st.text(max_size=8), st.none(), st.just(object()), st.just(np.zeros(3, "U2")),
+    st.just(np.arange(6.0).reshape(2, 3)), st.just(np.array([1 + 2j]))), max_size=3)
+
+
+@FUZZ
+@given(name=h5_names, extra=products, folder_exists=st.booleans())
+def test_saving_any_calibration_writes_it_whole_or_nothing(workdir: Path, calibration_blob, name, extra,
+                                                           folder_exists) -> None:
+    from dataclasses import replace as dc_replace
+
+    from calibration.base import RoutineResult
+    from calibration.store import load_calibration, save_calibration
+
+    _, cal = calibration_blob
+    result = RoutineResult(name, {"camera_offset_dn": 1.0}, 0.1, "DN", 1, products=extra)
+    changed = cal.with_result(result, duration_s=0.5)
+    folder = workdir / "save"
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder_exists:
+        folder.mkdir()
+    path = folder / "cal.h5"
+    try:
+        saved = save_calibration(changed, path)
+    except LabrigError as exc:
+        assert str(path) in str(exc)
+        assert not folder.exists() or not any(folder.iterdir()), "a failed save left a file behind"
+        return
+    loaded = load_calibration(saved.path)
+    assert loaded.hash == dc_replace(changed, path=path).hash and list(loaded.routines) == list(changed.routines)
+    _no_leftovers(folder, {"cal.h5"})
