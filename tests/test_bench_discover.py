@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labrig.bench.discover import Discovery, Probe, _displays, discover, starting_profile
+from drivers.discover import Discovery, Probe, _displays, discover, starting_profile
 from labrig.cli import main
 from labrig.profiles import load_profile
 

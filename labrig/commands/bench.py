@@ -72,7 +72,7 @@ def cmd_snap(args: argparse.Namespace) -> int:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from labrig.bench.discover import discover, starting_profile
+    from drivers.discover import discover, starting_profile
     from labrig.io import atomic_write
 
     found = discover(args.cti)

@@ -1,6 +1,7 @@
 """What is attached to this computer, for setting up a new rig: cameras, serial ports, displays.
 
-``labrig bench discover`` calls `discover` and `starting_profile`: the first lists
+It sits beside the vendor drivers (labrig reaches them only through entry points,
+never by name). ``labrig bench discover`` calls `discover` and `starting_profile`: the first lists
 GenICam cameras (through the GenTL producers it can find), serial ports (where
 lasers and shutters usually sit) and displays (where an HDMI SLM would appear);
 the second turns that into a profile TOML the operator then edits. Nothing here
