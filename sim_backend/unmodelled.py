@@ -84,14 +84,25 @@ def smooth_phase_error(shape: tuple[int, int], rms_rad: float, correlation_px: f
     return smooth * (rms_rad / smooth.square().mean().sqrt().clamp_min(1e-300))
 
 
-def knee(electrons: torch.Tensor, full_well_e: float, knee_fraction: float) -> torch.Tensor:
+def knee(electrons: torch.Tensor, full_well_e: float, knee_fraction: float, inplace: bool = False) -> torch.Tensor:
     """Camera response: linear up to `knee_fraction` of the full well, then a tanh
-    compression that reaches the full well asymptotically (smooth at the knee)."""
+    compression that reaches the full well asymptotically (smooth at the knee).
+
+    Without gradients only the pixels above the knee are computed (a few per cent of a
+    frame), written into `electrons` itself when `inplace`."""
     if knee_fraction >= 1:
         return electrons
     k = knee_fraction * full_well_e
     span = full_well_e - k
-    return torch.where(electrons > k, k + span * torch.tanh((electrons - k) / span), electrons)
+    if torch.is_grad_enabled() and electrons.requires_grad:
+        return torch.where(electrons > k, k + span * torch.tanh((electrons - k) / span), electrons)
+    out = electrons if inplace and electrons.is_contiguous() else electrons.contiguous().clone()
+    flat = out.view(-1)
+    index = torch.nonzero(flat > k).squeeze(1)  # one compaction serves the gather and the scatter
+    if index.numel():
+        bent = flat.index_select(0, index)
+        flat.index_copy_(0, index, bent.sub_(k).div_(span).tanh_().mul_(span).add_(k))
+    return out
 
 
 def _sinc(x: torch.Tensor) -> torch.Tensor:
@@ -164,14 +175,20 @@ class Unmodelled:
             self._cache[key] = (_sinc(x * scale) * _sinc(y * scale)).square().to(dtype)
         return self._cache[key]
 
-    def ghost(self, power: torch.Tensor) -> torch.Tensor:
-        """Add the shifted, attenuated copy (zero-filled at the edges)."""
+    def ghost(self, power: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """Add the shifted, attenuated copy (zero-filled at the edges); into `power` itself
+        when `inplace` (no gradients): one copy of the shifted part and one add."""
         if not self.enabled or self.ghost_fraction <= 0:
             return power
         dy, dx = self.ghost_shift_px
         h, w = power.shape[-2:]
-        copy = torch.zeros_like(power)
         src = power[..., max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+        if inplace and not (torch.is_grad_enabled() and power.requires_grad):
+            if src.numel():
+                dst = power[..., max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)]
+                dst.add_(src.clone(), alpha=self.ghost_fraction)  # src overlaps dst: read it first
+            return power
+        copy = torch.zeros_like(power)
         copy[..., max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)] = src
         return power + self.ghost_fraction * copy
 
@@ -196,18 +213,30 @@ class Unmodelled:
         `prepared` already carries `filter_factor` (see `SimWorld.prepared_mask`); `region`:
         noise only in these camera rectangles, as `Twin.frame_prepared`."""
         imp, camera = twin.imperfections, twin.camera
-        power = twin.output_power_prepared(twin.input_amplitude(input_gray), prepared, laser_power_w)
+        window, offset = twin.input_field_window(twin.input_amplitude(input_gray), laser_power_w)
+        batch = window.shape[:-2]
+        factors = self.power_factors(int(math.prod(batch)), window.dtype)
+        if self.enabled and self.laser_fluctuation_rms > 0:
+            # the power factor as a field factor on the small input window, not a pass over the frame
+            window = window * factors.sqrt().reshape(*batch, 1, 1)
+        power = twin.output_power_window(window, offset, prepared)
+        owned = not torch.is_grad_enabled()  # the render path: every frame-sized step works in place
         envelope = self.output_envelope(twin.geometry, power.dtype)
         if envelope is not None:
-            power = power * envelope
-        power = self.ghost(power)
-        batch = power.shape[:-2]
-        factors = self.power_factors(int(math.prod(batch)), power.dtype).reshape(*batch, 1, 1)
-        camera_power = twin.camera_power(power * factors)
-        electrons = camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
+            power = power.mul_(envelope) if owned else power * envelope
+        power = self.ghost(power, inplace=owned)
+        camera_power = twin.camera_power(power)
+        if owned:  # `mean_electrons` in two in-place passes (dark and hot pixels folded into one map)
+            spec = camera.spec
+            dark = spec.dark_current_e_per_s * exposure_s
+            if imp.hot_pixels_e_per_s is not None:
+                dark = imp.hot_pixels_e_per_s.to(camera_power.dtype) * exposure_s + dark
+            electrons = camera_power.mul_(spec.quantum_efficiency * exposure_s / camera.photon_energy_j).add_(dark)
+        else:
+            electrons = camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
         if noise:
-            electrons = camera.sample_electrons(electrons, generator, region)
-        electrons = knee(electrons, camera.spec.full_well_e, self.camera_knee_fraction)
+            electrons = camera.sample_electrons(electrons, generator, region, inplace=owned)
+        electrons = knee(electrons, camera.spec.full_well_e, self.camera_knee_fraction, inplace=owned)
         return camera.quantize(camera.to_dn(electrons, gain, imp.camera_gain, imp.camera_offset_dn))
 
 

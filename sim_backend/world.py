@@ -8,6 +8,7 @@ with the truth off the simulated camera reads exactly what the twin predicts.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 
@@ -26,6 +27,8 @@ from sim_backend.unmodelled import Unmodelled, unmodelled_from_profile
 SHARED_KEY = "sim.world"
 #: frames rendered per chunk on the batched path (bounds memory)
 BATCH_CHUNK = 64
+#: prepared masks kept for recently shown filter patterns (a 256^2 complex64 mask is 0.5 MiB)
+MASK_CACHE = 8
 
 
 class SimWorld:
@@ -44,6 +47,7 @@ class SimWorld:
         self.input_gray = torch.zeros(geometry.input.resolution, dtype=torch.long)
         self.filter_gray = torch.zeros(geometry.filter.resolution, dtype=torch.long)
         self._prepared: torch.Tensor | None = None
+        self._masks: dict[bytes, torch.Tensor] = {}  # recent filter patterns' masks (`prepared_mask`)
         self.laser_enabled = False
         self.laser_power_w = 0.0
         self.shutter_open = False
@@ -76,12 +80,21 @@ class SimWorld:
         return self.laser_power_w if (self.laser_enabled and self.shutter_open) else 0.0
 
     def prepared_mask(self) -> torch.Tensor:
-        """The filter's effective mask, recomputed only when the pattern changes."""
+        """The filter's effective mask, recomputed only for a pattern not shown lately: a
+        time-multiplexed program switches between a few patterns every chunk, and the
+        mask depends only on the pattern and the (fixed) truth."""
         if self._prepared is None:
-            with torch.no_grad():
-                t = self.twin.filter_transmission(self.filter_gray)
-                extra = self.unmodelled.filter_factor(self.geometry, t.dtype)  # unmodelled: Fourier plane
-                self._prepared = self.twin.prepare_mask(t if extra is None else t * extra)
+            key = hashlib.sha1(self.filter_gray.numpy().tobytes()).digest()
+            cached = self._masks.pop(key, None)
+            if cached is None:
+                with torch.no_grad():
+                    t = self.twin.filter_transmission(self.filter_gray)
+                    extra = self.unmodelled.filter_factor(self.geometry, t.dtype)  # unmodelled: Fourier plane
+                    cached = self.twin.prepare_mask(t if extra is None else t * extra)
+            self._masks[key] = cached  # most recent last
+            while len(self._masks) > MASK_CACHE:
+                self._masks.pop(next(iter(self._masks)))
+            self._prepared = cached
         return self._prepared
 
     # -- frames ---------------------------------------------------------------------

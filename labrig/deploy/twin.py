@@ -57,14 +57,18 @@ class ProgramTwin:
 
     @torch.no_grad()
     def frames(self, input_gray: np.ndarray) -> np.ndarray:
-        """(B, F, H, W) noise-free camera frames (DN, integer-valued floats) at the program's settings."""
+        """(B, F, H, W) noise-free camera frames (DN, integer-valued floats) at the program's settings.
+
+        Each image's input field (its lit window) is built once and serves every frame
+        group's mask; each group's stages after it are `Twin.frame_prepared`'s."""
         ro, twin = self.program.readout, self.twin
         out = []
         for s in range(0, len(input_gray), CHUNK):
             gray = torch.from_numpy(np.asarray(input_gray[s : s + CHUNK], np.int64))
+            window, offset = twin.input_field_window(twin.input_amplitude(gray), ro.laser_power_w)
             out.append(torch.stack([
-                twin.frame_prepared(gray, p, laser_power_w=ro.laser_power_w, exposure_s=ro.exposure_s[f],
-                                    gain=ro.gain)
+                twin.camera.quantize(twin.expected_dn(
+                    twin.camera_power(twin.output_power_window(window, offset, p)), ro.exposure_s[f], ro.gain))
                 for f, p in enumerate(self.prepared)
             ], dim=1).numpy())
         return np.concatenate(out)

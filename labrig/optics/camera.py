@@ -85,19 +85,24 @@ class CameraModel(nn.Module):
 
     def sample_electrons(
         self, mean_e: torch.Tensor, generator: torch.Generator | None = None,
-        region: Sequence[PixelRect] | None = None,
+        region: Sequence[PixelRect] | None = None, inplace: bool = False,
     ) -> torch.Tensor:
         """Shot noise (exact Poisson counts) plus read noise (Gaussian, in electrons).
 
         `region`: the camera rectangles (top, left, bottom, right) a caller reads;
         noise is drawn there only and every other pixel keeps its mean (so its DN
         is the noise-free reading). None: the whole frame (a live view, a dark frame).
+        `inplace` (with `region`, no gradients): the noisy pixels are written into
+        `mean_e` itself instead of a copy of the frame.
         """
         if region is not None:
             # every rectangle's pixels in one contiguous gather: one draw, one scatter
             index = region_index(region, tuple(mean_e.shape[-2:]), mean_e.device)
             flat = mean_e.flatten(-2)
             noisy = self.sample_electrons(flat.index_select(-1, index), generator)
+            if inplace and mean_e.is_contiguous() and not (torch.is_grad_enabled() and mean_e.requires_grad):
+                flat.index_copy_(-1, index, noisy)  # `flat` is a view of `mean_e`
+                return mean_e
             return flat.index_copy(-1, index, noisy).view(mean_e.shape)
         e = sample_poisson(mean_e.clamp_min(0), generator)
         read = torch.randn(mean_e.shape, generator=generator, dtype=mean_e.dtype, device=mean_e.device)

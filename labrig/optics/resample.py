@@ -239,9 +239,10 @@ def affine_warp(
     # grid_sample wants x, y in [-1, 1] with align_corners=True
     grid = torch.stack((2 * src_c / (w - 1) - 1, 2 * src_r / (h - 1) - 1), dim=-1)
     lead = x.shape[:-2]
-    flat = x.reshape(-1, 1, h, w)
-    grid = grid.expand(flat.shape[0], h, w, 2)
-    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    # every frame as a channel of one image: the sample positions and weights are
+    # computed once for the whole batch (the same values as one image per frame)
+    flat = x.reshape(1, -1, h, w)
+    out = F.grid_sample(flat, grid[None], mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.reshape(*lead, h, w)
 
 

@@ -163,11 +163,8 @@ class Twin(nn.Module):
             power = Field(full, self.geometry.input_grid, self.geometry.wavelength_m).power()
             return incoherent_output(power, torch.fft.fftshift(prepared, dim=(-2, -1)))
         rows, cols = self.geometry.fourier_grid.shape
-        # both 1-D passes run along contiguous rows: a strided pass rounds differently
-        # with the batch size, and one frame must equal the same frame in a batch
-        spectrum = torch.fft.fft(window.mT.contiguous(), n=rows, dim=-1, norm="ortho")
-        spectrum = torch.fft.fft(spectrum.mT.contiguous(), n=cols, dim=-1, norm="ortho")
-        out = torch.fft.fft2(spectrum * (prepared * window_ramp((rows, cols), offset, prepared)), norm="ortho")
+        mask = prepared * window_ramp((rows, cols), offset, prepared)
+        out = torch.fft.fft2(lens1_times_mask(window, mask), norm="ortho")
         return abs2(out)
 
     @staticmethod
@@ -204,7 +201,7 @@ class Twin(nn.Module):
         """
         imp = self.imperfections
         mean_e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
-        e = self.camera.sample_electrons(mean_e, generator, region)
+        e = self.camera.sample_electrons(mean_e, generator, region, inplace=not torch.is_grad_enabled())  # its own mean_e
         return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
 
     def frame(
@@ -274,6 +271,39 @@ class _Abs2(torch.autograd.Function):
 def abs2(z: torch.Tensor) -> torch.Tensor:
     """Power |z|^2 (real) of a complex field, cheap in both directions."""
     return _Abs2.apply(z) if torch.is_complex(z) else z.square()
+
+
+def lens1_times_mask(window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """fft(window zero-padded to the mask's (rows, cols) grid, norm="ortho") x mask.
+
+    A real window (the usual amplitude modulator) has a Hermitian spectrum, so
+    only its non-negative column frequencies are transformed (`rfft` along the
+    window's rows, then the row pass on cols // 2 + 1 columns instead of all),
+    and the other half is the conjugate mirror: half the work of the full
+    transform. Every 1-D pass runs along contiguous memory (a strided pass rounds
+    differently with the batch size; one frame must equal the same frame in a batch).
+    """
+    rows, cols = mask.shape[-2:]
+    if torch.is_complex(window):
+        spectrum = torch.fft.fft(window.mT.contiguous(), n=rows, dim=-1, norm="ortho")
+        spectrum = torch.fft.fft(spectrum.mT.contiguous(), n=cols, dim=-1, norm="ortho")
+        return spectrum * mask
+    half = cols // 2 + 1
+    spectrum = torch.fft.rfft(window, n=cols, dim=-1, norm="ortho")  # (..., h, half)
+    spectrum = torch.fft.fft(spectrum.mT.contiguous(), n=rows, dim=-1, norm="ortho").mT  # (..., rows, half)
+    if torch.is_grad_enabled() and (spectrum.requires_grad or mask.requires_grad):
+        # S[k1, k2] = conj(S[-k1, -k2]): the mirrored half, out of place for autograd
+        mirror = torch.cat((spectrum[..., :1, :], spectrum[..., 1:, :].flip(-2)), dim=-2)
+        mirror = mirror[..., 1 : cols - half + 1].flip(-1).conj()
+        return torch.cat((spectrum, mirror), dim=-1) * mask
+    lead = torch.broadcast_shapes(spectrum.shape[:-2], mask.shape[:-2])
+    out = torch.empty((*lead, rows, cols), dtype=torch.promote_types(spectrum.dtype, mask.dtype), device=spectrum.device)
+    torch.mul(spectrum, mask[..., :half], out=out[..., :half])
+    k = cols - half  # mirrored columns half .. cols - 1 read columns k .. 1
+    upper = out[..., half:]
+    torch.mul(spectrum[..., :1, 1 : k + 1].flip(-1).conj(), mask[..., :1, half:], out=upper[..., :1, :])
+    torch.mul(spectrum[..., 1:, 1 : k + 1].flip((-2, -1)).conj(), mask[..., 1:, half:], out=upper[..., 1:, :])
+    return out
 
 
 def window_ramp(shape: tuple[int, int], offset: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
