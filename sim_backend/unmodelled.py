@@ -182,6 +182,8 @@ class Unmodelled:
             return power
         dy, dx = self.ghost_shift_px
         h, w = power.shape[-2:]
+        if abs(dy) >= h or abs(dx) >= w:
+            return power  # the copy lands beyond the frame
         src = power[..., max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
         if inplace and not (torch.is_grad_enabled() and power.requires_grad):
             if src.numel():

@@ -46,6 +46,7 @@ from labrig.optics import (
     plan_tiles,
 )
 from labrig.optics.specs import BenchGeometry
+from labrig.optics.system import abs2
 from labrig.profiles import load_profile
 
 Layout = Literal["auto", "multiplexed", "per_channel"]
@@ -199,7 +200,7 @@ class OpticalPath(nn.Module):
         if padded:
             kernels = torch.cat((kernels, kernels.new_zeros(padded, *kernels.shape[1:])))
         groups = kernels.reshape(plan.frames, plan.per_frame, *kernels.shape[1:])
-        return torch.stack([multiplexed_mask(g, plan.layout) for g in groups])
+        return multiplexed_mask(groups, plan.layout)  # every frame's mask in one batched transform
 
     @staticmethod
     def _cut(planes: torch.Tensor, layout: TileLayout) -> torch.Tensor:
@@ -266,9 +267,19 @@ class OpticalPath(nn.Module):
         amplitude = self.input_amplitude(images)
         if cfg.quantize_input:
             amplitude = twin.input_amplitude(twin.input_modulator.gray_for_amplitude(amplitude))
-        power = twin.output_power_prepared(amplitude, twin.prepare_mask(transmission), cfg.laser_power_w)
+        window, offset = twin.input_field_window(amplitude, cfg.laser_power_w)
+        prepared = twin.prepare_mask(transmission)
         # the camera chain is per pixel: run it on the tiles only (the ROIs a bench reads)
-        power = self._cut(twin.camera_power(power), plan.layout)  # (B, F, P, th, tw)
+        placement = twin.camera_placement(amplitude.dtype) if twin.geometry.illumination == "coherent" else None
+        if placement is not None:
+            # an aligned camera reads each output sample: |field|^2 of the tiles only, so
+            # neither the forward nor the backward pass touches a whole power plane
+            power = abs2(self._cut(twin.output_field_window(window, offset, prepared), plan.layout))
+            for factor in placement:
+                power = power if factor == 1.0 else power * factor
+        else:
+            power = twin.output_power_window(window, offset, prepared)
+            power = self._cut(twin.camera_power(power), plan.layout)  # (B, F, P, th, tw)
         exposure = self._exposure(power)
         dn = self._read_camera(power, plan.layout, exposure)
         signal = (dn - self.dark_dn(exposure)) / self.dn_per_unit(images.dtype, images.device, exposure)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -58,6 +59,36 @@ class CameraModel(nn.Module):
             axes.append((ov, ov.weight / d_src))
         (oy, wy), (ox, wx) = axes
         return oy.apply(ox.apply(power, -1, wx), -2, wy)
+
+    def placement(
+        self, shift_px: torch.Tensor | None = None, rotation_rad: torch.Tensor | float = 0.0,
+        scale: torch.Tensor | float = 1.0, dtype: torch.dtype = torch.float64,
+    ) -> tuple[float, float] | None:
+        """(col factor, row factor) when `integrate` maps every output sample onto the camera
+        pixel of the same index times a constant (an aligned camera that samples the output
+        grid one pixel per sample, no gradient through its geometry): then a pixel's power
+        is its sample's, and a caller reading a few pixels needs only those samples
+        (`integrate` = x * col factor, then * row factor). None otherwise."""
+        if tuple(self.spec.resolution) != tuple(self.output_grid.shape):
+            return None
+        if not is_identity_warp((0.0, 0.0), rotation_rad, 1.0) or torch.as_tensor(scale).requires_grad:
+            return None
+        if shift_px is not None and shift_px.requires_grad:
+            return None
+        shift = torch.zeros(2, dtype=dtype) if shift_px is None else shift_px.detach().to(dtype)
+        factors = []
+        for d in (1, 0):
+            d_src = self.output_grid.pitch_m[d]
+            ov = AxisOverlap(
+                self.output_grid.shape[d], d_src, self.spec.resolution[d], self.spec.pitch_m,
+                dst_fill=math.sqrt(self.spec.fill_factor), dst_origin=shift[d] * self.spec.pitch_m,
+                dst_scale=scale, dtype=dtype,
+            )
+            if ov.placement is None or ov.placement[0] != 0:
+                return None
+            weight = ov.weight / d_src
+            factors.append(float(weight[weight != 0].mean()))  # as `AxisOverlap.apply` scales a placement
+        return factors[0], factors[1]
 
     def mean_electrons(
         self, power_w: torch.Tensor, exposure_s: float, hot_pixels_e_per_s: torch.Tensor | None = None
@@ -124,6 +155,40 @@ def region_index(region: Sequence[PixelRect], shape: tuple[int, int], device=Non
     return torch.nonzero(inside.flatten()).squeeze(1).to(device)
 
 
+#: above this many means, `sample_poisson` draws in `POISSON_PARTS` independent parts
+POISSON_SPLIT = 1 << 16
+POISSON_PARTS = 2
+_pool: ThreadPoolExecutor | None = None
+
+
 def sample_poisson(mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Exact Poisson counts for non-negative means (any size; no normal shortcut)."""
-    return torch.poisson(mean, generator=generator)
+    """Exact Poisson counts for non-negative means (any size; no normal shortcut).
+
+    torch's CPU Poisson sampler runs on one thread. A large tensor is drawn in
+    `POISSON_PARTS` parts, each from its own generator seeded from `generator`, on
+    as many threads as torch has: the same counts for a seed whatever the thread
+    count, exact Poisson either way."""
+    n = mean.numel()
+    if n < POISSON_SPLIT or mean.device.type != "cpu":
+        return torch.poisson(mean, generator=generator)
+    seeds = torch.randint(0, 2**62, (POISSON_PARTS,), generator=generator).tolist()
+    flat = mean.reshape(-1)
+    out = torch.empty_like(flat)
+    bounds = [n * i // POISSON_PARTS for i in range(POISSON_PARTS + 1)]
+
+    def part(i: int) -> None:
+        a, b = bounds[i], bounds[i + 1]
+        out[a:b] = torch.poisson(flat[a:b], generator=torch.Generator().manual_seed(seeds[i]))
+
+    if torch.get_num_threads() < 2:
+        for i in range(POISSON_PARTS):
+            part(i)
+    else:
+        global _pool
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=POISSON_PARTS - 1, thread_name_prefix="labrig-poisson")
+        pending = [_pool.submit(part, i) for i in range(1, POISSON_PARTS)]
+        part(0)
+        for f in pending:
+            f.result()
+    return out.view(mean.shape)

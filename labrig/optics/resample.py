@@ -239,10 +239,13 @@ def affine_warp(
     # grid_sample wants x, y in [-1, 1] with align_corners=True
     grid = torch.stack((2 * src_c / (w - 1) - 1, 2 * src_r / (h - 1) - 1), dim=-1)
     lead = x.shape[:-2]
-    # every frame as a channel of one image: the sample positions and weights are
-    # computed once for the whole batch (the same values as one image per frame)
-    flat = x.reshape(1, -1, h, w)
-    out = F.grid_sample(flat, grid[None], mode="bilinear", padding_mode="zeros", align_corners=True)
+    # frames as channels: the sample positions and weights are computed once per image
+    # instead of once per frame (the same values); as many images as torch has threads,
+    # because grid_sample spreads its images, not its channels, over the threads
+    frames = math.prod(lead)
+    images = max(d for d in range(1, min(torch.get_num_threads(), frames) + 1) if frames % d == 0) if frames else 1
+    flat = x.reshape(images, -1, h, w)
+    out = F.grid_sample(flat, grid.expand(images, h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.reshape(*lead, h, w)
 
 

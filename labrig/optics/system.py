@@ -162,10 +162,16 @@ class Twin(nn.Module):
             full = self.input_modulator.place_window(window, offset)
             power = Field(full, self.geometry.input_grid, self.geometry.wavelength_m).power()
             return incoherent_output(power, torch.fft.fftshift(prepared, dim=(-2, -1)))
+        return abs2(self.output_field_window(window, offset, prepared))
+
+    def output_field_window(self, window: torch.Tensor, offset: tuple[int, int], prepared: torch.Tensor) -> torch.Tensor:
+        """The coherent output field (centred grid) whose power `output_power_window` gives:
+        for a caller that reads a few regions only (|.|^2 of those, not of the whole plane)."""
+        if self.geometry.illumination == "incoherent":
+            raise ValueError("incoherent illumination has no output field: use output_power_window")
         rows, cols = self.geometry.fourier_grid.shape
         mask = prepared * window_ramp((rows, cols), offset, prepared)
-        out = torch.fft.fft2(lens1_times_mask(window, mask), norm="ortho")
-        return abs2(out)
+        return torch.fft.fft2(lens1_times_mask(window, mask), norm="ortho")
 
     @staticmethod
     def spectrum(field: Field) -> torch.Tensor:
@@ -182,6 +188,13 @@ class Twin(nn.Module):
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
         return self.camera.integrate(output_power, imp.camera_shift_px, imp.camera_rotation_rad, imp.camera_scale)
+
+    def camera_placement(self, dtype: torch.dtype | None = None) -> tuple[float, float] | None:
+        """`CameraModel.placement` of this twin's camera: (row, col) factors when
+        `camera_power` only scales each output sample onto its own camera pixel."""
+        imp = self.imperfections
+        return self.camera.placement(imp.camera_shift_px, imp.camera_rotation_rad, imp.camera_scale,
+                                     dtype or self.dtype)
 
     def expected_dn(self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0) -> torch.Tensor:
         """Noise-free camera reading (DN, not rounded): differentiable."""
