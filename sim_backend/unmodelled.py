@@ -239,7 +239,8 @@ class Unmodelled:
         if noise:
             electrons = camera.sample_electrons(electrons, generator, region, inplace=owned)
         electrons = knee(electrons, camera.spec.full_well_e, self.camera_knee_fraction, inplace=owned)
-        return camera.quantize(camera.to_dn(electrons, gain, imp.camera_gain, imp.camera_offset_dn))
+        return camera.quantize(camera.to_dn(electrons, gain, imp.camera_gain, imp.camera_offset_dn, inplace=owned),
+                               inplace=owned)
 
 
 def unmodelled_from_profile(root: Section, truth_enabled: bool, seed: int) -> Unmodelled:

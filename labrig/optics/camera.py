@@ -91,27 +91,37 @@ class CameraModel(nn.Module):
         return factors[0], factors[1]
 
     def mean_electrons(
-        self, power_w: torch.Tensor, exposure_s: float, hot_pixels_e_per_s: torch.Tensor | None = None
+        self, power_w: torch.Tensor, exposure_s: float, hot_pixels_e_per_s: torch.Tensor | None = None,
+        inplace: bool = False,
     ) -> torch.Tensor:
-        """Expected photo-electrons plus dark electrons per pixel."""
-        e = power_w * (self.spec.quantum_efficiency * exposure_s / self.photon_energy_j)
-        e = e + self.spec.dark_current_e_per_s * exposure_s
+        """Expected photo-electrons plus dark electrons per pixel. `inplace` (no gradients,
+        a float exposure): the same arithmetic into `power_w` itself (a renderer's own frame)."""
+        c = self.spec.quantum_efficiency * exposure_s / self.photon_energy_j
+        dark = self.spec.dark_current_e_per_s * exposure_s
+        if inplace and not torch.is_grad_enabled() and isinstance(exposure_s, float | int):
+            e = power_w.mul_(c).add_(dark)
+            if hot_pixels_e_per_s is not None:
+                e.add_(hot_pixels_e_per_s.to(e.dtype) * exposure_s)
+            return e
+        e = power_w * c
+        e = e + dark
         if hot_pixels_e_per_s is not None:
             e = e + hot_pixels_e_per_s.to(e.dtype) * exposure_s  # exposure may be a tensor (per image)
         return e
 
     def to_dn(
         self, electrons: torch.Tensor, gain: float, gain_error: torch.Tensor | float = 1.0,
-        offset_error_dn: torch.Tensor | float = 0.0,
+        offset_error_dn: torch.Tensor | float = 0.0, inplace: bool = False,
     ) -> torch.Tensor:
-        """Full-well clip, conversion, gain and offset, ADC saturation (no rounding)."""
+        """Full-well clip, conversion, gain and offset, ADC saturation (no rounding).
+        `inplace` (no gradients): into `electrons` itself."""
         scale = self.spec.conversion_dn_per_e * gain * gain_error
         offset = self.spec.offset_dn + offset_error_dn
         if torch.is_grad_enabled():
             e = torch.clamp(electrons, max=self.spec.full_well_e)
             return (e * scale + offset).clamp(0, self.spec.max_dn)
         # the same arithmetic in place (the simulated bench renders without gradients)
-        e = torch.clamp(electrons, max=self.spec.full_well_e)
+        e = electrons.clamp_(max=self.spec.full_well_e) if inplace else torch.clamp(electrons, max=self.spec.full_well_e)
         return e.mul_(scale).add_(offset).clamp_(0, self.spec.max_dn)
 
     def sample_electrons(
@@ -140,10 +150,12 @@ class CameraModel(nn.Module):
         return e.add_(read, alpha=self.spec.read_noise_e)
 
     @staticmethod
-    def quantize(dn: torch.Tensor) -> torch.Tensor:
-        """Round to integer DN with a straight-through gradient."""
+    def quantize(dn: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """Round to integer DN with a straight-through gradient (`inplace`, without one:
+        into `dn` itself)."""
         if not dn.requires_grad:
-            return torch.round(dn)  # the same values, without the gradient's two extra passes
+            # the same values, without the gradient's two extra passes
+            return dn.round_() if inplace and not torch.is_grad_enabled() else torch.round(dn)
         return dn + (torch.round(dn) - dn).detach()
 
 

@@ -196,15 +196,17 @@ class Twin(nn.Module):
         return self.camera.placement(imp.camera_shift_px, imp.camera_rotation_rad, imp.camera_scale,
                                      dtype or self.dtype)
 
-    def expected_dn(self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0) -> torch.Tensor:
-        """Noise-free camera reading (DN, not rounded): differentiable."""
+    def expected_dn(self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0, *,
+                    inplace: bool = False) -> torch.Tensor:
+        """Noise-free camera reading (DN, not rounded): differentiable. `inplace` (no
+        gradients): the same arithmetic in `camera_power`'s own memory (a renderer's frame)."""
         imp = self.imperfections
-        e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
-        return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
+        e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s, inplace=inplace)
+        return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn, inplace=inplace)
 
     def sample_dn(
         self, camera_power: torch.Tensor, exposure_s: float, gain: float = 1.0, generator: torch.Generator | None = None,
-        region: Sequence[PixelRect] | None = None,
+        region: Sequence[PixelRect] | None = None, *, inplace: bool = False,
     ) -> torch.Tensor:
         """One noisy reading (DN, not rounded) with shot, dark and read noise.
 
@@ -213,9 +215,10 @@ class Twin(nn.Module):
         reading (`expected_dn`). None: noise everywhere (a live view, a dark frame).
         """
         imp = self.imperfections
-        mean_e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s)
-        e = self.camera.sample_electrons(mean_e, generator, region, inplace=not torch.is_grad_enabled())  # its own mean_e
-        return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn)
+        mean_e = self.camera.mean_electrons(camera_power, exposure_s, imp.hot_pixels_e_per_s, inplace=inplace)
+        owned = not torch.is_grad_enabled()  # mean_e and e are this call's own (or the caller's, given `inplace`)
+        e = self.camera.sample_electrons(mean_e, generator, region, inplace=owned)
+        return self.camera.to_dn(e, gain, imp.camera_gain, imp.camera_offset_dn, inplace=owned)
 
     def frame(
         self,
@@ -258,11 +261,12 @@ class Twin(nn.Module):
         amplitude = self.input_amplitude(input_gray)
         window, offset = self.input_field_window(amplitude, laser_power_w)
         power = self.camera_power(self.output_power_window(window, offset, prepared))
+        owned = not torch.is_grad_enabled()  # rendering: the frame's steps reuse its memory (same arithmetic)
         if noise:
-            dn = self.sample_dn(power, exposure_s, gain, generator, region)
+            dn = self.sample_dn(power, exposure_s, gain, generator, region, inplace=owned)
         else:
-            dn = self.expected_dn(power, exposure_s, gain)
-        return self.camera.quantize(dn)
+            dn = self.expected_dn(power, exposure_s, gain, inplace=owned)
+        return self.camera.quantize(dn, inplace=owned)
 
 
 class _Abs2(torch.autograd.Function):
@@ -273,7 +277,7 @@ class _Abs2(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(z)
-        return torch.addcmul(z.real.square(), z.imag, z.imag)
+        return z.real.square().addcmul_(z.imag, z.imag)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
