@@ -181,3 +181,27 @@ def test_rotation_is_the_same_for_any_thread_count_and_batch() -> None:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
     assert torch.equal(affine_warp(x[4, 1], (0.3, -0.2), 0.01, 1.0), one[4, 1])
+
+
+def test_program_twin_shares_each_window_and_float32_is_within_one_dn() -> None:
+    """The run's twin reference (`labrig run --twin`): one input field per image for every frame
+    group is the twin's own frame per group, and the float32 twin the run uses is the float64
+    one to the ADC's rounding."""
+    from deploy_helpers import held_out, program
+
+    from labrig.deploy.inputs import encode_images
+    from labrig.deploy.twin import ProgramTwin
+
+    p = program()
+    gray = encode_images(p.input, held_out().images[:5, 0].numpy())
+    exact = ProgramTwin(p)  # float64, as compile uses it
+    frames = exact.frames(gray)
+    ro = p.readout
+    with torch.no_grad():
+        for f, prepared in enumerate(exact.prepared):
+            one = exact.twin.frame_prepared(torch.from_numpy(gray.astype(np.int64)), prepared,
+                                            laser_power_w=ro.laser_power_w, exposure_s=ro.exposure_s[f], gain=ro.gain)
+            np.testing.assert_array_equal(frames[:, f], one.numpy())
+    fast = ProgramTwin(p, dtype=torch.float32).frames(gray)
+    assert fast.shape == frames.shape and frames.max() > 100  # lit
+    assert np.abs(fast - frames).max() <= 1
