@@ -21,7 +21,7 @@ import torch
 from calibration.base import CalibrationError
 from calibration.photometry import centroid, find_exposure
 from calibration.probe import Probe
-from labrig.optics.imperfections import Imperfections
+from labrig.optics.imperfections import BY_NAME, Imperfections
 from labrig.optics.quantize import nearest_gray_level
 from labrig.optics.system import Twin
 
@@ -40,6 +40,9 @@ PARAM_SCALES: dict[str, float] = {
     "illumination_center_m": 2e-5,
     "illumination_waist_m": 2e-4,
     "input_contrast": 100.0,
+    "pupil_nuisance_rad": 0.1,
+    "pupil_apodisation": 0.1,
+    "output_envelope": 0.1,
 }
 
 
@@ -63,7 +66,8 @@ def beam_nuisance(twin: Twin) -> tuple[str, ...]:
 def working_twin(twin: Twin, dtype: torch.dtype = torch.float64) -> Twin:
     """A float64 copy of `twin` with its current estimates, for fitting (the caller's twin is untouched)."""
     imp = twin.imperfections
-    values = {name: p.detach().clone().to(torch.float64) for name, p in imp.named_parameters()}
+    values = {name: p.detach().clone().to(torch.float64) for name, p in imp.named_parameters()
+              if name in BY_NAME}  # the twin's own, not a fit's nuisance terms
     hot = imp.hot_pixels_e_per_s
     if hot is not None:
         values["hot_pixels_e_per_s"] = hot.detach().clone()
