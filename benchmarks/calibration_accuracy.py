@@ -284,27 +284,57 @@ def routine_rows(cal: Any, truth: Any) -> list[dict[str, Any]]:
     return score(values, truth)
 
 
+def score_file(label: str, path: Path, profile: str | Path) -> dict[str, Any]:
+    """A case from a calibration file that `labrig calibrate all` wrote (its routines' durations as
+    the wall time; no CPU time), scored against `profile`'s truth like `run_case`."""
+    from calibration.store import load_calibration
+
+    cal = load_calibration(path)
+    with Bench.open(profile) as bench:
+        world = bench.shared["sim.world"]
+        truth = world.truth.imperfections
+        estimates = cal.values()
+        rows, derived = score(estimates, truth), identifiable_rows(estimates, truth, world)
+        by_routine = routine_rows(cal, truth)
+    per_routine = {n: {"frames": r.result.frames, "seconds": round(r.duration_s, 2), "residual": r.result.residual,
+                       "residual_unit": r.result.residual_unit} for n, r in cal.routines.items()}
+    return {"case": label, "profile": str(profile), "file": str(path), "seconds": sum(r.duration_s for r in
+            cal.routines.values()), "cpu_s": float("nan"), "errors": {}, "frames": cal.frames,
+            "routines": per_routine, "rows": rows, "identifiable": derived, "by_estimating_routine": by_routine,
+            "global_fit": {} if "global_fit" not in cal.routines else {
+                k: v for k, v in cal.routines["global_fit"].result.products.items() if k.startswith("held_error")}}
+
+
 def report(cases: list[dict[str, Any]], header: str) -> str:
     parts = [header, ""]
     names = [e.name for e in TABLE] + list(DERIVED)
     parts += ["## Summary: misses per parameter", "",
               "| case | frames | wall (s) | CPU (s) | " + " | ".join(names) + " |",
               "|---|---|---|---|" + "---|" * len(names)]
-    for c in cases:
-        cells = []
+    def cells(rows_all: list[dict[str, Any]]) -> list[str]:
+        out = []
         for n in names:
-            rows = [r for r in c["rows"] + c.get("identifiable", []) if r["parameter"].split("[")[0] == n]
+            rows = [r for r in rows_all if r["parameter"].split("[")[0] == n]
             if not rows:
-                cells.append("n/a")
+                out.append("n/a")
             elif all(r["ok"] is None for r in rows):
-                cells.append("-" if rows[0]["estimate"] is not None else "not est.")
+                out.append("-" if rows[0]["estimate"] is not None else "not est.")
             elif any(r["estimate"] is None for r in rows):
-                cells.append("not est.")
+                out.append("not est.")
             else:
                 miss = sum(1 for r in rows if r["ok"] is False)
-                cells.append("ok" if miss == 0 else f"**{miss} miss**")
+                out.append("ok" if miss == 0 else f"**{miss} miss**")
+        return out
+
+    for c in cases:
         parts.append(f"| {c['case']} | {c['frames']} | {c['seconds']:.0f} | {c['cpu_s']:.0f} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells(c["rows"] + c.get("identifiable", []))) + " |")
+    if any(c.get("by_estimating_routine") for c in cases):
+        parts += ["", "As each parameter's own routine (`TABLE`'s `routine`) left it, before the global fit:", "",
+                  "| case | | | | " + " | ".join(names) + " |", "|---|---|---|---|" + "---|" * len(names)]
+        for c in cases:
+            if c.get("by_estimating_routine"):
+                parts.append(f"| {c['case']} | | | | " + " | ".join(cells(c["by_estimating_routine"])) + " |")
     for c in cases:
         parts += ["", f"## {c['case']}", ""]
         for name, error in c["errors"].items():
@@ -337,15 +367,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep each case's calibration file and drawn profile here (for deployment runs)")
     parser.add_argument("--merge", type=Path, nargs="*", default=None, metavar="JSON",
                         help="no calibration: one report from earlier runs' JSON files (cases run in parallel)")
+    parser.add_argument("--score", nargs=3, action="append", default=[], metavar=("LABEL", "CAL_H5", "PROFILE"),
+                        help="no calibration: score a file `labrig calibrate all` wrote (repeatable; merged with "
+                             "--merge's cases)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     cases = []
-    if args.merge:
-        for path in args.merge:
+    if args.merge or args.score:
+        for label, path, profile in args.score:
+            cases.append(score_file(label, Path(path), profile))
+        for path in args.merge or []:
             cases += json.loads(path.read_text(encoding="utf-8"))["cases"]
         seeds = [c["case"][4:] for c in cases if c["case"].startswith("draw")]
-        header = (f"# Calibration accuracy\n\n`python benchmarks/calibration_accuracy.py` on sim and drawn truths "
-                  f"{', '.join(seeds)} ({len(args.merge)} runs merged with `--merge`); routines: {', '.join(ROUTINES)}.")
+        scored = ", ".join(f"{label} (`labrig calibrate all` file)" for label, _, _ in args.score)
+        header = (f"# Calibration accuracy\n\n`python benchmarks/calibration_accuracy.py`: {scored}"
+                  f"{'; ' if scored and seeds else ''}{'drawn truths ' + ', '.join(seeds) if seeds else ''} "
+                  f"({len(args.merge or [])} runs merged with `--merge`); routines: {', '.join(ROUTINES)}.")
         return _write(cases, header, args.out)
     with tempfile.TemporaryDirectory(prefix="labrig-calacc-") as tmp:
         work = Path(tmp)
