@@ -214,16 +214,32 @@ def fit_twin(
     opt = torch.optim.LBFGS(list(offsets.values()), lr=1.0, max_iter=iterations, tolerance_grad=1e-10,
                             tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
     count = [0]
+    best = [float(chi2_start), {n: o.detach().clone() for n, o in offsets.items()}]
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss, _ = residual_sq()
+        try:
+            loss, _ = residual_sq()
+        except (ValueError, RuntimeError):  # a line-search step to NaN / nowhere: the worst value, so it backs off
+            loss = torch.tensor(math.inf, dtype=torch.float64)
+        if not loss.requires_grad:  # a step left the parameters nowhere (image off the camera): flat there
+            loss = loss + 0.0 * sum(o.sum() for o in offsets.values())
         loss.backward()
         count[0] += 1
+        value = float(loss.detach())
+        if math.isfinite(value) and value < best[0]:
+            best[0], best[1] = value, {n: o.detach().clone() for n, o in offsets.items()}
         return loss
 
     opt.step(closure)
     with torch.no_grad():
+        try:
+            chi2_end = float(residual_sq()[0])
+        except (ValueError, RuntimeError):
+            chi2_end = math.inf
+        if not (math.isfinite(chi2_end) and chi2_end <= best[0]):  # a line search that ran away
+            for n, o in offsets.items():
+                o.copy_(best[1][n])
         chi2, amps = residual_sq()
         fitted = {n: (start[n] + offsets[n] * scales.get(n, 1.0)).detach() for n in names}
         for n in names:
