@@ -122,6 +122,9 @@ class Aberrations(Routine):
                           weights, iterations=30)
         with_nuisance(work)  # radial orders up to 6: more freedom (order 10) found worse minima on small benches
         terms = ""
+        if report.reduced_chi2 > NUISANCE_CHI2:  # converged, or only slow? one more pass decides
+            report = fit_twin(work, ("zernike_rad", *GEOMETRY, "filter_shift_px", *nuisance), render_all, measured,
+                              weights, iterations=20)
         named_chi2 = report.reduced_chi2
         if named_chi2 > NUISANCE_CHI2:  # the frames show more than the twin's terms explain
             fit_twin(work, ("zernike_rad", PUPIL_MODES, APODISATION), render_all, measured, weights, iterations=30)
