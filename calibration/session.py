@@ -54,7 +54,7 @@ MODULES: tuple[str, ...] = (
     "calibration.registration",
     "calibration.aberrations",
     "calibration.global_fit",
-    "calibration.reregister",  # last: the camera shift as it is when the calibration ends (drift)
+    "calibration.reregister",  # registered (run by name, or by a runner), not part of "all": see Reregister.in_all
 )
 
 #: listener(event, routine, payload): "start" (None), "done" (RoutineResult), "failed" (the error),
@@ -117,7 +117,7 @@ def plan(names: Sequence[str] | str, have: Iterable[str] = (),
         if default_registry and BROKEN:  # "all" without a routine would be a silent gap
             raise LabrigError("cannot run all calibration routines: " + "; ".join(
                 f"{m} failed to import ({e})" for m, e in BROKEN.items()))
-        wanted = list(order)
+        wanted = [n for n in order if getattr(registry[n], "in_all", True)]
     else:
         unknown = [n for n in names if n not in registry]
         if unknown:

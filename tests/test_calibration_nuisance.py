@@ -129,8 +129,11 @@ def test_session_carries_nuisance_terms_to_later_routines(tmp_path: Path) -> Non
         assert _Reads.seen[APODISATION] == 0.3
 
 
-def test_reregister_runs_last_in_a_full_calibration() -> None:
-    assert MODULES[-1] == "calibration.reregister" and list(ROUTINES)[-1] == "reregister"
+def test_reregister_is_registered_but_not_in_all() -> None:
+    from calibration.session import plan
+
+    assert MODULES[-1] == "calibration.reregister" and "reregister" in ROUTINES
+    assert "reregister" not in plan("all") and plan(["reregister"])[-1] == "reregister"
 
 
 def test_illumination_envelope_modes(tmp_path: Path) -> None:
