@@ -17,9 +17,11 @@ registration's and aberrations' estimates: this routine runs after them; the
 waist was 5-25 % off on drawn truths without them, within 1 % with them). The
 filter SLM's pixels' own diffraction envelope (`slm_pixel_envelope`, from the
 datasheet; the twin lacks it) is divided out of the sums, else it would read as
-a narrower beam (5-7 % in the waist on `sim`; ``pixel_envelope=False`` for a
-bench without it, such as a simulated one with its unmodelled truth off). A
-frame with every pixel off is subtracted from the marker frames first, and,
+a narrower beam (5-7 % in the waist on `sim`; ``envelope="none"`` for a bench
+without it, such as a simulated one with its unmodelled truth off, where the
+datasheet's reads 15-27 % too wide; ``envelope="measure"`` measures it with
+gratings instead, see `measure_output_envelope`). A frame with every pixel off
+is subtracted from the marker frames first, and,
 where the markers are far enough apart, each marker's local background (the
 median in an annulus around its disc: scatter from the SLM's flatness error and
 the optics spreads a halo from the neighbours, stronger in the middle of the grid). The
@@ -53,7 +55,7 @@ from calibration.photometry import (
     top_signal,
     window_sums,
 )
-from calibration.probe import Probe
+from calibration.probe import Probe, clip_level
 from calibration.twinfit import camera_power, working_twin
 
 if TYPE_CHECKING:
@@ -122,6 +124,98 @@ def slm_pixel_envelope(twin: Twin, positions_m: np.ndarray) -> np.ndarray:
     return np.prod(np.sinc(u) ** 2, axis=-1)
 
 
+#: how the output plane's own fall-off is taken out of the marker sums: from the filter SLM's
+#: datasheet (`slm_pixel_envelope`, the default: every pixelated SLM diffracts into it), measured
+#: with gratings (`measure_output_envelope`; on the full-size `sim` it still reads a curvature of
+#: -1e-4 per px^2 with and without the envelope, a bias not yet found: not the default), or none
+#: (a bench without it, such as a simulated one with its unmodelled truth off)
+ENVELOPES = ("measure", "datasheet", "none")
+#: markers the envelope's grating frames cover at least (whole grids, two frames each)
+ENVELOPE_MARKERS = 16
+
+
+class OutputEnvelope:
+    """A smooth fall-off of the light over the output plane, exp(-e_y dy^2 - e_x dx^2) about the
+    image of the optical axis (camera px): the filter SLM's pixels diffract into such an envelope,
+    lens 2 may vignette; a bench may have none. `at(points)` is its value at camera positions."""
+
+    def __init__(self, curvature: np.ndarray, axis_px: np.ndarray, slope_se: np.ndarray) -> None:
+        self.curvature, self.axis_px, self.slope_se = np.asarray(curvature), np.asarray(axis_px), slope_se
+
+    def at(self, points: np.ndarray) -> np.ndarray:
+        d = np.asarray(points, dtype=np.float64) - self.axis_px
+        return np.exp(-(self.curvature[None, :] * d * d).sum(axis=1))
+
+    def describe(self) -> str:
+        e = self.curvature
+        return (f"output envelope measured with gratings: curvature ({e[0]:.3g}, {e[1]:.3g}) per px^2 "
+                f"(+- {self.slope_se[0]:.2g}, {self.slope_se[1]:.2g})")
+
+
+def measure_output_envelope(p: Probe, twin: Twin, patterns: np.ndarray, centres: list[np.ndarray],
+                            base: list[np.ndarray], spacing_px: float, radius: float,
+                            annulus: tuple[float, float] | None, dark: np.ndarray, routine: str) -> OutputEnvelope:
+    """The output plane's envelope, from the data: one marker grid shown through a flat filter
+    (already measured: `centres`, `base` sums) and through a blazed grating along each axis, which
+    moves every image by D px on the camera while the beam on the input stays as it is. Each
+    marker's sum through the grating over its sum through the flat filter is the grating's
+    efficiency (the same for every marker: each lights the whole SLM alike) times E(x + D) / E(x),
+    so log ratio = const - e (2 D (x - x0) + D^2): its slope across the markers is -2 D e.
+    The grating is shown twice, a quarter period apart, and the frames averaged: a marker's first
+    order lands where its neighbour's -1 order does (D is half the spacing, clear of the zero
+    orders), and their interference changes sign between the two. Four frames per marker grid,
+    on the first grids that hold `ENVELOPE_MARKERS` markers together;
+    an envelope-free bench reads e ~ 0."""
+    from calibration.twinfit import filter_gray, grating_phase
+
+    geo = twin.geometry
+    n_f = tuple(geo.filter.resolution)
+    shift = max(2, round(spacing_px / 2))  # between the flat grid's images: orders never overlap them
+    axis_px = camera_positions_px(twin, (np.array(geo.input.resolution) // 2)[None].astype(np.float64))[0]
+    curv, se = np.zeros(2), np.zeros(2)
+    count = int(np.searchsorted(np.cumsum([len(c) for c in centres]), ENVELOPE_MARKERS)) + 1
+    grids = range(min(count, len(patterns)))
+    for axis in (0, 1):
+        k = [0.0, 0.0]
+        k[axis] = float(shift)
+        gratings = [filter_gray(twin, np.remainder(grating_phase(n_f, (k[0], k[1])) + offset, 2 * math.pi))
+                    for offset in (0.0, 0.5 * math.pi)]
+        rows, ratios, weights, moves = [], [], [], []
+        for g in grids:
+            p.show_input(patterns[g])
+            frame = np.zeros_like(dark)
+            for grating in gratings:  # a quarter period apart: the +1 order's interference with a
+                p.show_filter(grating)  # neighbour's -1 order (on the same spot) changes sign: averaged out
+                frame += (p.grab(1, lit_pixels=max(1, len(centres[g]) // 4)) - dark) / len(gratings)
+            best = None
+            for sign in (1.0, -1.0):  # where the first order went, whatever the camera's orientation
+                d = np.zeros(2)
+                d[axis] = sign * shift * geo.output_grid.pitch_m[axis] / geo.camera.pitch_m
+                sums, found = marker_sums(frame, centres[g] + d, radius, annulus)
+                if best is None or sums.sum() > best[0].sum():
+                    best = (sums, found)
+            sums, found = best
+            moves.append(float(np.median((found - centres[g])[:, axis])))
+            ok = (sums > 0) & (base[g] > 0)
+            one = np.zeros((int(ok.sum()), len(grids)))
+            one[:, g] = 1.0  # one efficiency x light level per frame
+            rows.append(np.column_stack([one, centres[g][ok, axis] - axis_px[axis]]))
+            ratios.append(np.log(sums[ok] / base[g][ok]))
+            weights.append(np.sqrt(base[g][ok]))
+        moved = float(np.median(moves))
+        design, w = np.concatenate(rows), np.concatenate(weights)
+        require(len(w) >= len(grids) + 3 and abs(moved) > 1.0, routine,
+                "the grating did not move the marker images: is the filter SLM showing its patterns?")
+        coef, res, *_ = np.linalg.lstsq(design * w[:, None], np.concatenate(ratios) * w, rcond=None)
+        dof = max(len(w) - design.shape[1], 1)
+        sigma2 = float(res[0]) / dof if res.size else 0.0
+        cov = sigma2 * np.linalg.pinv((design * w[:, None]).T @ (design * w[:, None]))
+        curv[axis] = -coef[-1] / (2 * moved)
+        se[axis] = math.sqrt(max(cov[-1, -1], 0.0)) / (2 * abs(moved))
+    p.show_filter(np.zeros(n_f, dtype=np.int64))
+    return OutputEnvelope(curv, axis_px, se)
+
+
 class GaussianFit:
     def __init__(self, waist: float, centre: np.ndarray, residual: float, positions: np.ndarray,
                  log_sums: np.ndarray, model: np.ndarray) -> None:
@@ -168,8 +262,10 @@ class IlluminationRoutine(Routine):
     frames_hint = 40
 
     def __init__(self, target: float = 0.6, spacing: int | None = None, steps: int = 4,
-                 contrast: bool = True, pixel_envelope: bool = True) -> None:
-        self.pixel_envelope = pixel_envelope
+                 contrast: bool = True, envelope: str = "datasheet") -> None:
+        if envelope not in ENVELOPES:
+            raise ValueError(f"envelope must be one of {ENVELOPES}, not {envelope!r}")
+        self.envelope = envelope
         self.target = target
         self.spacing = spacing
         self.steps = steps
@@ -206,11 +302,17 @@ class IlluminationRoutine(Routine):
                 s, centres = marker_sums(frame, camera_positions_px(twin, pix), radius, annulus)
                 sums.append(s)
                 found.append(centres)
+            envelope = None
+            if self.envelope == "measure":
+                envelope = measure_output_envelope(p, twin, patterns, found, sums, spacing * scale, radius, annulus,
+                                                   dark, self.name)
             contrast, bound = math.inf, False
             if self.contrast:
                 contrast, bound = self._contrast(p, shape, levels)
             frame_count = p.frames
-        if self.pixel_envelope:
+        if envelope is not None:
+            sums = [s / envelope.at(c) for s, c in zip(sums, found, strict=True)]
+        elif self.envelope == "datasheet":
             sums = [s / slm_pixel_envelope(twin, input_positions_m(twin, pix))
                     for s, pix in zip(sums, pixels, strict=True)]
         fit = fit_gaussian([input_positions_m(twin, pix) for pix in pixels], sums, self.name)
@@ -224,9 +326,11 @@ class IlluminationRoutine(Routine):
         if self.contrast:
             values["input_contrast"] = float(contrast)
         notes = (f"waist {fit.waist * 1e6:.1f} um, centre ({fit.centre[0] * 1e6:+.1f}, {fit.centre[1] * 1e6:+.1f}) "
-                 f"um from {fit.positions.shape[0]} markers; contrast {'>= ' if bound else ''}{contrast:.4g}")
+                 f"um from {fit.positions.shape[0]} markers; contrast {'>= ' if bound else ''}{contrast:.4g}; "
+                 + (envelope.describe() if envelope is not None else f"output envelope: {self.envelope}"))
+        extra = {} if envelope is None else {"output_envelope_per_px2": envelope.curvature.tolist()}
         return RoutineResult(self.name, values, fit.residual, "RMS misfit of log marker sums", frame_count,
-                             products={"contrast_is_lower_bound": bound, "marker_positions_m": fit.positions,
+                             products={**extra, "contrast_is_lower_bound": bound, "marker_positions_m": fit.positions,
                                        "marker_log_sums": fit.log_sums},
                              plot={"positions": fit.positions, "log_sums": fit.log_sums, "model": fit.model},
                              notes=notes)
@@ -257,7 +361,8 @@ class IlluminationRoutine(Routine):
             return on_rate / (10 * sigma / cam.exposure_s), True
         # long exposures saturate hot pixels (their dark frame too): only the aperture must not clip
         p.check_frames(off, lit_pixels=max(1, area // 20), allow_saturated=True)
-        require(not np.any(off[:, region] >= cam.max_value), self.name,
+        clip = min(clip_level(f, cam.max_value) for f in off)
+        require(not np.any(off[:, region] >= clip), self.name,
                 "the modulator's off level saturates the camera inside the aperture")
         return on_rate / (signal / cam.exposure_s), False
 

@@ -225,10 +225,13 @@ class ZeroOrder:
     def grab(self) -> np.ndarray:
         """One checked frame (light on; saturation is refused only in the zero order's window,
         which is all that is measured: a diffraction order elsewhere may clip)."""
+        from calibration.probe import clip_level
+
         frame = self.probe.grab_frames(1, check=False)
         self.probe.check_frames(frame, lit_pixels=self.lit_pixels, allow_saturated=True)
         signal = frame[0].astype(np.float64)
-        inside = window_sums((signal >= self.saturation).astype(np.float64), [self.centre], self.radius)[0]
+        level = min(self.saturation, clip_level(frame[0], self.saturation))
+        inside = window_sums((signal >= level).astype(np.float64), [self.centre], self.radius)[0]
         require(inside == 0, self.probe.routine, "the zero order saturates the camera: lower the laser power")
         return signal - self.dark
 

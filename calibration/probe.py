@@ -38,6 +38,27 @@ log = logging.getLogger(__name__)
 LIGHT_SIGMAS = 8.0
 #: fraction of pixels at full scale beyond which a frame is saturated
 SATURATED_FRACTION = 1e-4
+#: a clip below full scale: at least this many pixels on the top value, this many times the density
+#: per DN of the `CLIP_BAND_DN` values below it
+CLIP_MIN_PIXELS, CLIP_PILE_RATIO, CLIP_BAND_DN = 4, 3.0, 8
+
+
+def clip_level(frame: np.ndarray, max_dn: float) -> float:
+    """Where this frame clips: the ADC's full scale, or lower when the sensor's full well fills
+    first. Read from the frame itself (a camera's spec is not its sensor): clipped pixels pile
+    up on one value, several times as many as a noisy tail puts on each value just below it.
+    Only the top half of the range is suspected (a dim frame's few equal maxima are noise)."""
+    values = np.asarray(frame).ravel()
+    top = float(values.max())
+    if top >= max_dn:
+        return float(max_dn)
+    if top < 0.5 * max_dn:
+        return float(max_dn)
+    pile = int(np.count_nonzero(values == top))
+    below = int(np.count_nonzero((values >= top - CLIP_BAND_DN) & (values < top))) / CLIP_BAND_DN
+    if pile >= max(CLIP_MIN_PIXELS, SATURATED_FRACTION * values.size) and pile >= CLIP_PILE_RATIO * max(below, 1.0):
+        return top
+    return float(max_dn)
 
 
 class Probe:
@@ -198,13 +219,17 @@ class Probe:
         """
         cam = self.bench.camera
         flat = frames.reshape(len(frames), -1) if frames.ndim == 3 else frames.reshape(1, -1)
-        saturated = (flat >= cam.max_value).mean(axis=1)
-        if not allow_saturated and np.any(saturated > SATURATED_FRACTION):
-            raise CalibrationError(
-                self.routine,
-                f"{float(saturated.max()) * 100:.3g} % of the pixels are saturated at exposure "
-                f"{cam.exposure_s:g} s: lower the exposure or the laser power",
-            )
+        if not allow_saturated:
+            levels = np.array([clip_level(f, cam.max_value) for f in flat])
+            saturated = (flat >= levels[:, None]).mean(axis=1)
+            if np.any(saturated > SATURATED_FRACTION):
+                worst = int(np.argmax(saturated))
+                raise CalibrationError(
+                    self.routine,
+                    f"{float(saturated[worst]) * 100:.3g} % of the pixels are saturated (at {levels[worst]:g} DN"
+                    f"{'' if levels[worst] >= cam.max_value else ', the sensor clips below the ADC full scale'}) "
+                    f"at exposure {cam.exposure_s:g} s: lower the exposure or the laser power",
+                )
         dark, noise = self.dark_reference()
         signal = flat.astype(np.float64) - dark.reshape(1, -1)
         if lit_pixels is None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from calibration.base import CalibrationError, Cancel, Progress, Routine, RoutineResult, no_progress
+from calibration.nuisance import carried, with_nuisance
 from calibration.probe import Probe
 from calibration.twinfit import (
     _projected,
@@ -240,7 +241,9 @@ class Registration(Routine):
         geo = twin.geometry
         if geo.filter.modulation != "phase":
             raise CalibrationError(self.name, "needs a phase filter SLM (lens patterns)")
-        work = working_twin(twin)
+        # the pupil's terms beyond the twin's set, as the aberrations routine found them, held fixed:
+        # the marker images' shape (what splits the input shift from the camera's) depends on them
+        work = with_nuisance(working_twin(twin), carried(twin))
         n_f = geo.filter.resolution
         flat = filter_gray(twin, np.zeros(n_f))
         markers = marker_patterns(twin)

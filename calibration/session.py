@@ -54,6 +54,7 @@ MODULES: tuple[str, ...] = (
     "calibration.registration",
     "calibration.aberrations",
     "calibration.global_fit",
+    "calibration.reregister",  # registered (run by name, or by a runner), not part of "all": see Reregister.in_all
 )
 
 #: listener(event, routine, payload): "start" (None), "done" (RoutineResult), "failed" (the error),
@@ -116,7 +117,7 @@ def plan(names: Sequence[str] | str, have: Iterable[str] = (),
         if default_registry and BROKEN:  # "all" without a routine would be a silent gap
             raise LabrigError("cannot run all calibration routines: " + "; ".join(
                 f"{m} failed to import ({e})" for m, e in BROKEN.items()))
-        wanted = list(order)
+        wanted = [n for n in order if getattr(registry[n], "in_all", True)]
     else:
         unknown = [n for n in names if n not in registry]
         if unknown:
@@ -203,7 +204,11 @@ def calibrate(
         raise LabrigError("no calibration routine to run (none are registered)")
     twin = twin if twin is not None else start_twin(bench, previous)
 
+    from calibration.nuisance import carry
     from labrig.optics.imperfections import apply_values
+
+    for kept in cal.routines.values():  # nuisance terms earlier routines fitted (never the twin's own)
+        carry(twin, kept.result.products)
 
     for index, name in enumerate(names):
         routine = registry[name]()
@@ -239,6 +244,7 @@ def calibrate(
             raise
         duration = time.perf_counter() - started
         _safe(bench)
+        carry(twin, result.products)
         cal = cal.with_result(result, duration_s=duration, provenance=provenance, title=routine.title)
         listener("done", name, result)
         log.info("%s: residual %.3g %s, %d frames, %.1f s", name, result.residual, result.residual_unit,

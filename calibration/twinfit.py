@@ -21,7 +21,7 @@ import torch
 from calibration.base import CalibrationError
 from calibration.photometry import centroid, find_exposure
 from calibration.probe import Probe
-from labrig.optics.imperfections import Imperfections
+from labrig.optics.imperfections import BY_NAME, Imperfections
 from labrig.optics.quantize import nearest_gray_level
 from labrig.optics.system import Twin
 
@@ -40,6 +40,9 @@ PARAM_SCALES: dict[str, float] = {
     "illumination_center_m": 2e-5,
     "illumination_waist_m": 2e-4,
     "input_contrast": 100.0,
+    "pupil_nuisance_rad": 0.1,
+    "pupil_apodisation": 0.1,
+    "output_envelope": 0.1,
 }
 
 
@@ -63,7 +66,8 @@ def beam_nuisance(twin: Twin) -> tuple[str, ...]:
 def working_twin(twin: Twin, dtype: torch.dtype = torch.float64) -> Twin:
     """A float64 copy of `twin` with its current estimates, for fitting (the caller's twin is untouched)."""
     imp = twin.imperfections
-    values = {name: p.detach().clone().to(torch.float64) for name, p in imp.named_parameters()}
+    values = {name: p.detach().clone().to(torch.float64) for name, p in imp.named_parameters()
+              if name in BY_NAME}  # the twin's own, not a fit's nuisance terms
     hot = imp.hot_pixels_e_per_s
     if hot is not None:
         values["hot_pixels_e_per_s"] = hot.detach().clone()
@@ -210,16 +214,32 @@ def fit_twin(
     opt = torch.optim.LBFGS(list(offsets.values()), lr=1.0, max_iter=iterations, tolerance_grad=1e-10,
                             tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
     count = [0]
+    best = [float(chi2_start), {n: o.detach().clone() for n, o in offsets.items()}]
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss, _ = residual_sq()
+        try:
+            loss, _ = residual_sq()
+        except (ValueError, RuntimeError):  # a line-search step to NaN / nowhere: the worst value, so it backs off
+            loss = torch.tensor(math.inf, dtype=torch.float64)
+        if not loss.requires_grad:  # a step left the parameters nowhere (image off the camera): flat there
+            loss = loss + 0.0 * sum(o.sum() for o in offsets.values())
         loss.backward()
         count[0] += 1
+        value = float(loss.detach())
+        if math.isfinite(value) and value < best[0]:
+            best[0], best[1] = value, {n: o.detach().clone() for n, o in offsets.items()}
         return loss
 
     opt.step(closure)
     with torch.no_grad():
+        try:
+            chi2_end = float(residual_sq()[0])
+        except (ValueError, RuntimeError):
+            chi2_end = math.inf
+        if not (math.isfinite(chi2_end) and chi2_end <= best[0]):  # a line search that ran away
+            for n, o in offsets.items():
+                o.copy_(best[1][n])
         chi2, amps = residual_sq()
         fitted = {n: (start[n] + offsets[n] * scales.get(n, 1.0)).detach() for n in names}
         for n in names:
