@@ -16,9 +16,13 @@ training, a step whose loss or gradient is not finite, or whose frames come
 back saturated, is rolled back to the state before the last update and the
 mask learning rate halved, and reported; a batch taken in the dark stops the
 run (never data). Drift: the measured-vs-twin tile residual is watched, and a
-re-registration (calibration/reregister.py, passed in as `reregister`) runs
-every `reregister_every` steps and whenever the residual grows beyond
-`residual_growth` times its starting level. A frame budget caps the bench
+re-registration runs every `reregister_every` steps and whenever the residual
+grows beyond `residual_growth` times its slow running mean: the last batch's
+frames are registered against the twin's (`labrig.deploy.track`, the same
+tracker `labrig run` uses) and every later frame is moved back by the
+displacement before its tiles are cut, so the tiles stay where the calibrated
+twin and the back end expect them (a `reregister` hook may move the twin
+instead). A frame budget caps the bench
 frames used for training; evaluation frames are counted apart. The state is
 checkpointed atomically every `checkpoint_every` steps, so a fault or a
 cancel resumes bit-identically where it stopped; the bench is made safe on
@@ -46,6 +50,7 @@ import torch.nn.functional as F
 
 from drivers.errors import LabrigError
 from labrig.deploy.backend import backend_program, build_backend
+from labrig.deploy.compiler import with_reference
 from labrig.deploy.images import ImageSource
 from labrig.deploy.inputs import encode_images
 from labrig.deploy.program import FilterPatterns, Program
@@ -64,9 +69,10 @@ CHECKPOINT = "checkpoint.pt"
 Cancel = Callable[[], bool] | threading.Event
 Progress = Callable[[int, int, dict[str, Any]], None]
 Reregister = Callable[[Twin, np.ndarray, np.ndarray], dict[str, Any]]
-"""(twin, measured frames, the twin's expected frames for the same inputs and masks; both
-(n, H, W) with their dark level removed) -> what changed; moves the twin (e.g. its camera
-shift) to follow the bench. No extra frames: it reuses the last batch's."""
+"""An alternative re-registration: (twin, measured frames, the twin's expected frames for the
+same inputs and masks; both (n, H, W) with their dark level removed) -> what changed; moves
+the twin (e.g. its camera shift) to follow the bench. No extra frames: it reuses the last
+batch's. Without one the frames are registered to the twin (`labrig.deploy.track`)."""
 
 #: how fast the residual's reference level follows new values (per check)
 RESIDUAL_FOLLOW = 0.1
@@ -247,6 +253,7 @@ class FineTuner:
             "residual_base": self.residual_base, "residuals": list(self.residuals.values),
             "history": self.history, "evals": self.evals, "events": self.events,
             "exposure_checked": self.exposure_checked,
+            "displacement": None if self.meter is None else self.meter.tracker.displacement.tolist(),
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(blob, tmp)
@@ -280,6 +287,8 @@ class FineTuner:
         self._residual_seen = len(self.residuals.values)
         self.history, self.evals, self.events = blob["history"], blob["evals"], blob["events"]
         self.exposure_checked = blob["exposure_checked"]
+        if self.meter is not None and blob.get("displacement") is not None:
+            self.meter.tracker.displacement = np.asarray(blob["displacement"], dtype=np.float64)
         self._event("resumed", f"from step {self.step} ({self.frames} bench frames used)")
 
     def _set_readout(self, readout: Any) -> None:
@@ -406,19 +415,40 @@ class FineTuner:
             self.residual_base = fresh if base is None else base + RESIDUAL_FOLLOW * (fresh - base)
         if not due or self.meter is None or self.meter.last is None:
             return
-        if self.reregister is None:
-            self._event("reregister", "due, but no re-registration routine was given")
-            return
-        measured, expected = self._last_frames()
-        try:
-            found = self.reregister(self.twin, measured, expected)
-        except ValueError as exc:  # moved too far to be drift: say so, keep training on the calibration
-            self._event("reregister", f"refused: {exc}")
-            return
+        if self.reregister is None:  # register the frames to the twin's ROIs (labrig.deploy.track)
+            found = self._register_frames()
+            if found is None:
+                return
+        else:
+            measured, expected = self._last_frames()
+            try:
+                found = self.reregister(self.twin, measured, expected)
+            except ValueError as exc:  # moved too far to be drift: say so, keep training on the calibration
+                self._event("reregister", f"refused: {exc}")
+                return
         self.residuals.values.clear()
         self._residual_seen = 0
         self.residual_base = None
         self._event("reregister", ", ".join(f"{k}={v}" for k, v in (found or {}).items()) or "done")
+
+    def _register_frames(self) -> dict[str, Any] | None:
+        """The tracker's displacement updated from the last batch's frames (as taken) against
+        the twin's for the same inputs and masks; None (and an event) when refused."""
+        assert self.meter is not None and self.meter.last is not None
+        gray, inputs, frames = self.meter.last
+        with torch.no_grad():
+            phase = self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype)
+            expected = self.twin_tiles.expected_dn(phase, torch.as_tensor(inputs.astype(np.int64))).numpy()
+        try:
+            event = self.meter.tracker.update(frames, expected.reshape(frames.shape))
+        except ValueError as exc:  # frames with no structure to register against
+            self._event("reregister", f"refused: {exc}")
+            return None
+        if event["kind"] == "refused":
+            self._event("reregister", f"refused: {event['message']}")
+            return None
+        return {"displacement_px": event["displacement_px"], "step_px": event["step_px"],
+                "residual": event["residual_after"]}
 
     def _last_frames(self) -> tuple[np.ndarray, np.ndarray]:
         """The last batch's frames and the twin's for the same inputs and shown masks, (n, H, W)
@@ -553,12 +583,8 @@ class FineTuner:
             parent, filter=filt, readout=self.readout, backend=backend,
             source={**parent.source, "finetune": _jsonable(lineage)},
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        images = parent.reference.images
-        try:  # the twin's expectations for the reference images, as the compiler makes them
-            from labrig.deploy.compiler import _with_reference
-        except ImportError:  # pragma: no cover - the compiler's helper moved: keep the parent's
-            return program
-        return _with_reference(program, images, len(images)) if len(images) else program
+        images = parent.reference.images  # the twin's expectations for them, as the compiler makes them
+        return with_reference(program, images) if len(images) else program
 
 
 class _Diverged(Exception):
