@@ -57,6 +57,7 @@ from labrig.deploy.program import FilterPatterns, Program
 from labrig.hil.errors import FineTuneError, LightLost, SaturatedFrames
 from labrig.hil.function import BenchTiles, Residuals, filter_gray
 from labrig.hil.measure import BenchMeter, rescale_exposure
+from labrig.hil.refit import REFIT_PARAMS, TwinRefit
 from labrig.hil.twin_tiles import TwinTiles
 from labrig.optics.system import Twin
 
@@ -102,6 +103,10 @@ class FineTuneConfig:
     residual_growth: float = 2.0
     """Re-register when the residual exceeds this times its slow running mean (masks that
     move change the residual slowly; a bench that drifts or jumps changes it faster)."""
+    refit_every: int = 0
+    """Steps between refits of a few twin parameters on the last batches' frames (0: never;
+    `labrig.hil.refit`); bench modes only."""
+    refit_params: tuple[str, ...] = REFIT_PARAMS
     max_rollbacks: int = 5
     """Consecutive rolled-back steps after which the fine-tune stops as diverged."""
     twin_noise: bool = True
@@ -210,6 +215,9 @@ class FineTuner:
         self.residuals = Residuals()
         self._residual_seen = 0
         self.exposure_checked = False
+        self.refitter = None
+        if cfg.refit_every and self.meter is not None:
+            self.refitter = TwinRefit(program.readout.rois, tuple(bench.camera.resolution), tuple(cfg.refit_params))
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self._load(self.checkpoint_path)
 
@@ -254,6 +262,8 @@ class FineTuner:
             "history": self.history, "evals": self.evals, "events": self.events,
             "exposure_checked": self.exposure_checked,
             "displacement": None if self.meter is None else self.meter.tracker.displacement.tolist(),
+            "twin_refit": None if self.refitter is None else {
+                n: getattr(self.twin.imperfections, n).detach().clone() for n in self.refitter.names},
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(blob, tmp)
@@ -287,6 +297,10 @@ class FineTuner:
         self._residual_seen = len(self.residuals.values)
         self.history, self.evals, self.events = blob["history"], blob["evals"], blob["events"]
         self.exposure_checked = blob["exposure_checked"]
+        if self.refitter is not None and blob.get("twin_refit"):
+            with torch.no_grad():
+                for name, value in blob["twin_refit"].items():
+                    getattr(self.twin.imperfections, name).copy_(value)
         if self.meter is not None and blob.get("displacement") is not None:
             self.meter.tracker.displacement = np.asarray(blob["displacement"], dtype=np.float64)
         self._event("resumed", f"from step {self.step} ({self.frames} bench frames used)")
@@ -346,6 +360,8 @@ class FineTuner:
         finally:
             if self.meter is not None:
                 self.frames += self.meter.frames - frames0
+        if self.refitter is not None and self.meter is not None and self.meter.last is not None:
+            self.refitter.remember(*self.meter.last)
         logits = self.backend(tiles.to(torch.float32))
         loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
@@ -430,6 +446,18 @@ class FineTuner:
         self._residual_seen = 0
         self.residual_base = None
         self._event("reregister", ", ".join(f"{k}={v}" for k, v in (found or {}).items()) or "done")
+
+    def _refit(self) -> None:
+        """A few twin parameters refitted on the last batches' frames (kept only when held-back
+        frames agree better); the twin's VJP follows from the next step on."""
+        assert self.refitter is not None and self.meter is not None
+        try:
+            found = self.refitter.refit(self.twin, self.meter.tracker.correct)
+        except Exception as exc:  # a refit is an improvement, never a reason to stop: report it
+            self._event("refit", f"failed: {type(exc).__name__}: {exc}")
+            return
+        if found is not None:
+            self._event("refit", ", ".join(f"{k}={v}" for k, v in found.items()))
 
     def _register_frames(self) -> dict[str, Any] | None:
         """The tracker's displacement updated from the last batch's frames (as taken) against
@@ -527,6 +555,8 @@ class FineTuner:
                                residual=self.residuals.values[-1] if self.residuals.values else None)
                 self.history.append(metrics)
                 self._watch_drift()
+                if self.refitter is not None and self.step % cfg.refit_every == 0:
+                    self._refit()
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     self._record_eval()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
