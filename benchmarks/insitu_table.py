@@ -156,7 +156,7 @@ def main() -> None:
                 twin, info = calibrated_twin(calibrated, calibration, bench=bench, ignore_stale=True)
                 tuner = FineTuner(calibrated, twin, train, bench=bench, eval_data=test, config=cfg,
                                   train_limit=args.train_images, eval_limit=args.eval_images, calibration=info)
-                result = tuner.run()
+                result = tuner.run(progress=_log_progress(f"{arm}/seed{seed}"))
             wall = time.perf_counter() - t
             save_program(result.program, programs / f"{arm}-seed{seed}.h5")
             t = time.perf_counter()
@@ -174,6 +174,19 @@ def main() -> None:
     save()
     _plot(report, args.out / "insitu.png")
     print(_table(report))
+
+
+def _log_progress(name: str, every: int = 10) -> Any:
+    """A fine-tune's progress as a log line every `every` steps (for long runs in the background)."""
+    t0 = time.perf_counter()
+
+    def progress(step: int, total: int, info: dict[str, Any]) -> None:
+        if step % every == 0:
+            acc = info.get("bench_accuracy", info.get("twin_accuracy"))
+            print(f"{name}: step {step}, {info.get('frames')} frames, loss {info.get('loss', float('nan')):.3f}, "
+                  f"last eval {acc}, {time.perf_counter() - t0:.0f} s", flush=True)
+
+    return progress
 
 
 def _merge(folders: list[Path], out: Path) -> None:
