@@ -311,3 +311,14 @@ def test_periodic_twin_refit_from_frames_taken_moves_the_twin_toward_the_bench(t
     assert len(refits) == 1 and "kept=True" in refits[0]["message"], refits
     assert after < 0.6 * before, (before, after, refits)
     assert used == 2 * 8 + 8  # no frame taken for the refit (2 steps + the exposure probe batch)
+
+
+def test_refit_settings_are_checked() -> None:
+    from labrig.hil import FineTuneError
+
+    with pytest.raises(FineTuneError, match="nope"):
+        FineTuneConfig(refit_every=5, refit_params=("zernike_rad", "nope"))
+    with pytest.raises(FineTuneError, match="camera_shift_px"):
+        FineTuneConfig(refit_every=5, refit_params=("camera_shift_px",))
+    with pytest.raises(FineTuneError, match="refit_every"):
+        FineTuneConfig(refit_every=-1)

@@ -59,6 +59,7 @@ from labrig.hil.function import BenchTiles, Residuals, filter_gray
 from labrig.hil.measure import BenchMeter, rescale_exposure
 from labrig.hil.refit import REFIT_PARAMS, TwinRefit
 from labrig.hil.twin_tiles import TwinTiles
+from labrig.optics.imperfections import NAMES
 from labrig.optics.system import Twin
 
 __all__ = ["MODES", "FineTuneConfig", "FineTuneResult", "FineTuner"]
@@ -119,6 +120,12 @@ class FineTuneConfig:
             raise FineTuneError("fine-tune steps must be >= 0, batch >= 1, frames >= 0")
         if self.lr_mask < 0 or self.lr_backend < 0:
             raise FineTuneError("fine-tune learning rates must be >= 0")
+        if self.refit_every < 0 or self.reregister_every < 0:
+            raise FineTuneError("fine-tune refit_every and reregister_every must be >= 0 (steps)")
+        unknown = sorted(set(self.refit_params) - set(NAMES) - {"slm_lut"})
+        if unknown or "camera_shift_px" in self.refit_params:
+            raise FineTuneError(f"fine-tune refit_params: {unknown or ['camera_shift_px']} cannot be refitted "
+                                "(unknown twin parameters, or the camera shift, which re-registration follows)")
 
     def resumable_from(self, other: FineTuneConfig) -> list[str]:
         """What differs from a checkpoint's config, other than steps and frame budget."""
