@@ -123,3 +123,38 @@ def test_drift_config_refuses_nonsense() -> None:
         DriftConfig(every=-1)
     with pytest.raises(ValueError, match="residual_growth"):
         DriftConfig(residual_growth=1.0)
+
+
+def test_the_console_run_follows_drift_through_the_same_engine(qtbot, tmp_path: Path) -> None:
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    from PySide6.QtCore import QSettings
+
+    from labrig.deploy import save_program
+    from labrig.gui.main_window import MainWindow
+
+    program = _program()
+    n = 64
+    profile = _drifting(tmp_path, program, n)
+    program_file = save_program(program, tmp_path / "p.h5")
+    w = MainWindow(profile, settings=QSettings(str(tmp_path / "c.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    try:
+        w.devices.connect_bench()
+        qtbot.waitUntil(lambda: w.session.connected, timeout=30_000)
+        w.live.stop()  # its frames would move the clock (and the image) too
+        w.program.open_program(program_file)
+        qtbot.waitUntil(lambda: w.session.program is not None, timeout=30_000)
+        w.run.set_dataset(held_out(), "held out")
+        w.run.out_path.setText(str(tmp_path / "run.h5"))
+        w.run.batch.setValue(16)
+        w.run.limit.setValue(n)
+        w.run.reregister.setValue(16)
+        w.run.start_run()
+        qtbot.waitUntil(lambda: not w.run.running and w.run.result is not None, timeout=120_000)
+        result = w.run.result
+    finally:
+        w.close()
+    assert result.status == "complete" and result.drift and len(result.drift) == n // 16
+    assert all(e["kind"] == "reregister" for e in result.drift)
+    assert np.hypot(*result.drift[-1]["displacement_px"]) > 0.5  # it followed the image as it moved
