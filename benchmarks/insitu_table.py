@@ -3,6 +3,10 @@
     python benchmarks/insitu_table.py --checkpoint STUDENT.pt [--calibration cal.h5 | --known-imperfections]
         [--seeds 0 1 2] [--frames 30000] [--batch 16] [--test-images 10000] [--out docs/results/insitu]
 
+Parts of it can run in parallel processes, each with its own `--out` (e.g. one for
+`--arms fab`, one per seed of `--arms dec` with `--program DIR/calibrated-program.h5`
+from the first), then `--merge DIR ...` writes the combined table and plot.
+
 Arms, each measured on the `sim` bench (unmodelled effects on) over the first
 `--test-images` of the test split (bench accuracy):
 
@@ -15,7 +19,10 @@ Arms, each measured on the `sim` bench (unmodelled effects on) over the first
 
 (c)-(e) run once per seed with the same frame budget; their accuracy on
 `--eval-images` test images is logged every `--eval-every` steps (the plot of
-accuracy against bench frames). `--known-imperfections` stands in for a real
+accuracy against bench frames). The bench follows the simulator's drift:
+fine-tunes re-register their frames every `--reregister-every` steps, and the
+test runs of the calibrated arms (b)-(e) every 500 images (`labrig run
+--reregister-every 500`); (a) is run as it is (no calibration, no registration). `--known-imperfections` stands in for a real
 calibration until one exists: the twin gets the simulator's *modelled* truth,
 i.e. a perfect calibration (this script reads the truth for that, which labrig
 itself never does); the unmodelled effects stay unknown, as on glass.
@@ -38,6 +45,7 @@ import torch
 from labrig.bench import Bench
 from labrig.data import load_dataset
 from labrig.deploy import compile_program, load_program, run_program, save_program
+from labrig.deploy.track import DriftConfig
 from labrig.distill import load_model
 from labrig.hil import FineTuneConfig, FineTuner
 from labrig.hil.api import calibrated_twin
@@ -46,11 +54,12 @@ from labrig.paths import default_data_dir
 ARMS = {"d": "pat", "e": "twin", "c": "backend"}  # the comparison that matters first
 
 
-def _accuracy(program: Any, profile: str, test: Any, n: int, calibration: Any = None) -> float:
+def _accuracy(program: Any, profile: str, test: Any, n: int, calibration: Any = None,
+              drift: DriftConfig | None = None) -> float:
     """Bench accuracy; `calibration` is the one the program was compiled for (run checks it)."""
     with Bench.open(profile) as bench:
         return float(run_program(bench, program, test, limit=n, progress=False, calibration=calibration,
-                                 allow_stale=True).accuracy)
+                                 allow_stale=True, drift=drift).accuracy)
 
 
 def _calibration(args: argparse.Namespace) -> Any:
@@ -76,9 +85,16 @@ def main() -> None:
     p.add_argument("--test-images", type=int, default=10_000)
     p.add_argument("--eval-images", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--reregister-every", type=int, default=10, help="fine-tune steps between re-registrations")
+    p.add_argument("--run-reregister-every", type=int, default=500, help="test-run images between re-registrations")
     p.add_argument("--arms", default="abcdef")
+    p.add_argument("--program", type=Path, default=None, help="the calibrated program, compiled already")
     p.add_argument("--out", type=Path, default=Path("docs/results/insitu"))
+    p.add_argument("--merge", type=Path, nargs="+", default=None, help="merge these --out folders into --out")
     args = p.parse_args()
+    if args.merge:
+        _merge(args.merge, args.out)
+        return
     if args.calibration is None and not args.known_imperfections:
         p.error("give --calibration cal.h5 or --known-imperfections")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +116,11 @@ def main() -> None:
         out_json.write_text(json.dumps(report, indent=1, default=str))
 
     calib_images = train.subset(range(2000)) if hasattr(train, "subset") else train
-    nominal = compile_program(student, args.profile, calib_images, classes=tuple(train.classes))
+    tracking = DriftConfig(every=args.run_reregister_every) if args.run_reregister_every else None
+    programs = args.out / "programs"
+    programs.mkdir(exist_ok=True)
+    if "f" in args.arms or "a" in args.arms:
+        nominal = compile_program(student, args.profile, calib_images, classes=tuple(train.classes))
     if "f" in args.arms:
         report["arms"]["f"] = {"accuracy": _accuracy(nominal, "sim-ideal", test, args.test_images)}
         save()
@@ -108,7 +128,7 @@ def main() -> None:
         report["arms"]["a"] = {"accuracy": _accuracy(nominal, args.profile, test, args.test_images)}
         save()
     calibration = _calibration(args)
-    compiled = args.out / "calibrated-program.h5"
+    compiled = args.program or args.out / "calibrated-program.h5"
     if compiled.exists():
         calibrated = load_program(compiled)
     else:
@@ -118,7 +138,8 @@ def main() -> None:
         report["compile_calibrated_s"] = time.perf_counter() - t
         save_program(calibrated, compiled)
     if "b" in args.arms:
-        report["arms"]["b"] = {"accuracy": _accuracy(calibrated, args.profile, test, args.test_images, calibration)}
+        report["arms"]["b"] = {"accuracy": _accuracy(calibrated, args.profile, test, args.test_images, calibration,
+                                                     tracking)}
         save()
     for arm, mode in ARMS.items():
         if arm not in args.arms:
@@ -127,7 +148,7 @@ def main() -> None:
         for seed in args.seeds:
             cfg = FineTuneConfig(mode=mode, steps=10**9, batch=args.batch, frames=args.frames, seed=seed,
                                  lr_mask=args.lr_mask, lr_backend=args.lr_backend, eval_every=args.eval_every,
-                                 checkpoint_every=0)
+                                 checkpoint_every=0, reregister_every=args.reregister_every)
             if mode == "twin":  # the same number of steps the bench arms can afford
                 cfg = dataclasses.replace(cfg, steps=args.frames // (args.batch * calibrated.frames), frames=None)
             t = time.perf_counter()
@@ -135,11 +156,15 @@ def main() -> None:
                 twin, info = calibrated_twin(calibrated, calibration, bench=bench, ignore_stale=True)
                 tuner = FineTuner(calibrated, twin, train, bench=bench, eval_data=test, config=cfg,
                                   train_limit=args.train_images, eval_limit=args.eval_images, calibration=info)
-                result = tuner.run()
+                result = tuner.run(progress=_log_progress(f"{arm}/seed{seed}"))
             wall = time.perf_counter() - t
-            acc = _accuracy(result.program, args.profile, test, args.test_images, calibration)
+            save_program(result.program, programs / f"{arm}-seed{seed}.h5")
+            t = time.perf_counter()
+            acc = _accuracy(result.program, args.profile, test, args.test_images, calibration, tracking)
+            test_wall = time.perf_counter() - t
             runs.append({"seed": seed, "accuracy": acc, "status": result.status, "steps": result.steps,
                          "frames": result.frames, "eval_frames": result.eval_frames, "wall_s": wall,
+                         "test_wall_s": test_wall,
                          "device_s": result.timing.get("device_s"), "events": result.events})
             report["curves"][f"{arm}/seed{seed}"] = result.evals
             accs = [r["accuracy"] for r in runs]
@@ -149,6 +174,46 @@ def main() -> None:
     save()
     _plot(report, args.out / "insitu.png")
     print(_table(report))
+
+
+def _log_progress(name: str, every: int = 10) -> Any:
+    """A fine-tune's progress as a log line every `every` steps (for long runs in the background)."""
+    t0 = time.perf_counter()
+
+    def progress(step: int, total: int, info: dict[str, Any]) -> None:
+        if step % every == 0:
+            acc = info.get("bench_accuracy", info.get("twin_accuracy"))
+            print(f"{name}: step {step}, {info.get('frames')} frames, loss {info.get('loss', float('nan')):.3f}, "
+                  f"last eval {acc}, {time.perf_counter() - t0:.0f} s", flush=True)
+
+    return progress
+
+
+def _merge(folders: list[Path], out: Path) -> None:
+    """One report from several partial ones: arms' runs pooled by seed, curves joined."""
+    out.mkdir(parents=True, exist_ok=True)
+    merged: dict[str, Any] = {"parts": [str(f) for f in folders], "arms": {}, "curves": {}, "wall_s": {}}
+    for folder in folders:
+        part = json.loads((folder / "insitu.json").read_text())
+        merged.setdefault("settings", part["settings"])
+        merged.setdefault("checkpoint", part["checkpoint"])
+        merged["wall_s"][str(folder)] = part.get("wall_s")
+        merged["curves"].update(part["curves"])
+        for arm, row in part["arms"].items():
+            if "runs" not in row:
+                merged["arms"][arm] = row
+                continue
+            runs = merged["arms"].setdefault(arm, {"mode": row["mode"], "runs": []})["runs"]
+            runs.extend(r for r in row["runs"] if r["seed"] not in {q["seed"] for q in runs})
+    for row in merged["arms"].values():
+        if "runs" in row:
+            row["runs"].sort(key=lambda r: r["seed"])
+            accs = [r["accuracy"] for r in row["runs"]]
+            row["accuracy"] = statistics.mean(accs)
+            row["std"] = statistics.stdev(accs) if len(accs) > 1 else None
+    (out / "insitu.json").write_text(json.dumps(merged, indent=1, default=str))
+    _plot(merged, out / "insitu.png")
+    print(_table(merged))
 
 
 def _table(report: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 MAX_DRIFT_PX = 3.0
 
 
-def _shifted(img: np.ndarray, d: np.ndarray) -> np.ndarray:
+def shifted(img: np.ndarray, d: np.ndarray) -> np.ndarray:
     """`img` (..., H, W) moved by d (rows, cols) px: Fourier shift (edges wrap, so keep light off them)."""
     h, w = img.shape[-2:]
     fy = np.fft.fftfreq(h)[:, None]
@@ -57,7 +57,7 @@ def measure_shift(measured: np.ndarray, expected: np.ndarray, *, iterations: int
     d = np.zeros(2)
     resid = math.inf
     for _ in range(iterations):
-        es = _shifted(e, d)
+        es = shifted(e, d)
         gy, gx = np.gradient(es, axis=(-2, -1))
         a = (m * es).sum(axis=(1, 2)) / np.maximum((es * es).sum(axis=(1, 2)), 1e-300)
         r = m - a[:, None, None] * es

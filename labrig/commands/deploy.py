@@ -71,6 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="the bench's current calibration; must be the one the program was compiled for")
     run.add_argument("--ignore-calibration", action="store_true",
                      help="run even if the program was compiled for another calibration (or none)")
+    run.add_argument("--reregister-every", type=int, default=0, metavar="N",
+                     help="follow the bench's drift: re-register the frames against the program's twin every N "
+                          "images (sooner when the residual grows), from frames the run takes anyway (default: 0 = off)")
     _stale_option(run)
     run.set_defaults(handler=cmd_run)
 
@@ -140,7 +143,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labrig.deploy import load_program, run_and_report
     from labrig.deploy.engine import check_run_targets
     from labrig.deploy.result import format_result
+    from labrig.deploy.track import DriftConfig
 
+    if args.reregister_every < 0:
+        raise SystemExit(f"labrig run: --reregister-every must be >= 0 (images), got {args.reregister_every}")
+    drift = DriftConfig(every=args.reregister_every) if args.reregister_every else None
     out = args.out if args.out is not None else args.report.with_suffix(".h5")
     check_run_targets(out, args.report)  # before the bench opens
     program = load_program(args.program)
@@ -151,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             batch=args.batch, resume=not args.no_resume, bar=not args.no_progress, limit=args.limit,
             save_frames=args.save_frames, save_tiles=not args.no_tiles, twin=args.twin, timeout_s=args.timeout,
             calibration=args.calibration, ignore_calibration=args.ignore_calibration,
-            allow_stale=args.allow_stale_calibration,
+            allow_stale=args.allow_stale_calibration, drift=drift,
         )
     if outcome.failure is not None:
         print(format_result(outcome.result), file=sys.stderr)

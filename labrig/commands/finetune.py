@@ -42,6 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=50, metavar="S")
     p.add_argument("--reregister-every", type=int, default=0, metavar="S",
                    help="re-register every S steps (0: only when the bench-vs-twin residual grows)")
+    p.add_argument("--refit-every", type=int, default=0, metavar="S",
+                   help="refit a few twin parameters (Zernike terms, filter shift) on the frames already measured "
+                        "every S steps (0: never)")
     p.add_argument("--ignore-stale", action="store_true", help="use a stale calibration anyway")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR has a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -58,7 +61,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     data_dir = args.data if args.data is not None else default_data_dir()
     cfg = FineTuneConfig(mode=args.mode, steps=args.steps, batch=args.batch, frames=args.frames, seed=args.seed,
-                         eval_every=args.eval_every, reregister_every=args.reregister_every)
+                         eval_every=args.eval_every, reregister_every=args.reregister_every,
+                         refit_every=args.refit_every)
     rates = {k: v for k, v in (("lr_mask", args.lr_mask), ("lr_backend", args.lr_backend)) if v is not None}
     cfg = dataclasses.replace(cfg, **rates)
     train = load_dataset(data_dir, split="train")

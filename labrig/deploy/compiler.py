@@ -66,7 +66,7 @@ from labrig.optics.quantize import nearest_gray_level
 from labrig.optics.system import Twin
 from labrig.profiles import Profile, load_profile
 
-__all__ = ["DEFAULT_EXPOSURE_FILL", "compile_program", "state_digest"]
+__all__ = ["DEFAULT_EXPOSURE_FILL", "compile_program", "state_digest", "with_reference"]
 
 DEFAULT_EXPOSURE_FILL = 0.85
 #: calibration images the exposure is chosen on (the brightest tile over these)
@@ -219,7 +219,7 @@ def compile_program(
                                   allow_stale=allow_stale)
         program = _through_calibration(program, path, plan.layout, cal, calibration_images, bounds,
                                        refine or RefineConfig())
-    program = _with_reference(program, calibration_images if reference_images is None else reference_images,
+    program = with_reference(program, calibration_images if reference_images is None else reference_images,
                               n_reference)
     bad = non_finite(program)
     if bad:
@@ -268,8 +268,11 @@ def _with_exposure(program: Program, path: OpticalPath, calibration: Any,
     return dataclasses.replace(program, readout=readout)
 
 
-def _with_reference(program: Program, images: Any, n: int) -> Program:
-    """The twin's expected back-end input and logits for the first `n` images."""
+def with_reference(program: Program, images: Any, n: int | None = None) -> Program:
+    """`program` with its reference remade: the twin's expected back-end input and logits for
+    the first `n` of `images` (all when None). Whoever changes a program's masks, readout or
+    back end (the compiler, in-situ fine-tuning) calls this so the program's self-check
+    (`labrig run --twin`, the console's reference view) describes the program as it now is."""
     source = ImageSource(images, program.input.image_shape, limit=n)
     x = source.batch(0, len(source))
     raw = TileReader(program).cut(ProgramTwin(program).frames(encode_images(program.input, x)))

@@ -28,6 +28,7 @@ from labrig.deploy.program import Program
 from labrig.deploy.refine import RefineConfig
 from labrig.deploy.result import RunResult, write_report
 from labrig.deploy.run import DEFAULT_BATCH, run_program
+from labrig.deploy.track import DriftConfig
 from labrig.distill.checkpoint import Checkpoint, load_model
 from labrig.distill.tasks import confusion_matrix
 from labrig.io import check_writable_target
@@ -192,6 +193,7 @@ def run_and_report(
     calibration: Any = None,
     ignore_calibration: bool = False,
     allow_stale: bool = False,
+    drift: DriftConfig | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     bar: bool = False,
@@ -203,7 +205,9 @@ def run_and_report(
     result, the report written and the exception in `failure` (`raise_failure` re-raises
     it); a failure before the first image (a program that does not fit, bad data, a
     program compiled for another calibration) raises. `calibration`, `ignore_calibration`
-    and `allow_stale` are `run_program`'s. `bar` shows a terminal progress bar.
+    and `allow_stale` are `run_program`'s; `drift` (a `DriftConfig`) re-registers the frames
+    against the program's twin during the run (`labrig.deploy.track`). `bar` shows a terminal
+    progress bar.
     """
     check_run_targets(out_path, report)
     images_data = load_images(data, split)
@@ -214,7 +218,7 @@ def run_and_report(
                              cancel=cancel, progress=bar, on_progress=progress, limit=limit,
                              save_frames=save_frames, save_tiles=save_tiles, twin=twin, timeout_s=timeout_s,
                              calibration=calibration, ignore_calibration=ignore_calibration,
-                             allow_stale=allow_stale)
+                             allow_stale=allow_stale, drift=drift)
     except (RunAborted, KeyboardInterrupt) as exc:
         partial = getattr(exc, "result", None)
         if partial is None:

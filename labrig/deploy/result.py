@@ -17,7 +17,7 @@ __all__ = ["REPORT_KEYS", "RunResult", "format_result", "write_report"]
 REPORT_KEYS = (
     "status", "error", "path", "program_hash", "profile", "device", "images", "total", "session_images",
     "frames", "frames_per_image", "accuracy", "twin_accuracy", "accuracy_drop_vs_twin", "twin_tile_rel_error",
-    "twin_tile_rel_error_max", "frames_per_s", "images_per_s", "timing", "faults", "not_measured",
+    "twin_tile_rel_error_max", "frames_per_s", "images_per_s", "timing", "faults", "not_measured", "drift",
 )
 
 
@@ -57,6 +57,8 @@ class RunResult:
     """Device faults met in this session, by error type (each retried, reconnected or fatal)."""
     not_measured: list[int] | None = None
     """[first, end) of the images in flight when the run stopped: not recorded, measured again on resume."""
+    drift: list[dict[str, Any]] | None = None
+    """The re-registrations of this session when the run followed drift (`labrig.deploy.track`)."""
 
     @property
     def accuracy_drop_vs_twin(self) -> float | None:
@@ -97,6 +99,12 @@ def format_result(result: RunResult) -> str:
         f"wall {t.get('wall_s', 0):.2f} s = devices {t.get('device_s', 0):.2f} s + software "
         f"{t.get('software_s', 0):.2f} s ({t.get('software_per_frame_ms', 0):.3f} ms/frame, overlapped)"
     )
+    if result.drift:
+        moved = [e for e in result.drift if e["kind"] == "reregister"]
+        refused = len(result.drift) - len(moved)
+        last = moved[-1]["displacement_px"] if moved else [0.0, 0.0]
+        lines.append(f"  drift: {len(moved)} re-registrations, image at ({last[0]:+.2f}, {last[1]:+.2f}) px from the "
+                     f"twin's ROIs at the end" + (f"; {refused} refused (moved too far)" if refused else ""))
     if result.path is not None:
         lines.append(f"  run file {result.path}")
     if result.error:

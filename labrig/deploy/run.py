@@ -30,6 +30,8 @@ from labrig.deploy.inputs import encode_images
 from labrig.deploy.program import Program
 from labrig.deploy.result import RunResult
 from labrig.deploy.runfile import MemorySink, RunFile, RunLayout
+from labrig.deploy.track import DriftConfig, DriftTracker
+from labrig.deploy.twin import ProgramTwin
 from labrig.models.runtime import resolve_device
 from labrig.progress import Cancel, Progress, is_cancelled
 
@@ -62,6 +64,7 @@ def run_program(
     calibration: Any = None,
     ignore_calibration: bool = False,
     allow_stale: bool = False,
+    drift: DriftConfig | None = None,
 ) -> RunResult:
     """Run `program` on an open `bench` over `data` (an `ImageDataset`, (N, H, W) images in
     [0, 1] or uint8, or an (images, labels) pair) and return a `RunResult`.
@@ -95,6 +98,11 @@ def run_program(
     compiled for the ideal bench), else `CalibrationMismatch`, unless `ignore_calibration`;
     a stale calibration (the store's `check_fresh` against this bench) is refused unless
     `allow_stale`. Both checks run before any light goes on.
+
+    `drift` (a `DriftConfig`): follow the bench's drift during the run (`labrig.deploy.track`):
+    every `drift.every` images (sooner when the residual grows) a few of the frames just
+    taken are registered against the program's twin, and every frame is moved back by the
+    displacement found before its tiles are cut. The re-registrations are in `result.drift`.
     """
     check_fits(program, bench)
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
@@ -128,7 +136,7 @@ def run_program(
         return _run(bench, program, images, sink, program_hash, device=device, batch=batch, cancel=cancel,
                     progress=progress, on_progress=on_progress, timeout_s=timeout_s, retries=retries,
                     pipelined=pipelined, batched=batched, reconnects=reconnects,
-                    reconnect_wait_s=reconnect_wait_s)
+                    reconnect_wait_s=reconnect_wait_s, drift=drift)
     finally:
         sink.close()  # a no-op after `finish`; closes the file if the run failed before it
 
@@ -136,12 +144,16 @@ def run_program(
 def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program_hash: str, *, device: str,
          batch: int, cancel: Cancel | None, progress: bool, on_progress: Progress | None, timeout_s: float,
          retries: int, pipelined: bool, batched: bool | None, reconnects: int,
-         reconnect_wait_s: float) -> RunResult:
+         reconnect_wait_s: float, drift: DriftConfig | None = None) -> RunResult:
     torch_device = resolve_device(device)
     total, start = len(images), sink.done
     host = Host(program, sink, torch_device, twin=sink.layout.twin, save_frames=sink.layout.save_frames)
     acquirer = Acquirer(bench, program, timeout_s=timeout_s, retries=retries, batched=batched,
                         reconnects=reconnects, reconnect_wait_s=reconnect_wait_s)
+    tracker = None
+    if drift is not None and drift.every:
+        twin = ProgramTwin(program)
+        tracker = DriftTracker(twin.frames, drift)
     status, error, failure = "complete", None, None
     reached = start  # the end of the last chunk the devices were asked for
     encode_s, wall0 = 0.0, time.perf_counter()
@@ -183,9 +195,16 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
             except LabrigError as exc:
                 partial = getattr(exc, "partial", None)
                 if partial is not None:  # the images completed before the fault are kept
+                    if tracker is not None:
+                        partial = tracker.correct(partial)
                     host.submit(s, gray[: len(partial)], partial)
                     acquirer.keep_partial(partial)
                 raise
+            if tracker is not None:  # re-register when due (from these frames), then register them
+                event = tracker.observe(s, gray, frames)
+                if event is not None and event["kind"] == "refused":
+                    warnings.warn(event["message"], stacklevel=2)
+                frames = tracker.correct(frames)
             host.submit(s, gray, frames)
             report(frames)
     except KeyboardInterrupt as exc:
@@ -213,11 +232,14 @@ def _run(bench: Bench, program: Program, images: ImageSource, sink: Any, program
         error = f"{error}; {safe_error}" if error else safe_error
     result = _result(bench, program, sink, program_hash, host, acquirer, status, error, torch_device,
                      time.perf_counter() - wall0, encode_s, start)
+    if tracker is not None:
+        result.drift = list(tracker.events)
     if in_flight is not None:
         result.not_measured = [in_flight[0], in_flight[1]]
     sink.finish(status, error, {"session_images": result.session_images, "frames": result.frames,
                                 "timing": result.timing, "faults": result.faults,
                                 "not_measured": result.not_measured or [],
+                                "drift": result.drift or [],
                                 "devices_end": _describe(bench)})
     if on_progress is not None and failure is None:  # the last word; a failure speaks through its exception
         on_progress(result.images, result.total, {"done": result.images, "accuracy": result.accuracy,

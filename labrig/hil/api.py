@@ -33,7 +33,7 @@ from labrig.hil.trainer import (
 from labrig.optics.imperfections import Imperfections
 from labrig.optics.system import Twin
 
-__all__ = ["calibrated_twin", "default_reregister", "finetune", "write_report"]
+__all__ = ["calibrated_twin", "finetune", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +68,6 @@ def calibrated_twin(program: Program, calibration: Any, *, bench: Any = None,
     return cal.twin(geometry, torch.float32), info
 
 
-def default_reregister() -> Reregister | None:
-    """calibration/reregister.py's fast re-registration (the camera shift from frames the
-    fine-tune takes anyway), adapted to the trainer's hook; None where it is not installed."""
-    try:
-        from calibration.reregister import reregister
-    except ImportError:
-        return None
-
-    def hook(twin: Twin, measured: Any, expected: Any) -> dict[str, Any]:
-        found = reregister(twin, measured, expected)
-        return {"displacement_px": [round(float(v), 3) for v in found.displacement_px],
-                "camera_shift_px": [round(float(v), 3) for v in found.camera_shift_after]}
-
-    return hook
-
-
 def finetune(
     program: Program | str | Path,
     calibration: Any,
@@ -100,7 +84,7 @@ def finetune(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     pause: threading.Event | None = None,
-    reregister: Reregister | str | None = "auto",
+    reregister: Reregister | None = None,
     bench: Any = None,
 ) -> FineTuneResult:
     """Fine-tune `program` in situ and write the new program into `out` (see the module doc).
@@ -108,7 +92,9 @@ def finetune(
     `data`: the training images (a dataset or (images, labels)); `eval_data`: images the
     bench and twin accuracies are measured on during the run (None: no evaluation).
     `bench`: an open bench to use (otherwise `profile`, else the program's, is opened
-    and closed here; ``twin`` mode opens one only to evaluate).
+    and closed here; ``twin`` mode opens one only to evaluate). `reregister`: a hook that
+    moves the twin to follow drift; None registers the frames to the twin instead (the
+    default, as `labrig run` does).
     """
     from labrig.bench import open_bench
     from labrig.deploy import load_program, save_program
@@ -120,8 +106,6 @@ def finetune(
     cfg = config or FineTuneConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if reregister == "auto":
-        reregister = default_reregister()
     needs_bench = cfg.mode != "twin" or eval_data is not None
     own = bench is None and needs_bench
     if own:

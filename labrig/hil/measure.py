@@ -21,6 +21,7 @@ from labrig.deploy.acquire import Acquirer
 from labrig.deploy.inputs import gray_dtype
 from labrig.deploy.program import Program, Readout
 from labrig.deploy.readout import TileReader
+from labrig.deploy.track import DriftTracker
 from labrig.hil.errors import LightLost, SaturatedFrames
 
 __all__ = ["BenchMeter", "rescale_exposure"]
@@ -61,8 +62,10 @@ class BenchMeter:
         self.full_scale_dn = SATURATION_LEVEL * min(2 ** int(bench.camera.bit_depth) - 1, well_dn)
         self.frames = 0
         self.device_s = 0.0
-        #: the last batch: (filter gray, input gray, frames); re-registration reuses its frames
+        #: the last batch: (filter gray, input gray, frames as taken); re-registration reuses its frames
         self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: the bench's drift against the twin: frames are moved back by it before the tiles are cut
+        self.tracker = DriftTracker()
 
     def set_readout(self, readout: Readout) -> None:
         self.readout = readout
@@ -82,7 +85,7 @@ class BenchMeter:
         finally:
             self.frames += acquirer.frames
             self.device_s += acquirer.device_s
-        raw = self.reader.cut(frames)
+        raw = self.reader.cut(self.tracker.correct(frames))
         self.check(raw)
         self.last = (np.asarray(filter_gray), np.asarray(input_gray), frames)
         return raw.astype(np.float32)

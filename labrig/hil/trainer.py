@@ -16,9 +16,13 @@ training, a step whose loss or gradient is not finite, or whose frames come
 back saturated, is rolled back to the state before the last update and the
 mask learning rate halved, and reported; a batch taken in the dark stops the
 run (never data). Drift: the measured-vs-twin tile residual is watched, and a
-re-registration (calibration/reregister.py, passed in as `reregister`) runs
-every `reregister_every` steps and whenever the residual grows beyond
-`residual_growth` times its starting level. A frame budget caps the bench
+re-registration runs every `reregister_every` steps and whenever the residual
+grows beyond `residual_growth` times its slow running mean: the last batch's
+frames are registered against the twin's (`labrig.deploy.track`, the same
+tracker `labrig run` uses) and every later frame is moved back by the
+displacement before its tiles are cut, so the tiles stay where the calibrated
+twin and the back end expect them (a `reregister` hook may move the twin
+instead). A frame budget caps the bench
 frames used for training; evaluation frames are counted apart. The state is
 checkpointed atomically every `checkpoint_every` steps, so a fault or a
 cancel resumes bit-identically where it stopped; the bench is made safe on
@@ -46,13 +50,16 @@ import torch.nn.functional as F
 
 from drivers.errors import LabrigError
 from labrig.deploy.backend import backend_program, build_backend
+from labrig.deploy.compiler import with_reference
 from labrig.deploy.images import ImageSource
 from labrig.deploy.inputs import encode_images
 from labrig.deploy.program import FilterPatterns, Program
 from labrig.hil.errors import FineTuneError, LightLost, SaturatedFrames
 from labrig.hil.function import BenchTiles, Residuals, filter_gray
 from labrig.hil.measure import BenchMeter, rescale_exposure
+from labrig.hil.refit import REFIT_PARAMS, TwinRefit
 from labrig.hil.twin_tiles import TwinTiles
+from labrig.optics.imperfections import NAMES
 from labrig.optics.system import Twin
 
 __all__ = ["MODES", "FineTuneConfig", "FineTuneResult", "FineTuner"]
@@ -64,9 +71,10 @@ CHECKPOINT = "checkpoint.pt"
 Cancel = Callable[[], bool] | threading.Event
 Progress = Callable[[int, int, dict[str, Any]], None]
 Reregister = Callable[[Twin, np.ndarray, np.ndarray], dict[str, Any]]
-"""(twin, measured frames, the twin's expected frames for the same inputs and masks; both
-(n, H, W) with their dark level removed) -> what changed; moves the twin (e.g. its camera
-shift) to follow the bench. No extra frames: it reuses the last batch's."""
+"""An alternative re-registration: (twin, measured frames, the twin's expected frames for the
+same inputs and masks; both (n, H, W) with their dark level removed) -> what changed; moves
+the twin (e.g. its camera shift) to follow the bench. No extra frames: it reuses the last
+batch's. Without one the frames are registered to the twin (`labrig.deploy.track`)."""
 
 #: how fast the residual's reference level follows new values (per check)
 RESIDUAL_FOLLOW = 0.1
@@ -96,6 +104,10 @@ class FineTuneConfig:
     residual_growth: float = 2.0
     """Re-register when the residual exceeds this times its slow running mean (masks that
     move change the residual slowly; a bench that drifts or jumps changes it faster)."""
+    refit_every: int = 0
+    """Steps between refits of a few twin parameters on the last batches' frames (0: never;
+    `labrig.hil.refit`); bench modes only."""
+    refit_params: tuple[str, ...] = REFIT_PARAMS
     max_rollbacks: int = 5
     """Consecutive rolled-back steps after which the fine-tune stops as diverged."""
     twin_noise: bool = True
@@ -108,6 +120,12 @@ class FineTuneConfig:
             raise FineTuneError("fine-tune steps must be >= 0, batch >= 1, frames >= 0")
         if self.lr_mask < 0 or self.lr_backend < 0:
             raise FineTuneError("fine-tune learning rates must be >= 0")
+        if self.refit_every < 0 or self.reregister_every < 0:
+            raise FineTuneError("fine-tune refit_every and reregister_every must be >= 0 (steps)")
+        unknown = sorted(set(self.refit_params) - set(NAMES) - {"slm_lut"})
+        if unknown or "camera_shift_px" in self.refit_params:
+            raise FineTuneError(f"fine-tune refit_params: {unknown or ['camera_shift_px']} cannot be refitted "
+                                "(unknown twin parameters, or the camera shift, which re-registration follows)")
 
     def resumable_from(self, other: FineTuneConfig) -> list[str]:
         """What differs from a checkpoint's config, other than steps and frame budget."""
@@ -204,6 +222,9 @@ class FineTuner:
         self.residuals = Residuals()
         self._residual_seen = 0
         self.exposure_checked = False
+        self.refitter = None
+        if cfg.refit_every and self.meter is not None:
+            self.refitter = TwinRefit(program.readout.rois, tuple(bench.camera.resolution), tuple(cfg.refit_params))
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self._load(self.checkpoint_path)
 
@@ -247,6 +268,9 @@ class FineTuner:
             "residual_base": self.residual_base, "residuals": list(self.residuals.values),
             "history": self.history, "evals": self.evals, "events": self.events,
             "exposure_checked": self.exposure_checked,
+            "displacement": None if self.meter is None else self.meter.tracker.displacement.tolist(),
+            "twin_refit": None if self.refitter is None else {
+                n: getattr(self.twin.imperfections, n).detach().clone() for n in self.refitter.names},
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(blob, tmp)
@@ -280,6 +304,12 @@ class FineTuner:
         self._residual_seen = len(self.residuals.values)
         self.history, self.evals, self.events = blob["history"], blob["evals"], blob["events"]
         self.exposure_checked = blob["exposure_checked"]
+        if self.refitter is not None and blob.get("twin_refit"):
+            with torch.no_grad():
+                for name, value in blob["twin_refit"].items():
+                    getattr(self.twin.imperfections, name).copy_(value)
+        if self.meter is not None and blob.get("displacement") is not None:
+            self.meter.tracker.displacement = np.asarray(blob["displacement"], dtype=np.float64)
         self._event("resumed", f"from step {self.step} ({self.frames} bench frames used)")
 
     def _set_readout(self, readout: Any) -> None:
@@ -337,6 +367,8 @@ class FineTuner:
         finally:
             if self.meter is not None:
                 self.frames += self.meter.frames - frames0
+        if self.refitter is not None and self.meter is not None and self.meter.last is not None:
+            self.refitter.remember(*self.meter.last)
         logits = self.backend(tiles.to(torch.float32))
         loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
@@ -406,19 +438,52 @@ class FineTuner:
             self.residual_base = fresh if base is None else base + RESIDUAL_FOLLOW * (fresh - base)
         if not due or self.meter is None or self.meter.last is None:
             return
-        if self.reregister is None:
-            self._event("reregister", "due, but no re-registration routine was given")
-            return
-        measured, expected = self._last_frames()
-        try:
-            found = self.reregister(self.twin, measured, expected)
-        except ValueError as exc:  # moved too far to be drift: say so, keep training on the calibration
-            self._event("reregister", f"refused: {exc}")
-            return
+        if self.reregister is None:  # register the frames to the twin's ROIs (labrig.deploy.track)
+            found = self._register_frames()
+            if found is None:
+                return
+        else:
+            measured, expected = self._last_frames()
+            try:
+                found = self.reregister(self.twin, measured, expected)
+            except ValueError as exc:  # moved too far to be drift: say so, keep training on the calibration
+                self._event("reregister", f"refused: {exc}")
+                return
         self.residuals.values.clear()
         self._residual_seen = 0
         self.residual_base = None
         self._event("reregister", ", ".join(f"{k}={v}" for k, v in (found or {}).items()) or "done")
+
+    def _refit(self) -> None:
+        """A few twin parameters refitted on the last batches' frames (kept only when held-back
+        frames agree better); the twin's VJP follows from the next step on."""
+        assert self.refitter is not None and self.meter is not None
+        try:
+            found = self.refitter.refit(self.twin, self.meter.tracker.correct)
+        except Exception as exc:  # a refit is an improvement, never a reason to stop: report it
+            self._event("refit", f"failed: {type(exc).__name__}: {exc}")
+            return
+        if found is not None:
+            self._event("refit", ", ".join(f"{k}={v}" for k, v in found.items()))
+
+    def _register_frames(self) -> dict[str, Any] | None:
+        """The tracker's displacement updated from the last batch's frames (as taken) against
+        the twin's for the same inputs and masks; None (and an event) when refused."""
+        assert self.meter is not None and self.meter.last is not None
+        gray, inputs, frames = self.meter.last
+        with torch.no_grad():
+            phase = self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype)
+            expected = self.twin_tiles.expected_dn(phase, torch.as_tensor(inputs.astype(np.int64))).numpy()
+        try:
+            event = self.meter.tracker.update(frames, expected.reshape(frames.shape))
+        except ValueError as exc:  # frames with no structure to register against
+            self._event("reregister", f"refused: {exc}")
+            return None
+        if event["kind"] == "refused":
+            self._event("reregister", f"refused: {event['message']}")
+            return None
+        return {"displacement_px": event["displacement_px"], "step_px": event["step_px"],
+                "residual": event["residual_after"]}
 
     def _last_frames(self) -> tuple[np.ndarray, np.ndarray]:
         """The last batch's frames and the twin's for the same inputs and shown masks, (n, H, W)
@@ -497,6 +562,8 @@ class FineTuner:
                                residual=self.residuals.values[-1] if self.residuals.values else None)
                 self.history.append(metrics)
                 self._watch_drift()
+                if self.refitter is not None and self.step % cfg.refit_every == 0:
+                    self._refit()
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     self._record_eval()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -553,12 +620,8 @@ class FineTuner:
             parent, filter=filt, readout=self.readout, backend=backend,
             source={**parent.source, "finetune": _jsonable(lineage)},
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        images = parent.reference.images
-        try:  # the twin's expectations for the reference images, as the compiler makes them
-            from labrig.deploy.compiler import _with_reference
-        except ImportError:  # pragma: no cover - the compiler's helper moved: keep the parent's
-            return program
-        return _with_reference(program, images, len(images)) if len(images) else program
+        images = parent.reference.images  # the twin's expectations for them, as the compiler makes them
+        return with_reference(program, images) if len(images) else program
 
 
 class _Diverged(Exception):

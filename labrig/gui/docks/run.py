@@ -121,6 +121,16 @@ class RunDock(QDockWidget):
         self.twin = QCheckBox("compare with twin")
         self.twin.setToolTip("also run every image through the program's ideal digital twin: "
                              "the gap to it is what calibration and in-situ training must close")
+        self.reregister = QSpinBox()
+        self.reregister.setRange(0, 1_000_000)
+        self.reregister.setSingleStep(100)
+        self.reregister.setValue(0)
+        self.reregister.setSpecialValueText("drift: off")
+        self.reregister.setPrefix("re-register every ")
+        self.reregister.setSuffix(" images")
+        self.reregister.setToolTip("follow the bench's drift: register the frames against the program's twin every N\n"
+                                   "images (sooner when the residual grows), from frames the run takes anyway\n"
+                                   "(as labrig run --reregister-every N); 0: off")
         grid = QGridLayout()
         grid.addWidget(QLabel("Dataset"), 0, 0)
         grid.addWidget(self.data_path, 0, 1)
@@ -133,6 +143,7 @@ class RunDock(QDockWidget):
         grid.addWidget(self.batch, 1, 3)
         grid.addWidget(self.resume, 1, 4)
         grid.addWidget(self.twin, 1, 5)
+        grid.addWidget(self.reregister, 0, 5)
         grid.setColumnStretch(1, 1)
 
         # running
@@ -283,6 +294,7 @@ class RunDock(QDockWidget):
             return
         limit = self.limit.value() or None
         batch, twin = self.batch.value(), self.twin.isChecked()
+        every = self.reregister.value()
         self.clear_results()
         self.failure = None
         self.progress.setRange(0, max(limit or 0, resumed_at))
@@ -298,11 +310,12 @@ class RunDock(QDockWidget):
         def work(ctx: TaskContext) -> Any:
             from labrig.deploy import run_and_report
             from labrig.deploy.setpoints import kept_setpoints
+            from labrig.deploy.track import DriftConfig
 
             with kept_setpoints(bench, _say):  # every setting the run changes is logged, and put back
                 return run_and_report(bench, program, data, out, split=split, limit=limit, batch=batch,
                                       resume=resume, twin=twin, device="auto", progress=ctx.progress,
-                                      cancel=ctx.cancel)
+                                      cancel=ctx.cancel, drift=DriftConfig(every=every) if every else None)
 
         self.job = self.tasks.start("run", work, on_success=self._on_done, on_progress=self._on_progress,
                                     on_failure=self._on_failed, on_finished=self._on_finished)
