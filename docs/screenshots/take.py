@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     bottom = max(r[2] for r in window.live.rois) + 30
     left = min(r[1] for r in window.live.rois) - 30
     right = max(r[3] for r in window.live.rois) + 30
-    window.live.view.getView().setRange(xRange=(left, right), yRange=(top, bottom), padding=0)
+    window.live.view.viewbox.setRange(xRange=(left, right), yRange=(top, bottom), padding=0)
     if size is None:
         grab(window.live, "live")
         grab(window.devices, "devices")

@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 
 from drivers.errors import FrameDropped
 from labrig.bench.frames import save_frame
-from labrig.gui import plots
 from labrig.gui.framestats import RateMeter, roi_means, saturated_fraction
+from labrig.gui.liveimage import LiveImage
 from labrig.gui.session import Session
 from labrig.gui.workers import LiveStream, TaskManager
 
@@ -46,6 +46,11 @@ Rect = tuple[int, int, int, int]
 MAX_FPS = 30.0
 #: during a run the view shows the run's own frames, at most this often
 RUN_VIEW_HZ = 5.0
+#: the numbers under the picture (min/max/mean, saturation, tile means), on the full frame:
+#: as often as one reads them
+STATS_HZ = 4.0
+#: auto levels and the histogram are recomputed at most this often (from a subsample)
+LEVELS_HZ = 2.0
 ROI_PEN = pg.mkPen("#00e0ff", width=1.5)
 WARN_STYLE = "background:#c00000; color:white; font-weight:bold; padding:3px"
 
@@ -69,9 +74,10 @@ class LiveDock(QDockWidget):
         self._first = True
         self._last_stats = 0.0
         self._last_run_frame = 0.0
+        self._last_levels = 0.0
         self.max_fps = MAX_FPS
 
-        self.view = plots.image_view("live")
+        self.view = LiveImage()
         self.view.setMinimumSize(320, 280)
         self.start_button = QPushButton("Start")
         self.start_button.setCheckable(True)
@@ -251,15 +257,20 @@ class LiveDock(QDockWidget):
         self.show_frame(frame)
 
     def show_frame(self, frame: np.ndarray) -> None:
-        """Draw one frame with its warnings and tile readouts."""
+        """Draw one frame with its warnings and tile readouts (the picture only when on screen:
+        a live view in a hidden tab costs nothing to draw)."""
         self.frame = frame
-        auto = self.auto_levels.isChecked() or self._first
-        self.view.setImage(frame, autoRange=self._first, autoLevels=auto,
-                           autoHistogramRange=self._first)
-        self._first = False
         now = time.perf_counter()
+        if self._first or self.view.on_screen():
+            if self._first or now - self._last_levels >= 1.0 / LEVELS_HZ:
+                self._last_levels = now
+                if self.auto_levels.isChecked() or self._first:
+                    self.view.auto_levels(frame)
+                self.view.update_histogram(frame)
+            self.view.draw(frame, auto_range=self._first)
+            self._first = False
         self.display_rate.tick(now)
-        if now - self._last_stats > 0.1:  # numbers at 10 Hz: readable, and cheaper
+        if now - self._last_stats >= 1.0 / STATS_HZ:
             self._last_stats = now
             self._update_stats(frame)
         self.frame_shown.emit(now)
@@ -294,7 +305,7 @@ class LiveDock(QDockWidget):
     @Slot()
     def levels_once(self) -> None:
         if self.frame is not None:
-            self.view.setLevels(float(self.frame.min()), float(self.frame.max()))
+            self.view.set_levels(float(self.frame.min()), float(self.frame.max()))
 
     # -- tile ROIs ---------------------------------------------------------------------------------
     @Slot(list)
@@ -309,7 +320,7 @@ class LiveDock(QDockWidget):
 
     def set_rois(self, rois: Sequence[Rect]) -> None:
         """Draw the program's tile rectangles (camera pixels) and list their readouts."""
-        vb = self.view.getView()
+        vb = self.view.viewbox
         for item in self._roi_items:
             vb.removeItem(item)
         self._roi_items = []
