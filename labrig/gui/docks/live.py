@@ -52,6 +52,8 @@ STATS_HZ = 4.0
 #: auto levels and the histogram are recomputed at most this often (from a subsample)
 LEVELS_HZ = 2.0
 ROI_PEN = pg.mkPen("#00e0ff", width=1.5)
+#: the calibration's ROI (where the input's image lands), apart from the program's tiles
+INPUT_PEN = pg.mkPen("#ffd000", width=1.5, style=Qt.PenStyle.DashLine)
 WARN_STYLE = "background:#c00000; color:white; font-weight:bold; padding:3px"
 
 
@@ -69,6 +71,7 @@ class LiveDock(QDockWidget):
         self.frame: np.ndarray | None = None
         self.max_value = 0
         self.rois: list[Rect] = []
+        self.roi_labels: list[str] = []
         self._roi_items: list[pg.GraphicsObject] = []
         self._resume_after_run = False
         self._first = True
@@ -310,31 +313,43 @@ class LiveDock(QDockWidget):
     # -- tile ROIs ---------------------------------------------------------------------------------
     @Slot(list)
     def _on_fit(self, problems: list[str]) -> None:
-        """The active program (or none) was checked against the bench: draw its ROIs only when
-        it fits, and otherwise say why they are hidden."""
-        self.set_rois(self.session.active_rois())
+        """The active program (or none) and the calibration's ROIs were checked against the bench:
+        draw the ROIs of whichever fits, and say why the others are hidden."""
+        program = self.session.active_rois()
+        calibration = self.session.active_calibration_rois()
+        self.set_rois(program + calibration,
+                      [str(k) for k in range(len(program))] + ["input"] * len(calibration))
+        why = []
         if problems:
-            self.fit_label.setText("program ROIs hidden: the program does not fit this bench: "
-                                   + "; ".join(problems))
-        self.fit_label.setVisible(bool(problems))
+            why.append("program ROIs hidden: the program does not fit this bench: " + "; ".join(problems))
+        if self.session.calibration_misfits:
+            why.append("calibration ROI hidden: the calibration does not fit this bench: "
+                       + "; ".join(self.session.calibration_misfits))
+        self.fit_label.setText("\n".join(why))
+        self.fit_label.setVisible(bool(why))
 
-    def set_rois(self, rois: Sequence[Rect]) -> None:
-        """Draw the program's tile rectangles (camera pixels) and list their readouts."""
+    def set_rois(self, rois: Sequence[Rect], labels: Sequence[str] | None = None) -> None:
+        """Draw ROIs (camera pixels: the program's tiles, the calibration's input image) with
+        their `labels` (default: their numbers) and list their readouts."""
         vb = self.view.viewbox
         for item in self._roi_items:
             vb.removeItem(item)
         self._roi_items = []
         self.rois = [tuple(int(v) for v in r) for r in rois]  # type: ignore[misc]
+        names = [str(k) for k in range(len(self.rois))] if labels is None else [str(n) for n in labels]
+        if len(names) != len(self.rois):
+            raise ValueError(f"live view: {len(self.rois)} ROIs but {len(names)} labels")
+        self.roi_labels = names
         self.tiles.setRowCount(len(self.rois))
         for k, (top, left, bottom, right) in enumerate(self.rois):
             rect = pg.QtWidgets.QGraphicsRectItem(QRectF(left, top, right - left, bottom - top))
-            rect.setPen(ROI_PEN)
-            label = pg.TextItem(str(k), color="#00e0ff", anchor=(0, 1))
+            rect.setPen(ROI_PEN if names[k] != "input" else INPUT_PEN)
+            label = pg.TextItem(names[k], color="#00e0ff" if names[k] != "input" else "#ffd000", anchor=(0, 1))
             label.setPos(left, top)
             for item in (rect, label):
                 vb.addItem(item)
                 self._roi_items.append(item)
-            for col, text in enumerate((str(k), "-", "-")):
+            for col, text in enumerate((names[k], "-", "-")):
                 cell = QTableWidgetItem(text)
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.tiles.setItem(k, col, cell)
