@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtGui import QAction, QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
 
 from labrig.gui.docks.calibration import CalibrationDock
@@ -132,8 +132,21 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if isinstance(geometry, QByteArray | bytes):
             self.restoreGeometry(geometry)
+        self._share_height = True  # no saved layout: the default one is fitted at the first show
         if isinstance(state, QByteArray | bytes):
-            self.restoreState(state, LAYOUT_VERSION)
+            self._share_height = not self.restoreState(state, LAYOUT_VERSION)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """At the first show of the default layout, share the height out by proportion (the top
+        docks 55 %, Run 45 %): built at one size and shown at another (a 1366x768 screen), the
+        run dock would otherwise keep too little to show its outcome. Not on later shows, and not
+        over a layout the operator made."""
+        super().showEvent(event)
+        if getattr(self, "_share_height", False):
+            self._share_height = False
+            height = max(1, self.height() - self.menuBar().height() - self.statusBar().height())
+            self.resizeDocks([self.live, self.run], [int(0.55 * height), int(0.45 * height)],
+                             Qt.Orientation.Vertical)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -16,10 +16,13 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QTransform
 from PySide6.QtWidgets import (
     QCheckBox,
     QDockWidget,
     QFileDialog,
+    QGraphicsItem,
+    QGraphicsSimpleTextItem,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -57,6 +60,16 @@ INPUT_PEN = pg.mkPen("#ffd000", width=1.5, style=Qt.PenStyle.DashLine)
 WARN_STYLE = "background:#c00000; color:white; font-weight:bold; padding:3px"
 
 
+def _roi_label(text: str, color: str) -> QGraphicsSimpleTextItem:
+    """An ROI's name just above its top-left corner, upright and unscaled whatever the zoom
+    (a plain Qt text item: drawn by Qt without Python, it is repainted with every frame)."""
+    label = QGraphicsSimpleTextItem(text)
+    label.setBrush(QColor(color))
+    label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+    label.setTransform(QTransform.fromTranslate(0, -label.boundingRect().height()))
+    return label
+
+
 class LiveDock(QDockWidget):
     #: one frame was drawn (its display time, perf_counter): for tests and the benchmark
     frame_shown = Signal(float)
@@ -81,7 +94,7 @@ class LiveDock(QDockWidget):
         self.max_fps = MAX_FPS
 
         self.view = LiveImage()
-        self.view.setMinimumSize(320, 280)
+        self.view.setMinimumSize(240, 180)
         self.start_button = QPushButton("Start")
         self.start_button.setCheckable(True)
         self.pause_button = QPushButton("Pause")
@@ -344,7 +357,7 @@ class LiveDock(QDockWidget):
         for k, (top, left, bottom, right) in enumerate(self.rois):
             rect = pg.QtWidgets.QGraphicsRectItem(QRectF(left, top, right - left, bottom - top))
             rect.setPen(ROI_PEN if names[k] != "input" else INPUT_PEN)
-            label = pg.TextItem(names[k], color="#00e0ff" if names[k] != "input" else "#ffd000", anchor=(0, 1))
+            label = _roi_label(names[k], "#00e0ff" if names[k] != "input" else "#ffd000")
             label.setPos(left, top)
             for item in (rect, label):
                 vb.addItem(item)

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -165,11 +166,11 @@ class RunDock(QDockWidget):
         self.confusion.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.confusion.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.confusion.setToolTip("click a cell to browse the images of that true and predicted class")
-        for header in (self.confusion.horizontalHeader(), self.confusion.verticalHeader()):
-            # the matrix shares the dock's width: columns stretch to fit it and shrink down to
-            # a readable minimum, beyond which (many classes) the table scrolls
+        for header, least in ((self.confusion.horizontalHeader(), 26), (self.confusion.verticalHeader(), 22)):
+            # the matrix shares the dock's space: cells stretch to fit it and shrink down to
+            # a readable minimum (a count, a line of text), beyond which the table scrolls
             header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-            header.setMinimumSectionSize(26)
+            header.setMinimumSectionSize(least)
         self.confusion.setMinimumSize(160, 120)
         conf_box = QGroupBox("Confusion (rows: true, columns: predicted)")
         QVBoxLayout(conf_box).addWidget(self.confusion)
@@ -211,6 +212,12 @@ class RunDock(QDockWidget):
         split.addWidget(browse_box)
         split.setStretchFactor(1, 2)
         split.setSizes([440, 900])
+        # the outcome takes the height the dock has, not what its pictures would like: a
+        # preferred height here would make the dock's scroll area scroll the matrix off screen
+        split.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        self.image.setMinimumSize(120, 100)
+        self.tiles.setMinimumSize(160, 100)
+        split.setMinimumHeight(160)
 
         body = QWidget()
         layout = QVBoxLayout(body)
