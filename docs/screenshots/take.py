@@ -141,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     window.run.raise_()
     window.program.raise_()
     window.live.raise_()
-    pump(1.0)  # the live view came back after the run (fitted to the frame): zoom in again
+    session.arm()  # the light on again: the live view shows the image the run left on the input
+    pump(2.0)  # the live view came back after the run (fitted to the frame): zoom in again
     window.live.view.viewbox.setRange(**zoom)
     grab(window, f"console-{size[0]}x{size[1]}" if size else "console")
+    session.make_safe()
     window.close()
     return 0
 
