@@ -55,6 +55,7 @@ class PatternPanel(QWidget):
         self.mode = QComboBox()
         self.mode.addItems(["response", "gray levels"])
         self.info = QLabel("-")
+        self.info.setWordWrap(True)  # a long description wraps instead of widening the dock
         self.canvas = plots.ColorImage()
         head = QHBoxLayout()
         head.addWidget(self.title)
