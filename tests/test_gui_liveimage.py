@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labrig.gui.liveimage import LiveImage, display_stride, level_lut, palette, to_uint8
+from labrig.gui.liveimage import LiveImage, display_stride, histogram, level_lut, palette, to_uint8
 
 
 def test_stride_follows_the_screen_resolution() -> None:
@@ -69,3 +69,19 @@ def test_draws_a_strided_frame_in_camera_coordinates(qtbot) -> None:
     assert view.levels() == (0.0, 100.0)
     assert (view.image_item.image == 0xFFFFFFFF).mean() > 0.9
     view.close()
+
+
+def test_integer_histogram_counts_every_pixel_in_its_bin() -> None:
+    rng = np.random.default_rng(2)
+    part = rng.integers(100, 4000, (64, 80)).astype(np.uint16)
+    centres, counts = histogram(part, bins=32)
+    assert counts.sum() == part.size and len(centres) == len(counts) == 32
+    width = centres[1] - centres[0]
+    lo = part.min()
+    manual = np.bincount(((part.astype(int) - lo) // int(width)).ravel(), minlength=32)
+    assert np.array_equal(counts, manual[:32])
+    assert centres[0] - width / 2 == lo and centres[-1] + width / 2 > part.max()
+    flat = np.full((4, 4), 7, np.uint16)  # a constant frame is one full bin
+    assert histogram(flat, bins=8)[1].tolist() == [16, 0, 0, 0, 0, 0, 0, 0]
+    floats = np.array([[0.0, 1.0], [np.nan, 0.5]], np.float32)
+    assert histogram(floats, bins=2)[1].sum() == 3

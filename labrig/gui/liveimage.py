@@ -28,7 +28,7 @@ from PySide6.QtWidgets import QWidget
 
 from labrig.gui import plots
 
-__all__ = ["LiveImage", "display_stride", "palette", "to_uint8"]
+__all__ = ["LiveImage", "display_stride", "histogram", "palette", "to_uint8"]
 
 #: pixels sampled for the levels and the histogram (a stride chosen per frame to reach it)
 SAMPLE_PIXELS = 65536
@@ -74,6 +74,23 @@ def to_uint8(image: np.ndarray, levels: tuple[float, float], lut: np.ndarray | N
     span = hi - lo if hi > lo else 1.0
     scaled = (np.asarray(image, dtype=np.float32) - lo) * (255.0 / span)
     return np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+
+
+def histogram(part: np.ndarray, bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """(bin centres, counts) of `part` over its range; integer counts are binned with integer
+    arithmetic and one `bincount` (several times cheaper than `np.histogram`'s float path)."""
+    if part.dtype.kind in "ui":
+        lo, hi = int(part.min()), int(part.max())
+        width = max(1, -(-(hi - lo + 1) // bins))  # ceil: every value lands in a bin
+        index = (part.astype(np.int64, copy=False) - lo) // width
+        counts = np.bincount(index.ravel(), minlength=bins)[:bins]
+        return lo + width * (np.arange(bins) + 0.5), counts
+    finite = part[np.isfinite(part)]
+    lo_f, hi_f = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if not hi_f > lo_f:
+        hi_f = lo_f + 1.0
+    counts, edges = np.histogram(finite, bins=bins, range=(lo_f, hi_f))
+    return 0.5 * (edges[:-1] + edges[1:]), counts
 
 
 def palette(colors: np.ndarray | None = None) -> np.ndarray:
@@ -141,7 +158,10 @@ class LiveImage(pg.GraphicsLayoutWidget):
     def auto_levels(self, frame: np.ndarray) -> None:
         """Levels from the frame's range, read off a subsample (what ImageView does per frame)."""
         part = sample(frame)
-        self.set_levels(float(part.min()), float(part.max()))
+        if part.dtype.kind == "f":
+            part = part[np.isfinite(part)]
+        if part.size:
+            self.set_levels(float(part.min()), float(part.max()))
 
     def _gradient_changed(self) -> None:
         """A colour map chosen on the histogram's bar (right-click): used from the next frame."""
@@ -154,11 +174,8 @@ class LiveImage(pg.GraphicsLayoutWidget):
     def update_histogram(self, frame: np.ndarray) -> None:
         """The histogram of a subsample of `frame` (cheap; call a few times a second)."""
         part = sample(frame)
-        lo, hi = float(part.min()), float(part.max())
-        if not hi > lo:
-            hi = lo + 1.0
-        counts, edges = np.histogram(part, bins=HIST_BINS, range=(lo, hi))
-        self.hist.plot.setData(0.5 * (edges[:-1] + edges[1:]), counts)
+        centres, counts = histogram(part)
+        self.hist.plot.setData(centres, counts)
 
     def draw(self, frame: np.ndarray, auto_range: bool = False) -> None:
         """Draw `frame` (2-D counts) with the current levels; `auto_range` fits it in the view."""
