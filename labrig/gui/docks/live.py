@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -131,18 +132,22 @@ class LiveDock(QDockWidget):
         bar = QHBoxLayout()
         for w in (self.start_button, self.pause_button, levels_once, self.auto_levels, snap):
             bar.addWidget(w)
+        for w in (self.start_button, self.pause_button):  # short words: no 80-px style minimum,
+            w.setMinimumWidth(w.fontMetrics().horizontalAdvance("Pause") + 24)  # the bar fits 1366 px
+        # the numbers change with every frame: their length must not set the dock's width
+        self.stats_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar.addStretch(1)
         bar.addWidget(self.auto_start)
         info = QHBoxLayout()
         info.addWidget(self.rate_label)
         info.addWidget(self.stats_label, 1)
-        info.addWidget(self.saturation)
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
         layout.addWidget(self.view, 1)
         layout.addLayout(info)
+        layout.addWidget(self.saturation)  # a row of its own: its text must not widen the dock
         layout.addWidget(self.error_label)
         layout.addWidget(self.fit_label)
         layout.addWidget(self.tiles)
