@@ -137,16 +137,25 @@ class MainWindow(QMainWindow):
             self._share_height = not self.restoreState(state, LAYOUT_VERSION)
 
     def showEvent(self, event: QShowEvent) -> None:
-        """At the first show of the default layout, share the height out by proportion (the top
-        docks 55 %, Run 45 %): built at one size and shown at another (a 1366x768 screen), the
-        run dock would otherwise keep too little to show its outcome. Not on later shows, and not
-        over a layout the operator made."""
+        """At the first show of the default layout, share the space out for the screen it is on
+        (the top docks 55 % of the height, Run 45 %; Devices and Live view their controls' width):
+        built at one size and shown at another (a 1366x768 screen), the run dock would otherwise
+        keep too little to show its outcome. Not on later shows, and not over a layout the
+        operator made."""
         super().showEvent(event)
         if getattr(self, "_share_height", False):
             self._share_height = False
             height = max(1, self.height() - self.menuBar().height() - self.statusBar().height())
             self.resizeDocks([self.live, self.run], [int(0.55 * height), int(0.45 * height)],
                              Qt.Orientation.Vertical)
+            # across: the Devices and Live view docks get the width their controls need where
+            # the screen allows (on 1366 px the program views scroll sideways instead of them)
+            width = self.width()
+            need = [dock.widget().widget().minimumSizeHint().width() + 20 for dock in (self.devices, self.live)]
+            devices = max(int(0.23 * width), min(need[0], int(0.3 * width)))
+            live = max(int(0.41 * width), min(need[1], int(0.45 * width)))
+            self.resizeDocks([self.devices, self.live, self.patterns], [devices, live, width - devices - live],
+                             Qt.Orientation.Horizontal)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
