@@ -69,7 +69,7 @@ def level_lut(levels: tuple[float, float], dtype: np.dtype) -> np.ndarray | None
 def to_uint8(image: np.ndarray, levels: tuple[float, float], lut: np.ndarray | None = None) -> np.ndarray:
     """Grey levels 0..255 of `image` between `levels` (through `lut` when given: one lookup)."""
     if lut is not None:
-        return lut[image]
+        return np.take(lut, image, mode="wrap")  # the table covers the whole type: no wrap
     lo, hi = float(levels[0]), float(levels[1])
     span = hi - lo if hi > lo else 1.0
     scaled = (np.asarray(image, dtype=np.float32) - lo) * (255.0 / span)
@@ -187,7 +187,9 @@ class LiveImage(pg.GraphicsLayoutWidget):
             self._lut = None if grey is None else self._palette[grey]
             self._lut_dtype = frame.dtype
         shown = frame[::stride, ::stride] if stride > 1 else frame
-        rgb = (self._lut[shown] if self._lut is not None
+        # the table covers every value of the type, so "wrap" never wraps: it only skips the
+        # bounds check that makes plain indexing ~2x slower
+        rgb = (np.take(self._lut, shown, mode="wrap") if self._lut is not None
                else self._palette[to_uint8(shown, self._levels)])
         self.image_item.setImage(rgb, autoLevels=False)
         if stride != self.stride:
