@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
@@ -294,13 +295,23 @@ def test_live_view_is_bounded_paused_idle_and_shows_the_run(qtbot, window: MainW
     w.live.pause_button.setChecked(False)
     _type(qtbot, w.devices.exposure, "1")
     # during a run the view shows the run's own frames, at a bounded rate
+    assert w.live.view.on_screen()
+    before = w.live.view.image_item.image.copy()  # the last streamed picture
     shown: list[float] = []
-    w.live.frame_shown.connect(lambda t: shown.append(t) if w.session.busy else None)
+    pictures: list[np.ndarray] = []
+
+    def seen(t: float) -> None:
+        if w.session.busy:
+            shown.append(t)
+            pictures.append(w.live.view.image_item.image.copy())
+
+    w.live.frame_shown.connect(seen)
     _run(qtbot, w, tmp_path / "run.h5", 96, batch=8)
     assert not w.live.streaming  # the run owns the camera
     qtbot.waitUntil(lambda: not w.run.running, timeout=RUN_MS)
     assert w.run.result.status == "complete"
-    assert len(shown) >= 1  # the picture moved while the run owned the camera
+    assert len(shown) >= 1  # the picture moved while the run owned the camera ...
+    assert any(not np.array_equal(p, before) for p in pictures)  # ... drawn, not only counted
     assert all(b - a >= 0.99 / RUN_VIEW_HZ for a, b in pairwise(shown))
 
 

@@ -8,8 +8,8 @@ taken, as console-<size>.png: every dock must stay readable (they scroll) at it.
 
 Trains a tiny student on a toy task (a bright square whose place is the class),
 compiles it for `sim`, then drives the console as an operator would: connect,
-load the program, show an image with the light on, run 320 images. Each dock in
-use is grabbed (`QWidget.grab`) into docs/screenshots/<dock>.png.
+load the program, show an image with the light on, run 320 images and browse the
+images of one confusion-matrix cell. Each dock in use is grabbed (`QWidget.grab`) into docs/screenshots/<dock>.png.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     bottom = max(r[2] for r in window.live.rois) + 30
     left = min(r[1] for r in window.live.rois) - 30
     right = max(r[3] for r in window.live.rois) + 30
-    window.live.view.getView().setRange(xRange=(left, right), yRange=(top, bottom), padding=0)
+    zoom = {"xRange": (left, right), "yRange": (top, bottom), "padding": 0}
+    window.live.view.viewbox.setRange(**zoom)
     if size is None:
         grab(window.live, "live")
         grab(window.devices, "devices")
@@ -127,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     window.run.start_run()
     pump(300, lambda: not window.run.running and window.run.result is not None)
     window.run.index.setValue(7)
+    matrix = window.run.outcome.confusion() if window.run.outcome is not None else None
+    if matrix is not None:  # browse one confusion cell: the worst mix-up, else the first class
+        off = matrix * (1 - torch.eye(len(matrix), dtype=torch.int64).numpy())
+        cell = divmod(int(off.argmax()), len(matrix)) if off.max() > 0 else (0, 0)
+        window.run.confusion.setCurrentCell(*cell)
+        window.run.filter_cell(*cell)
     window.log_dock.level.setCurrentText("INFO")
     if size is None:
         grab(window.run, "run")
@@ -134,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     window.run.raise_()
     window.program.raise_()
     window.live.raise_()
+    session.arm()  # the light on again: the live view shows the image the run left on the input
+    pump(2.0)  # the live view came back after the run (fitted to the frame): zoom in again
+    window.live.view.viewbox.setRange(**zoom)
     grab(window, f"console-{size[0]}x{size[1]}" if size else "console")
+    session.make_safe()
     window.close()
     return 0
 

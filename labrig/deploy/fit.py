@@ -19,7 +19,7 @@ from labrig.deploy.multiplexing import tile_capacity
 from labrig.deploy.program import SCHEMA_VERSION, Program, geometry_to_dict
 from labrig.geometry import geometry_from_profile
 
-__all__ = ["check_fits", "misfits"]
+__all__ = ["check_fits", "geometry_misfits", "misfits"]
 
 
 def _shape(value: Any) -> tuple[int, ...] | None:
@@ -87,14 +87,22 @@ def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
 def _optics_misfits(program: Program, bench: Bench) -> list[str]:
     """Every optical parameter the program was compiled for (wavelength, focal lengths, pitches,
     camera response, ...) against this bench's: masks and exposure are only right for those."""
-    if not program.geometry:
-        return ["optics: the program records no bench geometry (recompile it)"]
+    return geometry_misfits(program.geometry, bench, "the program", "recompile it")
+
+
+def geometry_misfits(recorded: dict[str, Any] | None, bench: Bench, owner: str = "the program",
+                     remedy: str = "recompile it") -> list[str]:
+    """Every parameter of a recorded bench geometry (`geometry_to_dict`: what a program was
+    compiled for, what a calibration was measured on) that differs from `bench`'s, each named;
+    `owner` names the record in the messages."""
+    if not recorded:
+        return [f"optics: {owner} records no bench geometry ({remedy})"]
     try:
         here = _leaves(geometry_to_dict(geometry_from_profile(bench.profile.root)))
     except Exception as exc:  # a bench without a full optical description
         return [f"optics: this bench's geometry cannot be read from its profile: {exc}"]
     problems = []
-    for key, compiled in _leaves(program.geometry).items():
+    for key, compiled in _leaves(recorded).items():
         current = here.get(key)
         if isinstance(compiled, int | float) and isinstance(current, int | float) \
                 and not isinstance(compiled, bool) and not isinstance(current, bool):
@@ -102,7 +110,7 @@ def _optics_misfits(program: Program, bench: Bench) -> list[str]:
         else:
             same = compiled == current
         if not same:
-            problems.append(f"optics {key}: the program is for {_value(compiled)}, this bench has {_value(current)}")
+            problems.append(f"optics {key}: {owner} is for {_value(compiled)}, this bench has {_value(current)}")
     return problems
 
 

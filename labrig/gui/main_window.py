@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtGui import QAction, QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
 
 from labrig.gui.docks.calibration import CalibrationDock
@@ -73,7 +73,6 @@ class MainWindow(QMainWindow):
         self.calibration = CalibrationDock(self.session, self.tasks, self)
         self.finetune = FineTuneDock(self.session, self.tasks, self)
         self.finetune.program_saved.connect(self.program.open_program)
-        self.calibration.rois_changed.connect(self.live.set_rois)
         self.docks: list[QDockWidget] = [self.devices, self.live, self.patterns, self.program,
                                          self.calibration, self.run, self.finetune, self.log_dock]
         for dock in self.docks:  # contents scroll: the window fits 1366x768 and never grows by itself
@@ -133,8 +132,30 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if isinstance(geometry, QByteArray | bytes):
             self.restoreGeometry(geometry)
+        self._share_height = True  # no saved layout: the default one is fitted at the first show
         if isinstance(state, QByteArray | bytes):
-            self.restoreState(state, LAYOUT_VERSION)
+            self._share_height = not self.restoreState(state, LAYOUT_VERSION)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """At the first show of the default layout, share the space out for the screen it is on
+        (the top docks 55 % of the height, Run 45 %; Devices and Live view their controls' width):
+        built at one size and shown at another (a 1366x768 screen), the run dock would otherwise
+        keep too little to show its outcome. Not on later shows, and not over a layout the
+        operator made."""
+        super().showEvent(event)
+        if getattr(self, "_share_height", False):
+            self._share_height = False
+            height = max(1, self.height() - self.menuBar().height() - self.statusBar().height())
+            self.resizeDocks([self.live, self.run], [int(0.55 * height), int(0.45 * height)],
+                             Qt.Orientation.Vertical)
+            # across: the Devices and Live view docks get the width their controls need where
+            # the screen allows (on 1366 px the program views scroll sideways instead of them)
+            width = self.width()
+            need = [dock.widget().widget().minimumSizeHint().width() + 20 for dock in (self.devices, self.live)]
+            devices = max(int(0.23 * width), min(need[0], int(0.3 * width)))
+            live = max(int(0.41 * width), min(need[1], int(0.45 * width)))
+            self.resizeDocks([self.devices, self.live, self.patterns], [devices, live, width - devices - live],
+                             Qt.Orientation.Horizontal)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

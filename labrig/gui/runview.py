@@ -47,6 +47,15 @@ class RunRecords:
             return "?"
         return self.classes[k] if k < len(self.classes) else str(k)
 
+    def matching(self, true: int, predicted: int) -> np.ndarray:
+        """Indices of the images of true class `true` predicted as `predicted`, in run order:
+        the images behind one cell of the confusion matrix (none when labels are unknown)."""
+        if self.labels is None:
+            return np.zeros(0, np.int64)
+        n = min(self.count, len(self.labels), len(self.predictions))
+        hit = (self.labels[:n] == true) & (self.predictions[:n] == predicted)
+        return np.flatnonzero(hit)
+
     def record(self, i: int) -> ImageRecord:
         if not 0 <= i < self.count:
             raise IndexError(f"image {i} is outside the {self.count} images of this run")

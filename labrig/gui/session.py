@@ -48,7 +48,8 @@ class Session(QObject):
     #: an SLM shows a new pattern (the role: "input" or "filter")
     pattern_changed = Signal(str)
     #: the active program's fit to the open bench was checked (why it does not fit; [] when it
-    #: does, or when there is no program or no bench to check against)
+    #: does, or when there is no program or no bench to check against); the calibration's ROIs
+    #: were checked at the same time (`calibration_misfits`)
     fit_changed = Signal(list)
     #: a frame the running run just took (a camera frame, numpy): the live view shows some
     run_frame = Signal(object)
@@ -62,6 +63,11 @@ class Session(QObject):
         self.lock = threading.RLock()
         #: why the active program cannot run on the open bench (`labrig.deploy.fit.misfits`)
         self.misfits: list[str] = []
+        #: the calibration's camera ROIs (where its input image lands), the bench geometry it was
+        #: measured on, and why they do not fit the open bench (the program's check, `check_fit`)
+        self.calibration_rois: list[tuple[int, int, int, int]] = []
+        self.calibration_geometry: dict[str, Any] | None = None
+        self.calibration_misfits: list[str] = []
         self._busy = False
         #: frames per second the live view's camera stream delivers (0: not streaming)
         self.camera_fps = 0.0
@@ -212,9 +218,19 @@ class Session(QObject):
         self.program_changed.emit(program)
         self.check_fit()
 
+    def set_calibration_rois(self, rois: list[tuple[int, int, int, int]],
+                             geometry: dict[str, Any] | None) -> None:
+        """Show a calibration's camera ROIs (`calibration.show.calibration_rois`), measured on a
+        bench of `geometry` (its provenance's), once they pass the same fit check as a program's
+        tiles: drawn where they fit the open bench, hidden with the reasons where they do not."""
+        self.calibration_rois = [tuple(int(v) for v in r) for r in rois]  # type: ignore[misc]
+        self.calibration_geometry = geometry
+        self.check_fit()
+
     def check_fit(self) -> list[str]:
         """Check the active program against the open bench (`labrig.deploy.fit.misfits`), keep
-        the reasons in `misfits`, log them and announce them with `fit_changed`."""
+        the reasons in `misfits`, log them and announce them with `fit_changed`; the calibration's
+        ROIs likewise, into `calibration_misfits`."""
         problems: list[str] = []
         bench = self.bench if self.connected else None
         if self.program is not None and bench is not None:
@@ -228,7 +244,27 @@ class Session(QObject):
             if problems:
                 log.warning("the program does not fit bench %s: %s", bench.profile.name, "; ".join(problems))
         self.misfits = problems
+        self.calibration_misfits = self._calibration_fit(bench)
         self.fit_changed.emit(list(problems))
+        return problems
+
+    def _calibration_fit(self, bench: Bench | None) -> list[str]:
+        """Why the calibration's ROIs are not this bench's: another optical geometry (camera
+        size included), or an ROI off its camera; [] without ROIs or a bench to check."""
+        if not self.calibration_rois or bench is None:
+            return []
+        from labrig.deploy.fit import geometry_misfits
+
+        try:
+            problems = geometry_misfits(self.calibration_geometry, bench, "the calibration", "recalibrate")
+            rows, cols = (int(v) for v in bench.camera.resolution)
+        except Exception as exc:
+            problems, rows, cols = [f"the fit could not be checked: {type(exc).__name__}: {exc}"], 0, 0
+        off = [r for r in self.calibration_rois if r[0] < 0 or r[1] < 0 or r[2] > rows or r[3] > cols]
+        if off and rows:
+            problems.append(f"camera: the calibration's ROI {off[0]} lies outside this bench's {rows}x{cols} camera")
+        if problems:
+            log.warning("the calibration does not fit bench %s: %s", bench.profile.name, "; ".join(problems))
         return problems
 
     def active_rois(self) -> list[tuple[int, int, int, int]]:
@@ -237,6 +273,10 @@ class Session(QObject):
         from labrig.gui.program_info import program_rois
 
         return [] if self.misfits else program_rois(self.program)
+
+    def active_calibration_rois(self) -> list[tuple[int, int, int, int]]:
+        """The calibration's ROIs, or none when they do not fit the open bench."""
+        return [] if self.calibration_misfits else list(self.calibration_rois)
 
     @property
     def busy(self) -> bool:

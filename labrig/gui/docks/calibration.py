@@ -289,6 +289,8 @@ class CalibrationDock(QDockWidget):
         except Exception as exc:
             self.status.setText(f"no ROIs: {exc}")
             return
+        # through the session's fit check, like a program's tiles: hidden (and why) on another bench
+        self.session.set_calibration_rois(rois, self.calibration.provenance.get("geometry"))
         self.rois_changed.emit(rois)
 
     @Slot()

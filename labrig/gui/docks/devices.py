@@ -109,6 +109,7 @@ class DevicesDock(QDockWidget):
         # light and safety
         self.indicator = QLabel()
         self.indicator.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.indicator.setWordWrap(True)  # wraps in a narrow dock rather than being cut off
         self.arm_button = QPushButton("Light on (arm)")
         self.safe_button = QPushButton("Make safe")
         self.safe_button.setStyleSheet("font-weight:bold")

@@ -16,13 +16,17 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QTransform
 from PySide6.QtWidgets import (
     QCheckBox,
     QDockWidget,
     QFileDialog,
+    QGraphicsItem,
+    QGraphicsSimpleTextItem,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -31,8 +35,8 @@ from PySide6.QtWidgets import (
 
 from drivers.errors import FrameDropped
 from labrig.bench.frames import save_frame
-from labrig.gui import plots
 from labrig.gui.framestats import RateMeter, roi_means, saturated_fraction
+from labrig.gui.liveimage import LiveImage
 from labrig.gui.session import Session
 from labrig.gui.workers import LiveStream, TaskManager
 
@@ -46,8 +50,25 @@ Rect = tuple[int, int, int, int]
 MAX_FPS = 30.0
 #: during a run the view shows the run's own frames, at most this often
 RUN_VIEW_HZ = 5.0
+#: the numbers under the picture (min/max/mean, saturation, tile means), on the full frame:
+#: as often as one reads them
+STATS_HZ = 4.0
+#: auto levels and the histogram are recomputed at most this often (from a subsample)
+LEVELS_HZ = 2.0
 ROI_PEN = pg.mkPen("#00e0ff", width=1.5)
+#: the calibration's ROI (where the input's image lands), apart from the program's tiles
+INPUT_PEN = pg.mkPen("#ffd000", width=1.5, style=Qt.PenStyle.DashLine)
 WARN_STYLE = "background:#c00000; color:white; font-weight:bold; padding:3px"
+
+
+def _roi_label(text: str, color: str) -> QGraphicsSimpleTextItem:
+    """An ROI's name just above its top-left corner, upright and unscaled whatever the zoom
+    (a plain Qt text item: drawn by Qt without Python, it is repainted with every frame)."""
+    label = QGraphicsSimpleTextItem(text)
+    label.setBrush(QColor(color))
+    label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+    label.setTransform(QTransform.fromTranslate(0, -label.boundingRect().height()))
+    return label
 
 
 class LiveDock(QDockWidget):
@@ -64,15 +85,17 @@ class LiveDock(QDockWidget):
         self.frame: np.ndarray | None = None
         self.max_value = 0
         self.rois: list[Rect] = []
+        self.roi_labels: list[str] = []
         self._roi_items: list[pg.GraphicsObject] = []
         self._resume_after_run = False
         self._first = True
         self._last_stats = 0.0
         self._last_run_frame = 0.0
+        self._last_levels = 0.0
         self.max_fps = MAX_FPS
 
-        self.view = plots.image_view("live")
-        self.view.setMinimumSize(320, 280)
+        self.view = LiveImage()
+        self.view.setMinimumSize(240, 180)
         self.start_button = QPushButton("Start")
         self.start_button.setCheckable(True)
         self.pause_button = QPushButton("Pause")
@@ -109,18 +132,22 @@ class LiveDock(QDockWidget):
         bar = QHBoxLayout()
         for w in (self.start_button, self.pause_button, levels_once, self.auto_levels, snap):
             bar.addWidget(w)
+        for w in (self.start_button, self.pause_button):  # short words: no 80-px style minimum,
+            w.setMinimumWidth(w.fontMetrics().horizontalAdvance("Pause") + 24)  # the bar fits 1366 px
+        # the numbers change with every frame: their length must not set the dock's width
+        self.stats_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar.addStretch(1)
         bar.addWidget(self.auto_start)
         info = QHBoxLayout()
         info.addWidget(self.rate_label)
         info.addWidget(self.stats_label, 1)
-        info.addWidget(self.saturation)
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
         layout.addWidget(self.view, 1)
         layout.addLayout(info)
+        layout.addWidget(self.saturation)  # a row of its own: its text must not widen the dock
         layout.addWidget(self.error_label)
         layout.addWidget(self.fit_label)
         layout.addWidget(self.tiles)
@@ -251,15 +278,20 @@ class LiveDock(QDockWidget):
         self.show_frame(frame)
 
     def show_frame(self, frame: np.ndarray) -> None:
-        """Draw one frame with its warnings and tile readouts."""
+        """Draw one frame with its warnings and tile readouts (the picture only when on screen:
+        a live view in a hidden tab costs nothing to draw)."""
         self.frame = frame
-        auto = self.auto_levels.isChecked() or self._first
-        self.view.setImage(frame, autoRange=self._first, autoLevels=auto,
-                           autoHistogramRange=self._first)
-        self._first = False
         now = time.perf_counter()
+        if self._first or self.view.on_screen():
+            if self._first or now - self._last_levels >= 1.0 / LEVELS_HZ:
+                self._last_levels = now
+                if self.auto_levels.isChecked() or self._first:
+                    self.view.auto_levels(frame)
+                self.view.update_histogram(frame)
+            self.view.draw(frame, auto_range=self._first)
+            self._first = False
         self.display_rate.tick(now)
-        if now - self._last_stats > 0.1:  # numbers at 10 Hz: readable, and cheaper
+        if now - self._last_stats >= 1.0 / STATS_HZ:
             self._last_stats = now
             self._update_stats(frame)
         self.frame_shown.emit(now)
@@ -294,36 +326,48 @@ class LiveDock(QDockWidget):
     @Slot()
     def levels_once(self) -> None:
         if self.frame is not None:
-            self.view.setLevels(float(self.frame.min()), float(self.frame.max()))
+            self.view.set_levels(float(self.frame.min()), float(self.frame.max()))
 
     # -- tile ROIs ---------------------------------------------------------------------------------
     @Slot(list)
     def _on_fit(self, problems: list[str]) -> None:
-        """The active program (or none) was checked against the bench: draw its ROIs only when
-        it fits, and otherwise say why they are hidden."""
-        self.set_rois(self.session.active_rois())
+        """The active program (or none) and the calibration's ROIs were checked against the bench:
+        draw the ROIs of whichever fits, and say why the others are hidden."""
+        program = self.session.active_rois()
+        calibration = self.session.active_calibration_rois()
+        self.set_rois(program + calibration,
+                      [str(k) for k in range(len(program))] + ["input"] * len(calibration))
+        why = []
         if problems:
-            self.fit_label.setText("program ROIs hidden: the program does not fit this bench: "
-                                   + "; ".join(problems))
-        self.fit_label.setVisible(bool(problems))
+            why.append("program ROIs hidden: the program does not fit this bench: " + "; ".join(problems))
+        if self.session.calibration_misfits:
+            why.append("calibration ROI hidden: the calibration does not fit this bench: "
+                       + "; ".join(self.session.calibration_misfits))
+        self.fit_label.setText("\n".join(why))
+        self.fit_label.setVisible(bool(why))
 
-    def set_rois(self, rois: Sequence[Rect]) -> None:
-        """Draw the program's tile rectangles (camera pixels) and list their readouts."""
-        vb = self.view.getView()
+    def set_rois(self, rois: Sequence[Rect], labels: Sequence[str] | None = None) -> None:
+        """Draw ROIs (camera pixels: the program's tiles, the calibration's input image) with
+        their `labels` (default: their numbers) and list their readouts."""
+        vb = self.view.viewbox
         for item in self._roi_items:
             vb.removeItem(item)
         self._roi_items = []
         self.rois = [tuple(int(v) for v in r) for r in rois]  # type: ignore[misc]
+        names = [str(k) for k in range(len(self.rois))] if labels is None else [str(n) for n in labels]
+        if len(names) != len(self.rois):
+            raise ValueError(f"live view: {len(self.rois)} ROIs but {len(names)} labels")
+        self.roi_labels = names
         self.tiles.setRowCount(len(self.rois))
         for k, (top, left, bottom, right) in enumerate(self.rois):
             rect = pg.QtWidgets.QGraphicsRectItem(QRectF(left, top, right - left, bottom - top))
-            rect.setPen(ROI_PEN)
-            label = pg.TextItem(str(k), color="#00e0ff", anchor=(0, 1))
+            rect.setPen(ROI_PEN if names[k] != "input" else INPUT_PEN)
+            label = _roi_label(names[k], "#00e0ff" if names[k] != "input" else "#ffd000")
             label.setPos(left, top)
             for item in (rect, label):
                 vb.addItem(item)
                 self._roi_items.append(item)
-            for col, text in enumerate((str(k), "-", "-")):
+            for col, text in enumerate((names[k], "-", "-")):
                 cell = QTableWidgetItem(text)
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.tiles.setItem(k, col, cell)

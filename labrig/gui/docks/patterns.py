@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -55,6 +56,9 @@ class PatternPanel(QWidget):
         self.mode = QComboBox()
         self.mode.addItems(["response", "gray levels"])
         self.info = QLabel("-")
+        # a long description is cut (whole in its tooltip) rather than widening the dock; not
+        # wrapped: a wrapping label would make the dock's scroll area size it by its pictures
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.canvas = plots.ColorImage()
         head = QHBoxLayout()
         head.addWidget(self.title)
@@ -94,6 +98,7 @@ class PatternPanel(QWidget):
         self.canvas.show_array(data, values, cmap)
         self.info.setText(f"{device.name}: {unit}, gray {int(gray.min())}…{int(gray.max())}, "
                           f"{gray.shape[1]}×{gray.shape[0]} px")
+        self.info.setToolTip(self.info.text())
 
 
 class PatternsDock(QDockWidget):
@@ -133,8 +138,12 @@ class PatternsDock(QDockWidget):
         box.setLayout(form)
 
         panels = QHBoxLayout()
-        panels.addWidget(self.panels["input"], 1)
-        panels.addWidget(self.panels["filter"], 1)
+        for role in ("input", "filter"):
+            # the pictures take the height the dock has left, not their preferred one (which
+            # would push the test-pattern controls out of a short dock)
+            self.panels[role].setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+            self.panels[role].setMinimumHeight(170)
+            panels.addWidget(self.panels[role], 1)
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -124,7 +125,8 @@ class ProgramDock(QDockWidget):
         self.summary.horizontalHeader().hide()
         self.summary.verticalHeader().hide()
         self.summary.horizontalHeader().setStretchLastSection(True)
-        self.summary.setMaximumHeight(180)
+        self.summary.verticalHeader().setDefaultSectionSize(self.summary.fontMetrics().height() + 8)
+        self.summary.setMaximumHeight(150)
 
         self.channel = QSpinBox()
         self.channel.setRange(0, 0)
@@ -135,7 +137,8 @@ class ProgramDock(QDockWidget):
         self.layout_plot = pg.PlotWidget()
         self.layout_plot.setAspectLocked(True)
         self.layout_plot.invertY(True)
-        self.layout_plot.setMinimumSize(200, 180)
+        self.layout_plot.setMinimumSize(160, 140)
+        self.image.setMinimumSize(160, 140)
         self.layout_plot.setTitle("tiles on the camera")
         pick = QFormLayout()
         pick.addRow("Channel", self.channel)
@@ -148,6 +151,10 @@ class ProgramDock(QDockWidget):
         mlayout.addLayout(pick)
         mlayout.addLayout(views, 1)
         mlayout.addWidget(self.image_info)
+        # the plots take the height the dock has left (not their preferred one, which would
+        # scroll them out of a short dock)
+        masks.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        masks.setMinimumHeight(240)
 
         body = QWidget()
         layout = QVBoxLayout(body)

@@ -27,10 +27,12 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -90,6 +92,9 @@ class RunDock(QDockWidget):
         self.last_metrics: dict[str, Any] = {}
         self.outcome: Any = None  # the last labrig.deploy.RunOutcome
         self.failure: str | None = None  # why the last run failed (kept on screen until the next)
+        #: the confusion cell (true, predicted) the browser is limited to, and its images
+        self.cell_filter: tuple[int, int] | None = None
+        self.filtered: np.ndarray = np.zeros(0, np.int64)
 
         # what to run
         self.data_path = QLineEdit()
@@ -170,8 +175,22 @@ class RunDock(QDockWidget):
         # outcome: confusion matrix | image browser
         self.confusion = QTableWidget(0, 0)
         self.confusion.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.confusion.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.confusion.setToolTip("click a cell to browse the images of that true and predicted class")
+        for header, least in ((self.confusion.horizontalHeader(), 26), (self.confusion.verticalHeader(), 22)):
+            # the matrix shares the dock's space: cells stretch to fit it and shrink down to
+            # a readable minimum (a count, a line of text), beyond which the table scrolls
+            header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+            header.setMinimumSectionSize(least)
+        self.confusion.setMinimumSize(160, 120)
         conf_box = QGroupBox("Confusion (rows: true, columns: predicted)")
         QVBoxLayout(conf_box).addWidget(self.confusion)
+        self.filter_label = QLabel("")
+        self.filter_label.setWordWrap(True)
+        self.show_all = QPushButton("All images")
+        self.show_all.setToolTip("browse every image again (not only one confusion cell's)")
+        self.filter_label.hide()
+        self.show_all.hide()
         self.index = QSpinBox()
         self.index.setRange(0, 0)
         self.errors_only = QCheckBox("errors only")
@@ -188,6 +207,7 @@ class RunDock(QDockWidget):
         nav.addWidget(self.index)
         nav.addWidget(next_button)
         nav.addWidget(self.errors_only)
+        nav.addWidget(self.show_all)
         nav.addStretch(1)
         pics = QHBoxLayout()
         pics.addWidget(self.image, 1)
@@ -195,6 +215,7 @@ class RunDock(QDockWidget):
         browse_box = QGroupBox("Images")
         blayout = QVBoxLayout(browse_box)
         blayout.addLayout(nav)
+        blayout.addWidget(self.filter_label)
         blayout.addWidget(self.verdict)
         blayout.addLayout(pics, 1)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -202,6 +223,12 @@ class RunDock(QDockWidget):
         split.addWidget(browse_box)
         split.setStretchFactor(1, 2)
         split.setSizes([440, 900])
+        # the outcome takes the height the dock has, not what its pictures would like: a
+        # preferred height here would make the dock's scroll area scroll the matrix off screen
+        split.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        self.image.setMinimumSize(120, 100)
+        self.tiles.setMinimumSize(160, 100)
+        split.setMinimumHeight(160)
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -218,6 +245,8 @@ class RunDock(QDockWidget):
         self.run_button.clicked.connect(self.start_run)
         self.cancel_button.clicked.connect(self.cancel_run)
         self.index.valueChanged.connect(self.show_image)
+        self.confusion.cellClicked.connect(self.filter_cell)
+        self.show_all.clicked.connect(self.clear_filter)
         prev_button.clicked.connect(lambda: self._step(-1))
         next_button.clicked.connect(lambda: self._step(1))
         session.bench_changed.connect(lambda _b: self._update_enabled())
@@ -344,6 +373,7 @@ class RunDock(QDockWidget):
         self.image.clear_image()
         self.tiles.clear_image()
         self.verdict.setText("-")
+        self.clear_filter()
 
     @Slot()
     def cancel_run(self) -> None:
@@ -379,6 +409,7 @@ class RunDock(QDockWidget):
                             + (f"; {result.error}" if result.error else ""))
         log.info("run %s: %d of %d images, accuracy %s", result.status, result.images, result.total,
                  _pct(result.accuracy))
+        self.clear_filter()
         self._show_confusion()
         self.index.setRange(0, max(0, result.images - 1))
         self.show_image(self.index.value())
@@ -426,15 +457,61 @@ class RunDock(QDockWidget):
                 colour = QColor(shade, shade, 255) if r == c else QColor(255, shade, shade)
                 if n:
                     cell.setBackground(QBrush(colour))
+                cell.setToolTip(f"true {names[r]}, predicted {names[c]}: {n} image{'s' * (n != 1)}"
+                                + (" (click to browse them)" if n else ""))
                 self.confusion.setItem(r, c, cell)
-        self.confusion.resizeColumnsToContents()
-        self.confusion.resizeRowsToContents()
+
+    @Slot(int, int)
+    def filter_cell(self, true: int, predicted: int) -> None:
+        """Limit the browser to the images of one confusion cell (true class, predicted class)
+        and show the first of them; ◀ ▶ then step through those only."""
+        records = self.records
+        if records is None:
+            return
+        hits = records.matching(true, predicted)
+        what = f"true {records.class_name(true)}, predicted {records.class_name(predicted)}"
+        if not len(hits):
+            self.status.setText(f"no image is {what}")
+            return
+        self.cell_filter, self.filtered = (true, predicted), hits
+        self.errors_only.setEnabled(False)  # the cell says which images; errors-only would fight it
+        self.show_all.show()
+        self.filter_label.show()
+        if self.index.value() in hits:
+            self.show_image(self.index.value())
+        else:
+            self.index.setValue(int(hits[0]))  # -> show_image
+        log.info("browsing the %d images %s", len(hits), what)
+
+    @Slot()
+    def clear_filter(self) -> None:
+        """Browse every image again."""
+        self.cell_filter, self.filtered = None, np.zeros(0, np.int64)
+        self.errors_only.setEnabled(True)
+        self.show_all.hide()
+        self.filter_label.hide()
+        self.confusion.clearSelection()
+
+    def _filter_text(self, i: int) -> str:
+        records, cell = self.records, self.cell_filter
+        if records is None or cell is None:
+            return ""
+        what = f"true <b>{records.class_name(cell[0])}</b>, predicted <b>{records.class_name(cell[1])}</b>"
+        where = np.flatnonzero(self.filtered == i)
+        place = f"image {where[0] + 1} of {len(self.filtered)}" if len(where) else "this image is not one of them"
+        return f"showing the {len(self.filtered)} images {what}: {place} (◀ ▶ step through them)"
 
     def _step(self, direction: int) -> None:
         records = self.records
         if records is None or records.count == 0:
             return
         i = self.index.value()
+        if self.cell_filter is not None:  # the next (previous) image of the chosen cell
+            hits = self.filtered
+            k = (np.searchsorted(hits, i, side="right") if direction > 0
+                 else np.searchsorted(hits, i, side="left") - 1)
+            self.index.setValue(int(hits[k % len(hits)]))
+            return
         for _ in range(records.count):
             i = (i + direction) % records.count
             if not self.errors_only.isChecked() or self._is_error(i):
@@ -469,6 +546,8 @@ class RunDock(QDockWidget):
                                   plots.heat_colormap())
         else:
             self.tiles.clear_image()
+        if self.cell_filter is not None:
+            self.filter_label.setText(self._filter_text(i))
         truth, guess = records.class_name(rec.label), records.class_name(rec.prediction)
         mark = "" if rec.label is None else ("  ✔" if rec.label == rec.prediction else "  ✘")
         self.verdict.setText(f"image {i}: true <b>{truth}</b>, predicted <b>{guess}</b>{mark}"
