@@ -25,7 +25,13 @@ harvesters), `nodes` (feature access by node name), `frames` (pixel formats,
 image component to array) and `camera` (`GenICamCamera`, its settings and profile).
 """
 
-from drivers.vendors.genicam.camera import GenICamCamera, GenICamSettings, Roi
+from drivers.vendors.genicam.camera import (
+    BINNING_NODES,
+    Binning,
+    GenICamCamera,
+    GenICamSettings,
+    Roi,
+)
 from drivers.vendors.genicam.frames import PIXEL_FORMATS, frame_from_component
 from drivers.vendors.genicam.nodes import Feature, NodeAccess, list_features
 from drivers.vendors.genicam.producers import (
@@ -38,9 +44,11 @@ from drivers.vendors.genicam.producers import (
 )
 
 __all__ = [
+    "BINNING_NODES",
     "GENTL_PATH_VAR",
     "PIXEL_FORMATS",
     "SELECTOR_KEYS",
+    "Binning",
     "DeviceSelector",
     "Feature",
     "GenICamCamera",
