@@ -86,13 +86,73 @@ def efficiency_section(e: dict) -> str:
     table = markdown_table(["N", "teacher FLOPs", "SCLC direct", "SCLC FFT", "hybrid", "FFT/hybrid", "teacher/hybrid",
                             "teacher ms", "direct ms", "FFT ms", "hybrid ms"], rows)
     cross = e["crossover"]
-    return f"""{table}
+    text = f"""{table}
 
 Crossovers (smallest N from which the hybrid stays cheaper): FLOPs {cross['flops']};
 latency {cross['latency']}. Frame time of the optics: {1e3 * e['bench_frame']['frame_s']:.2f} ms
 (`{e['bench_frame']['profile']}`: settle {e['bench_frame']['settle_s']} s + exposure {e['bench_frame']['exposure_s']} s).
 Machine: {e['machine']['platform']}, {e['machine']['device']}, {e['machine']['threads']} threads, torch
 {e['machine']['torch']}; latency is the median of {e['repeats']} single-image runs.
+"""
+    if e.get("binning"):
+        text += "\n" + binning_section(e)
+    return text
+
+
+def _binned_ways(e: dict) -> list[str]:
+    return [f"hybrid_bin{k}" for k in e["binning"]]
+
+
+def binning_section(e: dict) -> str:
+    """The on-camera binning arm and the energy per image, from the same run."""
+    ways = _binned_ways(e)
+
+    def cell(p: dict, metric: str, way: str, scale: float, fmt: str) -> str:
+        v = p[metric].get(way)
+        if v is None:
+            return "–"
+        v = v["total"] if isinstance(v, dict) else v
+        return format(scale * v, fmt)
+
+    flops = markdown_table(
+        ["N", "tile px", "hybrid FLOPs", *(f"{w.split('_bin')[1]}×{w.split('_bin')[1]} binned" for w in ways),
+         "SCLC FFT / best binned", "hybrid ms", *(f"{w.split('_bin')[1]}×{w.split('_bin')[1]} ms" for w in ways)],
+        [[p["size"], f"{p['tile'][0]}²", f"{p['flops']['hybrid']:.3g}", *(cell(p, "flops", w, 1, ".3g") for w in ways),
+          f"{p['flops']['sclc_fft'] / min(p['flops'][w] for w in ['hybrid', *ways] if w in p['flops']):.1f}",
+          cell(p, "latency_s", "hybrid", 1e3, ".2f"), *(cell(p, "latency_s", w, 1e3, ".2f") for w in ways)]
+         for p in e["points"]])
+    energy = markdown_table(
+        ["N", "teacher mJ", "SCLC direct mJ", "SCLC FFT mJ", "hybrid mJ (bench + host)",
+         *(f"{w.split('_bin')[1]}×{w.split('_bin')[1]} binned mJ" for w in ways)],
+        [[p["size"], *(cell(p, "energy_j", w, 1e3, ".3g") for w in ("teacher", "sclc_direct", "sclc_fft")),
+          f"{1e3 * p['energy_j']['hybrid']['total']:.3g} ({1e3 * (p['energy_j']['hybrid']['total'] - p['energy_j']['hybrid']['host']):.3g} + "
+          f"{1e3 * p['energy_j']['hybrid']['host']:.3g})",
+          *(cell(p, "energy_j", w, 1e3, ".3g") for w in ways)]
+         for p in e["points"]])
+    powers = markdown_table(["part", "power W", "what", "source"],
+                            [[r["key"], f"{r['watts']:g}", r["part"], r["source"]] for r in e["powers"]])
+    cross = e["crossover"]
+    best = max(e["binning"])
+    return f"""### On-camera binning and energy per image
+
+The camera sums k×k pixels before the host sees them (SFNC `BinningHorizontal` /
+`BinningVertical`; the twin's `CameraModel.binned_electrons`), so the host reads
+k² fewer pixels per tile; a factor is tried only while a binned tile keeps at
+least the back end's 6×6 pooling grid ("–" otherwise). Latency adds the same
+optical frame time.
+
+{flops}
+
+Energy per image: every part's electrical power times the time it is needed
+(bench parts: the frame time; host: its measured compute time). Crossovers in
+energy: unbinned {cross.get('energy')}, {best}×{best} binned {cross.get(f'energy_bin{best}')};
+in latency, {best}×{best} binned {cross.get(f'latency_bin{best}')}.
+
+{energy}
+
+The power figures are **assumptions**, not measurements:
+
+{powers}
 """
 
 

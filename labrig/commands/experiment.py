@@ -36,7 +36,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _training_options(cls)
     cls.add_argument("--report", type=Path, required=True, help="report JSON path (a .md table is written beside it)")
     cls.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    cls.add_argument("--train-fraction", type=float, default=None, metavar="F",
+                     help="train on a seeded random fraction F of the training split (budgets stay in steps)")
     cls.set_defaults(handler=cmd_classification)
+
+    bud = sub.add_parser("budget", parents=[common_options()],
+                         help="budgets that follow the data: a subset with epoch- and step-counted budgets, and the full set")
+    _training_options(bud)
+    bud.add_argument("--report", type=Path, required=True, help="report JSON path (a .md table is written beside it)")
+    bud.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    bud.add_argument("--fraction", type=float, default=None, help="the subset's share of the training split (default 0.1)")
+    bud.add_argument("--teacher-epochs", type=int, default=None,
+                     help="teacher budget in epochs of the full split (default 18; quick: 1)")
+    bud.add_argument("--student-epochs", type=int, default=None,
+                     help="student budget in epochs of the full split (default 6; quick: 2)")
+    bud.add_argument("--val-limit", type=int, default=None, help="validation images (default: all)")
+    bud.set_defaults(handler=cmd_budget)
 
     study = sub.add_parser("kd-study", parents=[common_options()],
                            help="when does KD help? seeds x back ends x KD settings x budgets, protocol, hints, detection")
@@ -68,6 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     eff.add_argument("--profile", default="sim", help="bench whose frame time bounds the optical latency")
     eff.add_argument("--repeats", type=int, default=7, help="latency repeats per point (median reported)")
     eff.add_argument("--device", default="auto", help="where the electronic parts are timed")
+    eff.add_argument("--binning", type=int, nargs="*", default=None,
+                     help="on-camera binning factors of the binned hybrid arms (default: 2 4 8; none: no arm)")
     eff.set_defaults(handler=cmd_efficiency)
 
 
@@ -96,6 +113,8 @@ def cmd_classification(args: argparse.Namespace) -> int:
     config = ClassificationConfig.quick() if args.quick else ClassificationConfig()
     if args.seeds:
         config = replace(config, seeds=tuple(args.seeds))
+    if args.train_fraction is not None:
+        config = config.with_train_fraction(args.train_fraction)
     out = args.out or args.report.parent / (args.report.stem + "-runs")
     report = run_classification(_data_dir(args.data), out, config, teacher_checkpoint=args.teacher,
                                 device=args.device, progress=not args.no_progress)
@@ -122,6 +141,30 @@ def _publish(path: Path, out: Path, report: dict, figure: str | None = None) -> 
         written.append(path.with_suffix(".png"))
     print(table)
     print("wrote " + ", ".join(str(p) for p in written))
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from labrig.experiments.budget import BudgetConfig, run_budget
+
+    if args.teacher is not None:
+        from labrig.models.errors import ModelConfigError
+
+        raise ModelConfigError("experiment budget trains each arm's own teacher on that arm's data: drop --teacher")
+    config = BudgetConfig.quick() if args.quick else BudgetConfig()
+    given = {"seeds": tuple(args.seeds) if args.seeds else None, "fraction": args.fraction,
+             "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
+             "val_limit": args.val_limit}
+    config = replace(config, **{k: v for k, v in given.items() if v is not None})
+    out = args.out or args.report.parent / (args.report.stem + "-runs")
+    report = run_budget(_data_dir(args.data), out, config, device=args.device, progress=not args.no_progress)
+    if report is None:
+        return 130
+    _publish(args.report, out, report)
+    for c in report["comparisons"]:
+        print(f"- {c['what']}: {c['sentence']}")
+    return 0
 
 
 def cmd_kd_study(args: argparse.Namespace) -> int:
@@ -174,10 +217,11 @@ def cmd_segmentation(args: argparse.Namespace) -> int:
 
 
 def cmd_efficiency(args: argparse.Namespace) -> int:
-    from labrig.experiments.efficiency import DEFAULT_SIZES, run_efficiency
+    from labrig.experiments.efficiency import DEFAULT_BINNING, DEFAULT_SIZES, run_efficiency
 
+    binning = DEFAULT_BINNING if args.binning is None else tuple(args.binning)
     result = run_efficiency(args.out, sizes=tuple(args.sizes or DEFAULT_SIZES), profile=args.profile,
-                            repeats=args.repeats, device=args.device)
+                            repeats=args.repeats, device=args.device, binning=binning)
     print(json.dumps(result["crossover"], indent=2))
     print(f"wrote {args.out / 'efficiency.json'} and {args.out / 'efficiency.png'}")
     return 0
