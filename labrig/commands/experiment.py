@@ -51,6 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bud.add_argument("--student-epochs", type=int, default=None,
                      help="student budget in epochs of the full split (default 6; quick: 2)")
     bud.add_argument("--val-limit", type=int, default=None, help="validation images (default: all)")
+    bud.add_argument("--teacher-width", type=int, default=None,
+                     help="the teacher's width (default: the classification teacher's, 32)")
+    bud.add_argument("--arms", nargs="+", default=None, metavar="ARM",
+                     help="train only these arms (subset/epochs subset/steps full), no report: "
+                          "to share the work between processes")
     bud.set_defaults(handler=cmd_budget)
 
     study = sub.add_parser("kd-study", parents=[common_options()],
@@ -75,6 +80,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="torch CPU threads (default: 1 with --quick, whose small tensors gain nothing from more "
                           "and lose much on a busy CPU; else torch's choice)")
     seg.set_defaults(handler=cmd_segmentation)
+
+    front = sub.add_parser("seg-frontier", parents=[common_options()],
+                           help="segmentation: mIoU against host MFLOPs for student variants and the teacher")
+    _training_options(front)
+    front.add_argument("--report", type=Path, required=True, help="report JSON path (.md table and .png plot beside it)")
+    front.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    front.add_argument("--cpu", action="store_true",
+                       help="the reduced budget a shared CPU affords (1000 scenes, 3 epochs); default: the full one")
+    front.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                       help="train only these variants and write no report (to share the work between processes)")
+    front.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    front.set_defaults(handler=cmd_seg_frontier)
 
     eff = sub.add_parser("efficiency", parents=[common_options()],
                          help="electronic FLOPs and latency against input resolution; crossover plot")
@@ -157,10 +174,16 @@ def cmd_budget(args: argparse.Namespace) -> int:
              "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
              "val_limit": args.val_limit}
     config = replace(config, **{k: v for k, v in given.items() if v is not None})
+    if args.teacher_width:
+        config = replace(config, base=replace(config.base, teacher=replace(config.base.teacher,
+                                                                            width=args.teacher_width)))
     out = args.out or args.report.parent / (args.report.stem + "-runs")
-    report = run_budget(_data_dir(args.data), out, config, device=args.device, progress=not args.no_progress)
+    report = run_budget(_data_dir(args.data), out, config, device=args.device, progress=not args.no_progress,
+                        arms_only=tuple(args.arms) if args.arms else None)
     if report is None:
         return 130
+    if args.arms:
+        return 0
     _publish(args.report, out, report)
     for c in report["comparisons"]:
         print(f"- {c['what']}: {c['sentence']}")
@@ -213,6 +236,30 @@ def cmd_segmentation(args: argparse.Namespace) -> int:
         return 130
     if main_process:
         _publish(args.report, out, report, report.get("figure"))
+    return 0
+
+
+def cmd_seg_frontier(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import torch
+
+    from labrig.experiments.seg_frontier import FrontierConfig, run_frontier
+
+    torch.set_num_threads(args.threads)
+    config = FrontierConfig.quick() if args.quick else FrontierConfig.cpu() if args.cpu else FrontierConfig()
+    if args.seeds:
+        config = replace(config, seeds=tuple(args.seeds))
+    if args.variants:
+        config = replace(config, variants=tuple(args.variants))
+    out = args.out or args.report.parent / (args.report.stem + "-runs")
+    report = run_frontier(_data_dir(args.data), out, config, teacher_checkpoint=args.teacher, device=args.device,
+                          progress=not args.no_progress, train_only=bool(args.variants))
+    if report is None:
+        return 130
+    if args.variants:
+        return 0
+    _publish(args.report, out, report, report.get("figure"))
     return 0
 
 

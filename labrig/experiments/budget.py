@@ -129,17 +129,23 @@ def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, devic
 
 def run_budget(data_dir: str | Path, out: str | Path, config: BudgetConfig | None = None, *,
                device: str = "auto", progress: bool = True, cancel: Cancel | None = None,
-               log: Any = print) -> dict[str, Any] | None:
-    """All three arms (resumable: finished jobs are loaded), then the report."""
+               log: Any = print, arms_only: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    """All three arms (resumable: finished jobs are loaded), then the report. `arms_only`
+    trains just those arms and writes no report (several processes can share the work;
+    a last call without it loads them all and reports)."""
     config = config or BudgetConfig()
     out = Path(out)
     started = time.perf_counter()
     arms = {}
-    for name in ARMS:
+    for name in arms_only or ARMS:
+        if name not in ARMS:
+            raise ModelConfigError(f"unknown budget arm {name!r}; known: {', '.join(ARMS)}")
         arm = run_arm(name, config, Path(data_dir), out, device=device, progress=progress, cancel=cancel, log=log)
         if arm is None:
             return None
         arms[name] = arm
+    if arms_only:
+        return {"arms": arms, "partial": True}
     report = {"arms": arms, "comparisons": _comparisons(arms), "config": config_to_dict(config),
               "data_dir": str(data_dir), "machine": machine_info(), "wall_seconds": time.perf_counter() - started}
     write_json(out / "report.json", report)
