@@ -53,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bud.add_argument("--val-limit", type=int, default=None, help="validation images (default: all)")
     bud.add_argument("--teacher-width", type=int, default=None,
                      help="the teacher's width (default: the classification teacher's, 32)")
+    bud.add_argument("--kd-seeds", type=int, nargs="+", default=None, help="seeds of the KD students (default: all)")
+    bud.add_argument("--students", nargs="+", default=["linear", "kd"], choices=["linear", "kd"],
+                     help="with --arms: which students this process trains")
     bud.add_argument("--arms", nargs="+", default=None, metavar="ARM",
                      help="train only these arms (subset/epochs subset/steps full), no report: "
                           "to share the work between processes")
@@ -63,6 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _training_options(study)
     study.add_argument("--out", type=Path, required=True, help="folder for runs, study.json and study.md")
     study.add_argument("--workers", type=int, default=1, help="parallel training processes (one thread each)")
+    study.add_argument("--headline", action="store_true",
+                       help="only KD against no KD at the full budget, both back ends (default seeds: 0-4)")
     study.add_argument("--status", action="store_true",
                        help="train nothing: summarise the jobs finished so far (study-status.json/.md)")
     study.set_defaults(handler=cmd_kd_study)
@@ -92,6 +97,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="train only these variants and write no report (to share the work between processes)")
     front.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     front.set_defaults(handler=cmd_seg_frontier)
+
+    single = sub.add_parser("single-layer", parents=[common_options()],
+                            help="one optical layer near the teacher: wider, larger kernels, longer, augmented, KD")
+    _training_options(single)
+    single.add_argument("--report", type=Path, required=True, help="report JSON path (a .md table beside it)")
+    single.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    single.add_argument("--recipes", nargs="+", default=None, metavar="NAME", help="only these recipes (default: all)")
+    single.set_defaults(handler=cmd_single_layer)
 
     eff = sub.add_parser("efficiency", parents=[common_options()],
                          help="electronic FLOPs and latency against input resolution; crossover plot")
@@ -172,14 +185,14 @@ def cmd_budget(args: argparse.Namespace) -> int:
     config = BudgetConfig.quick() if args.quick else BudgetConfig()
     given = {"seeds": tuple(args.seeds) if args.seeds else None, "fraction": args.fraction,
              "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
-             "val_limit": args.val_limit}
+             "val_limit": args.val_limit, "kd_seeds": tuple(args.kd_seeds) if args.kd_seeds else None}
     config = replace(config, **{k: v for k, v in given.items() if v is not None})
     if args.teacher_width:
         config = replace(config, base=replace(config.base, teacher=replace(config.base.teacher,
                                                                             width=args.teacher_width)))
     out = args.out or args.report.parent / (args.report.stem + "-runs")
     report = run_budget(_data_dir(args.data), out, config, device=args.device, progress=not args.no_progress,
-                        arms_only=tuple(args.arms) if args.arms else None)
+                        arms_only=tuple(args.arms) if args.arms else None, students=tuple(args.students))
     if report is None:
         return 130
     if args.arms:
@@ -199,7 +212,7 @@ def cmd_kd_study(args: argparse.Namespace) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ModelConfigError("kd-study trains many small jobs side by side: use --workers N, not torchrun")
 
-    config = StudyConfig.quick() if args.quick else StudyConfig()
+    config = StudyConfig.quick() if args.quick else StudyConfig.headline() if args.headline else StudyConfig()
     if args.seeds:
         config = replace(config, seeds=tuple(args.seeds))
     study = run_study(_data_dir(args.data), args.out, config, teacher_checkpoint=args.teacher,
@@ -260,6 +273,25 @@ def cmd_seg_frontier(args: argparse.Namespace) -> int:
     if args.variants:
         return 0
     _publish(args.report, out, report, report.get("figure"))
+    return 0
+
+
+def cmd_single_layer(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from labrig.experiments.single_layer import SingleLayerConfig, run_single_layer
+
+    config = SingleLayerConfig.quick() if args.quick else SingleLayerConfig()
+    if args.seeds:
+        config = replace(config, seeds=tuple(args.seeds))
+    if args.recipes:
+        config = replace(config, recipes=tuple(args.recipes))
+    out = args.out or args.report.parent / (args.report.stem + "-runs")
+    report = run_single_layer(_data_dir(args.data), out, config, teacher_checkpoint=args.teacher, device=args.device,
+                              progress=not args.no_progress)
+    if report is None:
+        return 130
+    _publish(args.report, out, report)
     return 0
 
 

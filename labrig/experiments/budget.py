@@ -48,6 +48,8 @@ class BudgetConfig:
     test_limit: int | None = None
     reference_train_size: int = FULL_TRAIN
     base: ClassificationConfig = field(default_factory=ClassificationConfig)
+    kd_seeds: tuple[int, ...] | None = None
+    """Seeds of the KD students (None: every seed); fewer when time is short."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction < 1.0:
@@ -88,7 +90,7 @@ def _steps(result: dict[str, Any], train: TrainConfig, n_train: int) -> int:
 
 
 def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, device: str, progress: bool,
-            cancel: Cancel | None, log: Any) -> dict[str, Any] | None:
+            cancel: Cancel | None, log: Any, students: tuple[str, ...] = ("linear", "kd")) -> dict[str, Any] | None:
     """Teacher and students of one arm; None if cancelled."""
     cls, rule = config.arm(name)
     folder = out / name.replace("/", "-")
@@ -105,6 +107,8 @@ def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, devic
     for seed in cls.seeds:
         student = replace(cls.student_train, seed=seed, device=device, progress=False)
         for key, distill in (("linear", None), ("kd", cls.kd)):
+            if key not in students or (key == "kd" and config.kd_seeds is not None and seed not in config.kd_seeds):
+                continue
             job = Job(f"{key}/seed{seed}", "student", config_to_dict(cls.student), student,
                       **({"distill": distill} if distill else {}), tags={"seed": seed})
             log(f"{name}: {job.name}")
@@ -113,6 +117,8 @@ def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, devic
                 return None
             arms[key].append(result)
     n = len(train)
+    if not all(arms.values()):  # a process that trained only some students: nothing to summarise
+        return {"arm": name, "partial": True}
 
     def summary(runs: list[dict[str, Any]], train_cfg: TrainConfig) -> dict[str, Any]:
         acc = spread([r["test_accuracy"] for r in runs])
@@ -129,7 +135,8 @@ def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, devic
 
 def run_budget(data_dir: str | Path, out: str | Path, config: BudgetConfig | None = None, *,
                device: str = "auto", progress: bool = True, cancel: Cancel | None = None,
-               log: Any = print, arms_only: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+               log: Any = print, arms_only: tuple[str, ...] | None = None,
+               students: tuple[str, ...] = ("linear", "kd")) -> dict[str, Any] | None:
     """All three arms (resumable: finished jobs are loaded), then the report. `arms_only`
     trains just those arms and writes no report (several processes can share the work;
     a last call without it loads them all and reports)."""
@@ -140,7 +147,8 @@ def run_budget(data_dir: str | Path, out: str | Path, config: BudgetConfig | Non
     for name in arms_only or ARMS:
         if name not in ARMS:
             raise ModelConfigError(f"unknown budget arm {name!r}; known: {', '.join(ARMS)}")
-        arm = run_arm(name, config, Path(data_dir), out, device=device, progress=progress, cancel=cancel, log=log)
+        arm = run_arm(name, config, Path(data_dir), out, device=device, progress=progress, cancel=cancel, log=log,
+                      students=students if arms_only else ("linear", "kd"))
         if arm is None:
             return None
         arms[name] = arm
