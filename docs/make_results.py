@@ -94,8 +94,6 @@ latency {cross['latency']}. Frame time of the optics: {1e3 * e['bench_frame']['f
 Machine: {e['machine']['platform']}, {e['machine']['device']}, {e['machine']['threads']} threads, torch
 {e['machine']['torch']}; latency is the median of {e['repeats']} single-image runs.
 """
-    if e.get("binning"):
-        text += "\n" + binning_section(e)
     return text
 
 
@@ -156,6 +154,53 @@ The power figures are **assumptions**, not measurements:
 """
 
 
+def budget_section(b: dict | None) -> str:
+    """The 10 %-subset demonstration: the old epoch-counted budget against the step-counted one."""
+    if b is None:
+        return "*Not run for this page.*\n"
+    from labrig.experiments.budget import report_markdown as budget_table
+
+    c = b["config"]
+    t_ref = b["arms"]["full"]["promised_steps"]
+    lines = [budget_table(b)]
+    for comp in b.get("comparisons", []):
+        lines.append(f"- {comp['what']}: {comp['sentence']}.")
+    base = c["base"]
+    lines.append(f"""
+Budget (reduced to fit this CPU; the same in every arm): teacher {c['teacher_epochs']} and students
+{c['student_epochs']} epoch(s) of the full {c['reference_train_size']}-image split, i.e. {t_ref['teacher']} and
+{t_ref['student']} optimisation steps of batch {base['student_train']['batch_size']}; the subset is a seeded
+random {100 * c['fraction']:.0f} % of the training split ({b['arms']['subset/steps']['train_images']} images).
+Teacher: width {base['teacher']['width']} (the classification teacher's architecture at half width, to fit the CPU),
+crop and flip augmentation; students: the classification experiment's (16 optical channels, 9² collapsed kernels,
+`mlp` back end); KD T = {base['kd']['temperature']:g}, α = {base['kd']['alpha']:g} from the arm's own teacher.
+Validation: {b['arms']['full']['val_images']} images; test: the {b['arms']['full']['test_images']}-image test split.
+Wall time of the report {b.get('wall_seconds', 0) / 60:.0f} min (runs finished by parallel processes are loaded).
+""")
+    return "\n".join(lines)
+
+
+def frontier_section(f: dict | None) -> str:
+    """mIoU against host MFLOPs: every student variant and the teacher."""
+    if f is None:
+        from labrig.experiments.seg_frontier import FrontierConfig, plan, plan_markdown
+
+        p = plan(FrontierConfig())
+        return (f"**Not trained for this page** (see below for why). The designs and what each costs the host at "
+                f"{p['size']} px, computed from the models (no training needed):\n\n{plan_markdown(p)}")
+    from labrig.experiments.seg_frontier import report_markdown as frontier_table
+
+    c = f["config"]["base"]
+    return f"""{frontier_table(f)}
+Budget: {f['data']['train']} training / {f['data']['val']} validation / {f['data']['test']} test scenes of
+{f['data']['size']} px; teacher {c['teacher_train']['epochs']} epochs, every student {c['student_train']['epochs']}
+epochs (seeds {f['config']['seeds']}), labels only, scored in the digital (collapsed) mode.
+Wall time {f.get('wall_seconds', 0) / 60:.0f} min.
+
+![segmentation frontier](results/seg-frontier.png)
+"""
+
+
 def segmentation_section(r: dict) -> str:
     """The experiment's own table and verdicts, plus the per-seed values and the settings."""
     r = {**r, "kd_vs_linear": restate(r["kd_vs_linear"], "KD", "no KD")}
@@ -199,13 +244,20 @@ def main() -> None:
     parser.add_argument("--study", type=Path, required=True)
     parser.add_argument("--efficiency", type=Path, required=True)
     parser.add_argument("--segmentation", type=Path, required=True)
+    parser.add_argument("--budget", type=Path, default=None, help="experiment budget's report (optional)")
+    parser.add_argument("--frontier", type=Path, default=None, help="experiment seg-frontier's report (optional)")
     parser.add_argument("--template", type=Path, default=Path(__file__).with_name("results.template.md"))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
     args = parser.parse_args()
     text = args.template.read_text()
     text = text.replace("{{classification}}", classification_section(json.loads(args.classification.read_text())))
     text = text.replace("{{study}}", study_section(json.loads(args.study.read_text())))
-    text = text.replace("{{efficiency}}", efficiency_section(json.loads(args.efficiency.read_text())))
+    efficiency = json.loads(args.efficiency.read_text())
+    text = text.replace("{{efficiency}}", efficiency_section(efficiency))
+    text = text.replace("{{binning}}", binning_section(efficiency) if efficiency.get("binning") else "")
+    text = text.replace("{{budget}}", budget_section(json.loads(args.budget.read_text()) if args.budget else None))
+    text = text.replace("{{frontier}}",
+                        frontier_section(json.loads(args.frontier.read_text()) if args.frontier else None))
     text = text.replace("{{segmentation}}", segmentation_section(json.loads(args.segmentation.read_text())))
     args.out.write_text(text)
     print(f"wrote {args.out}")

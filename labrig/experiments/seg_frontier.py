@@ -124,6 +124,34 @@ def receptive_field_px(student: SegStudentConfig) -> int | None:
     return optical + decoder
 
 
+def plan(config: FrontierConfig | None = None, num_classes: int = 11) -> dict[str, Any]:
+    """What each design costs the host and what an output pixel sees, before any training
+    (the frontier's x axis): MFLOPs per image, optical channels and kernel, field."""
+    config = config or FrontierConfig()
+    size = (config.base.data.size,) * 2
+    rows = {}
+    for variant in config.variants:
+        student = config.student(variant, num_classes)
+        model = SegmentationStudent(replace(student, optics=None))
+        rows[variant] = {"electronic_mflops": model.flops() / 1e6,
+                         "digital_encoder_mflops": model.digital_frontend_flops() / 1e6,
+                         "optical_channels": student.frontend.channels[-1],
+                         "collapsed_kernel": sum(student.frontend.kernel_sizes) - len(student.frontend.kernel_sizes) + 1,
+                         "receptive_field_px": receptive_field_px(student)}
+    teacher = UNet(replace(config.base.teacher, input_size=size, num_classes=num_classes))
+    return {"size": size[0], "teacher_mflops": teacher.flops() / 1e6, "variants": rows}
+
+
+def plan_markdown(p: dict[str, Any]) -> str:
+    rows = [["teacher (U-Net)", f"{p['teacher_mflops']:.1f}", "", "", "whole image", ""]]
+    for name, v in p["variants"].items():
+        field_px = v["receptive_field_px"]
+        rows.append([name, f"{v['electronic_mflops']:.1f}", v["optical_channels"], f"{v['collapsed_kernel']}²",
+                     "whole image" if field_px is None else f"{field_px} px", f"{v['digital_encoder_mflops']:.1f}"])
+    return markdown_table(["design", "host MFLOPs/image", "optical channels", "optical kernel",
+                           "field of an output pixel", "encoder MFLOPs if electronic"], rows) + "\n"
+
+
 def run_frontier(data_dir: str | Path, out: str | Path, config: FrontierConfig | None = None, *,
                  teacher_checkpoint: str | Path | None = None, device: str = "auto", progress: bool = True,
                  cancel: Cancel | None = None, log: Callable[[str], Any] = print,
