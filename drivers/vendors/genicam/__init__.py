@@ -7,6 +7,11 @@ their SFNC node names; a feature the camera lacks is a `DeviceError` naming the
 node, never a silent no-op, because a bench that ignored an exposure setting
 produces wrong data without a sign.
 
+On-camera binning (`GenICamCamera.set_binning`, profile key ``binning``) uses the
+SFNC ``BinningHorizontal``/``BinningVertical`` nodes (and their ``...Mode``); a
+camera without them raises `drivers.errors.Unsupported` naming the nodes, and
+`binning_support()` says what a camera offers before anyone asks.
+
 Frames are Mono8/10/12/14/16 (packed variants too, unpacked by harvesters);
 anything else (RGB, Bayer, 3-D) is refused with the formats the camera offers
 that would work. Every buffer is handed back to the producer (`with buffer:`),
