@@ -102,49 +102,64 @@ def _binned_ways(e: dict) -> list[str]:
 
 
 def binning_section(e: dict) -> str:
-    """The on-camera binning arm and the energy per image, from the same run."""
+    """The on-camera binning arm and the energy per image (FLOPs-based host time)."""
     ways = _binned_ways(e)
+    timed = e.get("latency_measured", True)
+
+    def label(way: str) -> str:
+        k = way.split("_bin")[1]
+        return f"{k}×{k} binned"
 
     def cell(p: dict, metric: str, way: str, scale: float, fmt: str) -> str:
-        v = p[metric].get(way)
+        v = (p.get(metric) or {}).get(way)
         if v is None:
             return "–"
         v = v["total"] if isinstance(v, dict) else v
         return format(scale * v, fmt)
 
     flops = markdown_table(
-        ["N", "tile px", "hybrid FLOPs", *(f"{w.split('_bin')[1]}×{w.split('_bin')[1]} binned" for w in ways),
-         "SCLC FFT / best binned", "hybrid ms", *(f"{w.split('_bin')[1]}×{w.split('_bin')[1]} ms" for w in ways)],
+        ["N", "tile px", "hybrid FLOPs", *(label(w) for w in ways), "SCLC FFT / best binned",
+         *(["hybrid ms", *(f"{label(w)} ms" for w in ways)] if timed else [])],
         [[p["size"], f"{p['tile'][0]}²", f"{p['flops']['hybrid']:.3g}", *(cell(p, "flops", w, 1, ".3g") for w in ways),
-          f"{p['flops']['sclc_fft'] / min(p['flops'][w] for w in ['hybrid', *ways] if w in p['flops']):.1f}",
-          cell(p, "latency_s", "hybrid", 1e3, ".2f"), *(cell(p, "latency_s", w, 1e3, ".2f") for w in ways)]
+          f"{p['flops']['sclc_fft'] / min(p['flops'][w] for w in ['hybrid', *ways] if w in p['flops']):.0f}",
+          *([cell(p, "latency_s", "hybrid", 1e3, ".2f"), *(cell(p, "latency_s", w, 1e3, ".2f") for w in ways)]
+            if timed else [])]
          for p in e["points"]])
+
+    def split(p: dict, way: str) -> str:
+        v = p["energy_j"].get(way)
+        if v is None:
+            return "–"
+        return f"{1e3 * v['total']:.3g} ({1e3 * (v['total'] - v['host']):.3g} + {1e3 * v['host']:.3g})"
+
     energy = markdown_table(
         ["N", "teacher mJ", "SCLC direct mJ", "SCLC FFT mJ", "hybrid mJ (bench + host)",
-         *(f"{w.split('_bin')[1]}×{w.split('_bin')[1]} binned mJ" for w in ways)],
+         *(f"{label(w)} mJ (bench + host)" for w in ways)],
         [[p["size"], *(cell(p, "energy_j", w, 1e3, ".3g") for w in ("teacher", "sclc_direct", "sclc_fft")),
-          f"{1e3 * p['energy_j']['hybrid']['total']:.3g} ({1e3 * (p['energy_j']['hybrid']['total'] - p['energy_j']['hybrid']['host']):.3g} + "
-          f"{1e3 * p['energy_j']['hybrid']['host']:.3g})",
-          *(cell(p, "energy_j", w, 1e3, ".3g") for w in ways)]
+          split(p, "hybrid"), *(split(p, w) for w in ways)]
          for p in e["points"]])
     powers = markdown_table(["part", "power W", "what", "source"],
                             [[r["key"], f"{r['watts']:g}", r["part"], r["source"]] for r in e["powers"]])
     cross = e["crossover"]
-    best = max(e["binning"])
+    rate = e.get("host_rate_flops", {})
     return f"""### On-camera binning and energy per image
 
-The camera sums k×k pixels before the host sees them (SFNC `BinningHorizontal` /
-`BinningVertical`; the twin's `CameraModel.binned_electrons`), so the host reads
-k² fewer pixels per tile; a factor is tried only while a binned tile keeps at
-least the back end's 6×6 pooling grid ("–" otherwise). Latency adds the same
-optical frame time.
+`labrig experiment efficiency --no-latency --out docs/results/binning` (FLOPs are
+counted on the real modules, so this arm needs no timing; single-image
+latencies on this session's CPU, shared at a load average of 20–27 on 2 cores,
+measured the load, not the models). The camera sums k×k pixels before the host
+sees them (SFNC `BinningHorizontal` / `BinningVertical`, now in the GenICam
+driver; the twin's `CameraModel.binned_electrons`), so the host reads k² fewer
+pixels per tile; a factor is tried only while a binned tile keeps at least the
+back end's 6×6 pooling grid ("–" otherwise).
 
 {flops}
 
-Energy per image: every part's electrical power times the time it is needed
-(bench parts: the frame time; host: its measured compute time). Crossovers in
-energy: unbinned {cross.get('energy')}, {best}×{best} binned {cross.get(f'energy_bin{best}')};
-in latency, {best}×{best} binned {cross.get(f'latency_bin{best}')}.
+Energy per image: every part's electrical power times the time it is needed —
+the bench parts for the optical frame ({1e3 * e['bench_frame']['frame_s']:.1f} ms), the host for its FLOPs
+at {rate.get('value', 0) / 1e9:.0f} GFLOP/s ({rate.get('source', '')}). Crossovers in
+energy (smallest N from which the hybrid stays cheaper): unbinned {cross.get('energy')};
+4×4 binned {cross.get('energy_bin4')}; 8×8 binned {cross.get('energy_bin8')}.
 
 {energy}
 
@@ -244,6 +259,8 @@ def main() -> None:
     parser.add_argument("--study", type=Path, required=True)
     parser.add_argument("--efficiency", type=Path, required=True)
     parser.add_argument("--segmentation", type=Path, required=True)
+    parser.add_argument("--binning", type=Path, default=None,
+                        help="efficiency JSON with the binned arms and energy (default: --efficiency's, if it has them)")
     parser.add_argument("--budget", type=Path, default=None, help="experiment budget's report (optional)")
     parser.add_argument("--frontier", type=Path, default=None, help="experiment seg-frontier's report (optional)")
     parser.add_argument("--template", type=Path, default=Path(__file__).with_name("results.template.md"))
@@ -254,7 +271,8 @@ def main() -> None:
     text = text.replace("{{study}}", study_section(json.loads(args.study.read_text())))
     efficiency = json.loads(args.efficiency.read_text())
     text = text.replace("{{efficiency}}", efficiency_section(efficiency))
-    text = text.replace("{{binning}}", binning_section(efficiency) if efficiency.get("binning") else "")
+    binned = json.loads(args.binning.read_text()) if args.binning else efficiency
+    text = text.replace("{{binning}}", binning_section(binned) if binned.get("binning") else "")
     text = text.replace("{{budget}}", budget_section(json.loads(args.budget.read_text()) if args.budget else None))
     text = text.replace("{{frontier}}",
                         frontier_section(json.loads(args.frontier.read_text()) if args.frontier else None))

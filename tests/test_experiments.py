@@ -194,6 +194,10 @@ def test_efficiency_writes_json_and_plot(tmp_path: Path) -> None:
     stored = json.loads((tmp_path / "efficiency.json").read_text())
     assert {"flops", "latency", "energy", "flops_bin2"} <= stored["crossover"].keys()
     assert {row["key"] for row in stored["powers"]} == {"laser", "input", "filter", "camera", "host"}
+    counted = run_efficiency(tmp_path / "n", sizes=(28,), repeats=1, device="cpu", config=tiny, binning=(2,),
+                             latency=False, progress=lambda _: None)
+    assert "latency_s" not in counted["points"][0] and "latency" not in counted["crossover"]
+    assert counted["points"][0]["flops"] == result["points"][0]["flops"]  # counting needs no timing
 
 
 # -- the classification experiment, end to end on a tiny IDX dataset -------------------------------------

@@ -115,6 +115,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     eff.add_argument("--device", default="auto", help="where the electronic parts are timed")
     eff.add_argument("--binning", type=int, nargs="*", default=None,
                      help="on-camera binning factors of the binned hybrid arms (default: 2 4 8; none: no arm)")
+    eff.add_argument("--no-latency", action="store_true",
+                     help="count FLOPs and energy only (latency on a loaded machine measures the load)")
     eff.set_defaults(handler=cmd_efficiency)
 
 
@@ -300,7 +302,7 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
 
     binning = DEFAULT_BINNING if args.binning is None else tuple(args.binning)
     result = run_efficiency(args.out, sizes=tuple(args.sizes or DEFAULT_SIZES), profile=args.profile,
-                            repeats=args.repeats, device=args.device, binning=binning)
+                            repeats=args.repeats, device=args.device, binning=binning, latency=not args.no_latency)
     print(json.dumps(result["crossover"], indent=2))
     print(f"wrote {args.out / 'efficiency.json'} and {args.out / 'efficiency.png'}")
     return 0

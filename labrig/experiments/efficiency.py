@@ -40,7 +40,13 @@ from typing import Any
 import torch
 
 from labrig.experiments.classification import ClassificationConfig
-from labrig.experiments.energy import DEFAULT_POWERS, PowerFigure, energy_per_image, powers_table
+from labrig.experiments.energy import (
+    DEFAULT_POWERS,
+    HOST_RATE,
+    PowerFigure,
+    energy_per_image,
+    powers_table,
+)
 from labrig.experiments.jobs import write_json
 from labrig.models.flops import count_flops
 from labrig.models.runtime import resolve_device
@@ -82,7 +88,7 @@ def bench_frame_time_s(profile: str) -> dict[str, float]:
 
 def measure_size(size: int, config: ClassificationConfig, frame: dict[str, float], repeats: int,
                  device: torch.device, binning: tuple[int, ...] = (),
-                 powers: dict[str, PowerFigure] | None = None) -> dict[str, Any]:
+                 powers: dict[str, PowerFigure] | None = None, latency: bool = True) -> dict[str, Any]:
     """FLOPs, latency and energy of the four ways (and the binned hybrids) at one input size."""
     teacher = TeacherCNN(replace(config.teacher, input_size=(size, size))).to(device).eval()
     student = StudentModel(replace(config.student, input_size=(size, size), optics=None)).to(device).eval()
@@ -102,15 +108,16 @@ def measure_size(size: int, config: ClassificationConfig, frame: dict[str, float
         "hybrid": int(student.electronic_flops()),
     }
     frames = 1
+    times: dict[str, float] = {}
     with torch.no_grad():
-        latency = {
-            "teacher": median_seconds(lambda: teacher(x), repeats, device),
-            "sclc_direct": median_seconds(lambda: back(full_conv2d(x, kernels).square()), repeats, device),
-            "sclc_fft": median_seconds(lambda: back(fourier_conv2d(x, kernels[:, 0]).square()), repeats, device),
-        }
-        host = median_seconds(lambda: back(tiles * 1.0 - 0.0), repeats, device)
-        latency["hybrid_host"] = host
-        latency["hybrid"] = host + frames * frame["frame_s"]
+        if latency:
+            times = {
+                "teacher": median_seconds(lambda: teacher(x), repeats, device),
+                "sclc_direct": median_seconds(lambda: back(full_conv2d(x, kernels).square()), repeats, device),
+                "sclc_fft": median_seconds(lambda: back(fourier_conv2d(x, kernels[:, 0]).square()), repeats, device),
+                "hybrid_host": median_seconds(lambda: back(tiles * 1.0 - 0.0), repeats, device),
+            }
+            times["hybrid"] = times["hybrid_host"] + frames * frame["frame_s"]
         out_h, out_w = tiles.shape[-2:]
         readout = front.readout_flops((size, size))
         for factor in binning:
@@ -121,11 +128,12 @@ def measure_size(size: int, config: ClassificationConfig, frame: dict[str, float
             way = f"hybrid_bin{factor}"
             flops[way] = int(readout * (h * w) // (out_h * out_w)
                              + count_flops(back, lambda binned=binned: back(binned)))
-            latency[f"{way}_host"] = median_seconds(lambda binned=binned: back(binned * 1.0 - 0.0), repeats, device)
-            latency[way] = latency[f"{way}_host"] + frames * frame["frame_s"]
-    energy = {way: energy_per_image(way, latency, frame["frame_s"], frames, powers)
-              for way in flops}
-    return {"size": size, "flops": flops, "latency_s": latency, "energy_j": energy, "frames": frames,
+            if latency:
+                times[f"{way}_host"] = median_seconds(lambda binned=binned: back(binned * 1.0 - 0.0), repeats, device)
+                times[way] = times[f"{way}_host"] + frames * frame["frame_s"]
+    energy = {way: energy_per_image(way, flops, frame["frame_s"], frames, powers) for way in flops}
+    return {"size": size, "flops": flops, **({"latency_s": times} if latency else {}), "energy_j": energy,
+            "frames": frames,
             "tile": [int(out_h), int(out_w)]}
 
 
@@ -158,6 +166,7 @@ def run_efficiency(
     config: ClassificationConfig | None = None,
     binning: tuple[int, ...] = DEFAULT_BINNING,
     powers: dict[str, PowerFigure] | None = None,
+    latency: bool = True,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Measure every size, find the crossovers, write efficiency.json and efficiency.png."""
@@ -167,17 +176,18 @@ def run_efficiency(
     points = []
     for size in sorted(sizes):
         progress(f"efficiency: {size}x{size}")
-        points.append(measure_size(size, config, frame, repeats, dev, tuple(binning), powers))
+        points.append(measure_size(size, config, frame, repeats, dev, tuple(binning), powers, latency))
+    metrics = (("flops", "flops"), ("energy", "energy_j")) + ((("latency", "latency_s"),) if latency else ())
     result = {
         "sizes": sorted(sizes),
         "points": points,
-        "crossover": {"flops": crossover(points, "flops"), "latency": crossover(points, "latency_s"),
-                      "energy": crossover(points, "energy_j"),
+        "crossover": {**{metric: crossover(points, key) for metric, key in metrics},
                       **{f"{metric}_bin{k}": crossover(points, key, f"hybrid_bin{k}")
-                         for k in binning for metric, key in (("flops", "flops"), ("latency", "latency_s"),
-                                                               ("energy", "energy_j"))}},
+                         for k in binning for metric, key in metrics}},
         "binning": list(binning),
+        "latency_measured": latency,
         "powers": powers_table(powers or DEFAULT_POWERS),
+        "host_rate_flops": {"value": HOST_RATE[0], "source": HOST_RATE[1]},
         "bench_frame": {"profile": profile, **frame},
         "models": {"teacher": config_to_dict(config.teacher), "student": config_to_dict(config.student)},
         "machine": {"platform": platform.platform(), "device": str(dev), "threads": torch.get_num_threads(),
@@ -201,12 +211,14 @@ def plot_efficiency(result: dict[str, Any], path: Path) -> None:
     labels = {"teacher": "teacher (electronic)", "sclc_direct": "SCLC electronic, direct",
               "sclc_fft": "SCLC electronic, FFT", "hybrid": "hybrid (optics + host)"}
     labels.update({f"hybrid_bin{k}": f"hybrid, {k}×{k} binned on the camera" for k in result.get("binning", [])})
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
-    panels = ((axes[0], "flops", "electronic FLOPs per image"), (axes[1], "latency_s", "latency per image (s)"),
-              (axes[2], "energy_j", "energy per image (J, assumed powers)"))
+    wanted = [("flops", "electronic FLOPs per image"), ("latency_s", "latency per image (s)"),
+              ("energy_j", "energy per image (J, assumed powers and host rate)")]
+    wanted = [(m, y) for m, y in wanted if any(m in p for p in result["points"])]
+    fig, axes = plt.subplots(1, len(wanted), figsize=(5 * len(wanted), 4.4))
+    panels = [(ax, m, y) for ax, (m, y) in zip(axes, wanted, strict=True)]
     for ax, metric, ylabel in panels:
         for way in labels:
-            pts = [p for p in result["points"] if way in p.get(metric, {})]
+            pts = [p for p in result["points"] if way in (p.get(metric) or {})]
             if not pts:
                 continue
             style = "o--" if "_bin" in way else "o-"
@@ -215,13 +227,13 @@ def plot_efficiency(result: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("input size N (N×N pixels)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    cross = result["crossover"]["latency"].get("sclc_fft")
-    if cross is not None:
+    cross = result["crossover"].get("latency", {}).get("sclc_fft")
+    if cross is not None and result.get("latency_measured", True):
         axes[1].axvline(cross, color="k", ls="--", lw=1)
         axes[1].annotate(f"hybrid faster from N={cross}", (cross, axes[1].get_ylim()[1]), ha="left", va="top",
                          fontsize=8, xytext=(4, -4), textcoords="offset points")
-    axes[1].set_title(f"frame time {1e3 * result['bench_frame']['frame_s']:.2f} ms ({result['bench_frame']['profile']}), "
-                      f"{result['machine']['device']}", fontsize=9)
+    axes[-1].set_title(f"frame time {1e3 * result['bench_frame']['frame_s']:.2f} ms ({result['bench_frame']['profile']}), "
+                       f"{result['machine']['device']}", fontsize=9)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

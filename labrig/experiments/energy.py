@@ -2,10 +2,13 @@
 
 The hybrid needs the bench (laser, input modulator, filter SLM, camera) for its
 frame time and the host for its read-out and back end; an electronic network
-needs the host for its whole latency. Powers are *assumptions* stated with
-their source (a datasheet figure where one was checked, else an order of
-magnitude for that class of device); none was measured here. The host's base
-(idle) power is left out of every way alike: it is paid whatever runs.
+needs the host for its whole work. The host's time is its FLOPs at an assumed
+sustained rate (`HOST_RATE`), not a measured latency: measured single-image
+latencies on a shared CPU vary a hundredfold with the load, FLOPs do not.
+Powers are *assumptions* stated with their source (a datasheet figure where
+one was checked, else an order of magnitude for that class of device); none
+was measured here. The host's base (idle) power is left out of every way
+alike: it is paid whatever runs.
 """
 
 from __future__ import annotations
@@ -45,22 +48,25 @@ DEFAULT_POWERS: dict[str, PowerFigure] = {
 }
 
 
-def energy_per_image(way: str, latency_s: dict[str, float], frame_s: float, frames: int = 1,
-                     powers: dict[str, PowerFigure] | None = None) -> dict[str, float]:
-    """Energy (J) per image of `way`, split by part.
+HOST_RATE = (20e9, "assumption: 20 GFLOP/s sustained by the host on single images; the previous "
+                   "results page measured 22-49 GFLOP/s for the teacher on this CPU when it was quiet")
+"""The host's FLOP rate for the energy model, and where the figure comes from."""
 
-    `latency_s` holds the measured host time: for an electronic way its latency, for a
-    hybrid way ``<way>_host`` (the read-out and back end). A hybrid way (its name starts
-    with ``hybrid``) adds every bench part's power for `frames` × `frame_s`."""
+
+def energy_per_image(way: str, flops: dict[str, float], frame_s: float, frames: int = 1,
+                     powers: dict[str, PowerFigure] | None = None,
+                     host_rate_flops: float = HOST_RATE[0]) -> dict[str, float]:
+    """Energy (J) per image of `way`, split by part: the host's power for its FLOPs at
+    `host_rate_flops`; a hybrid way (its name starts with ``hybrid``) adds every bench
+    part's power for `frames` × `frame_s`."""
     powers = powers or DEFAULT_POWERS
+    if host_rate_flops <= 0:
+        raise ValueError(f"host rate must be > 0 FLOP/s, got {host_rate_flops}")
+    parts = {}
     if way.startswith("hybrid"):
-        host_s = latency_s[f"{way}_host"]
         optics_s = frames * frame_s
         parts = {part: powers[part].watts * optics_s for part in BENCH_PARTS}
-    else:
-        host_s = latency_s[way]
-        parts = {}
-    parts["host"] = powers["host"].watts * host_s
+    parts["host"] = powers["host"].watts * flops[way] / host_rate_flops
     parts["total"] = sum(parts.values())
     return parts
 
