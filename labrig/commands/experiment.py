@@ -53,6 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bud.add_argument("--val-limit", type=int, default=None, help="validation images (default: all)")
     bud.add_argument("--teacher-width", type=int, default=None,
                      help="the teacher's width (default: the classification teacher's, 32)")
+    bud.add_argument("--status", action="store_true",
+                     help="train nothing: report the runs finished so far (entries say how many seeds)")
     bud.add_argument("--kd-seeds", type=int, nargs="+", default=None, help="seeds of the KD students (default: all)")
     bud.add_argument("--students", nargs="+", default=["linear", "kd"], choices=["linear", "kd"],
                      help="with --arms: which students this process trains")
@@ -194,7 +196,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
                                                                             width=args.teacher_width)))
     out = args.out or args.report.parent / (args.report.stem + "-runs")
     report = run_budget(_data_dir(args.data), out, config, device=args.device, progress=not args.no_progress,
-                        arms_only=tuple(args.arms) if args.arms else None, students=tuple(args.students))
+                        arms_only=tuple(args.arms) if args.arms else None, students=tuple(args.students),
+                        finished_only=args.status)
     if report is None:
         return 130
     if args.arms:

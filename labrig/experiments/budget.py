@@ -25,7 +25,7 @@ from typing import Any
 from labrig.distill import TrainConfig
 from labrig.distill.trainer import Cancel
 from labrig.experiments.classification import FULL_TRAIN, ClassificationConfig
-from labrig.experiments.jobs import Job, JobData, run_job, write_json
+from labrig.experiments.jobs import Job, JobData, load_result, run_job, write_json
 from labrig.experiments.report import machine_info, markdown_table
 from labrig.experiments.setup import prepare_teacher, splits_for
 from labrig.experiments.stats import compare, spread
@@ -90,8 +90,10 @@ def _steps(result: dict[str, Any], train: TrainConfig, n_train: int) -> int:
 
 
 def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, device: str, progress: bool,
-            cancel: Cancel | None, log: Any, students: tuple[str, ...] = ("linear", "kd")) -> dict[str, Any] | None:
-    """Teacher and students of one arm; None if cancelled."""
+            cancel: Cancel | None, log: Any, students: tuple[str, ...] = ("linear", "kd"),
+            finished_only: bool = False) -> dict[str, Any] | None:
+    """Teacher and students of one arm; None if cancelled. `finished_only`: train nothing,
+    summarise the runs already finished (each entry then says how many seeds it has)."""
     cls, rule = config.arm(name)
     folder = out / name.replace("/", "-")
     train, val, test = splits_for(data_dir, cls)
@@ -100,9 +102,12 @@ def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, devic
     teacher_job = Job("teacher", "teacher", config_to_dict(teacher_model),
                       replace(cls.teacher_train, device=device, progress=progress))
     log(f"{name}: teacher on {len(train)} images ({rule} rule)")
-    teacher = prepare_teacher(data, folder, teacher_job, device=device, cancel=cancel)
-    if teacher is None:
-        return None
+    if finished_only:
+        teacher = load_result(folder, teacher_job)
+    else:
+        teacher = prepare_teacher(data, folder, teacher_job, device=device, cancel=cancel)
+        if teacher is None:
+            return None
     arms: dict[str, list[dict[str, Any]]] = {"linear": [], "kd": []}
     for seed in cls.seeds:
         student = replace(cls.student_train, seed=seed, device=device, progress=False)
@@ -112,15 +117,22 @@ def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, devic
             job = Job(f"{key}/seed{seed}", "student", config_to_dict(cls.student), student,
                       **({"distill": distill} if distill else {}), tags={"seed": seed})
             log(f"{name}: {job.name}")
+            if finished_only:
+                if (done := load_result(folder, job)) is not None:
+                    arms[key].append(done)
+                continue
             result = run_job(job, data, folder, device=device, cancel=cancel)
             if result is None:
                 return None
             arms[key].append(result)
     n = len(train)
-    if not all(arms.values()):  # a process that trained only some students: nothing to summarise
+    if not finished_only and not all(arms.values()):  # a process that trained only some students
         return {"arm": name, "partial": True}
 
-    def summary(runs: list[dict[str, Any]], train_cfg: TrainConfig) -> dict[str, Any]:
+    def summary(runs: list[dict[str, Any]], train_cfg: TrainConfig) -> dict[str, Any] | None:
+        runs = [r for r in runs if r is not None]
+        if not runs:
+            return None
         acc = spread([r["test_accuracy"] for r in runs])
         return {"accuracy": acc.mean, "accuracy_std": acc.std, "accuracies": list(acc.values),
                 "epochs": runs[0]["epochs_run"], "steps": _steps(runs[0], train_cfg, n),
@@ -136,7 +148,7 @@ def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, devic
 def run_budget(data_dir: str | Path, out: str | Path, config: BudgetConfig | None = None, *,
                device: str = "auto", progress: bool = True, cancel: Cancel | None = None,
                log: Any = print, arms_only: tuple[str, ...] | None = None,
-               students: tuple[str, ...] = ("linear", "kd")) -> dict[str, Any] | None:
+               students: tuple[str, ...] = ("linear", "kd"), finished_only: bool = False) -> dict[str, Any] | None:
     """All three arms (resumable: finished jobs are loaded), then the report. `arms_only`
     trains just those arms and writes no report (several processes can share the work;
     a last call without it loads them all and reports)."""
@@ -148,13 +160,14 @@ def run_budget(data_dir: str | Path, out: str | Path, config: BudgetConfig | Non
         if name not in ARMS:
             raise ModelConfigError(f"unknown budget arm {name!r}; known: {', '.join(ARMS)}")
         arm = run_arm(name, config, Path(data_dir), out, device=device, progress=progress, cancel=cancel, log=log,
-                      students=students if arms_only else ("linear", "kd"))
+                      students=students if arms_only else ("linear", "kd"), finished_only=finished_only)
         if arm is None:
             return None
         arms[name] = arm
     if arms_only:
         return {"arms": arms, "partial": True}
     report = {"arms": arms, "comparisons": _comparisons(arms), "config": config_to_dict(config),
+              **({"finished_only": True} if finished_only else {}),
               "data_dir": str(data_dir), "machine": machine_info(), "wall_seconds": time.perf_counter() - started}
     write_json(out / "report.json", report)
     (out / "report.md").write_text(report_markdown(report))
@@ -165,6 +178,8 @@ def _comparisons(arms: dict[str, Any]) -> list[dict[str, Any]]:
     """Students: steps rule against epochs rule on the subset (needs 2+ seeds a side)."""
     found = []
     for key, label in (("linear", "no KD"), ("kd", "KD")):
+        if not (arms["subset/steps"].get(key) and arms["subset/epochs"].get(key)):
+            continue
         a, b = arms["subset/steps"][key]["accuracies"], arms["subset/epochs"][key]["accuracies"]
         if min(len(a), len(b)) >= 2:
             c = compare(b, a)
@@ -176,14 +191,20 @@ def _comparisons(arms: dict[str, Any]) -> list[dict[str, Any]]:
 
 def report_markdown(report: dict[str, Any]) -> str:
     """One row per arm: data, budget in epochs and steps, accuracies."""
-    def acc(entry: dict[str, Any]) -> str:
-        return f"{100 * entry['accuracy']:.2f}" + (f" ± {100 * entry['accuracy_std']:.2f}"
-                                                   if len(entry["accuracies"]) > 1 else "")
+    def acc(entry: dict[str, Any] | None) -> str:
+        if entry is None:
+            return "not finished"
+        n = len(entry["accuracies"])
+        return f"{100 * entry['accuracy']:.2f}" + (f" ± {100 * entry['accuracy_std']:.2f}" if n > 1 else "") + \
+            (f" (n={n})" if n > 1 or report.get("finished_only") else "")
+
+    def budget(entry: dict[str, Any] | None) -> str:
+        return "–" if entry is None else f"{entry['epochs']} / {entry['steps']}"
 
     rows = []
     for name, a in report["arms"].items():
-        rows.append([name, a["train_images"], a["rule"],
-                     f"{a['teacher']['epochs']} / {a['teacher']['steps']}", acc(a["teacher"]),
-                     f"{a['linear']['epochs']} / {a['linear']['steps']}", acc(a["linear"]), acc(a["kd"])])
+        student = a["linear"] or a["kd"]
+        rows.append([name, a["train_images"], a["rule"], budget(a["teacher"]), acc(a["teacher"]),
+                     budget(student), acc(a["linear"]), acc(a["kd"])])
     return markdown_table(["arm", "train images", "budget rule", "teacher epochs / steps", "teacher test %",
                            "student epochs / steps", "SCLC no KD test %", "SCLC KD test %"], rows) + "\n"
