@@ -50,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="teacher budget in epochs of the full split (default 18; quick: 1)")
     bud.add_argument("--student-epochs", type=int, default=None,
                      help="student budget in epochs of the full split (default 6; quick: 2)")
+    bud.add_argument("--student-steps", type=int, default=None, metavar="STEPS",
+                     help="steps rule: students get --student-epochs x STEPS optimisation steps (default: full passes)")
     bud.add_argument("--val-limit", type=int, default=None, help="validation images (default: all)")
     bud.add_argument("--teacher-width", type=int, default=None,
                      help="the teacher's width (default: the classification teacher's, 32)")
@@ -189,7 +191,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
     config = BudgetConfig.quick() if args.quick else BudgetConfig()
     given = {"seeds": tuple(args.seeds) if args.seeds else None, "fraction": args.fraction,
              "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
-             "val_limit": args.val_limit, "kd_seeds": tuple(args.kd_seeds) if args.kd_seeds else None}
+             "val_limit": args.val_limit, "kd_seeds": tuple(args.kd_seeds) if args.kd_seeds else None,
+             "student_steps_per_epoch": args.student_steps}
     config = replace(config, **{k: v for k, v in given.items() if v is not None})
     if args.teacher_width:
         config = replace(config, base=replace(config.base, teacher=replace(config.base.teacher,

@@ -50,6 +50,9 @@ class BudgetConfig:
     base: ClassificationConfig = field(default_factory=ClassificationConfig)
     kd_seeds: tuple[int, ...] | None = None
     """Seeds of the KD students (None: every seed); fewer when time is short."""
+    student_steps_per_epoch: int | None = None
+    """Under the steps rule, cap a student budget epoch at this many steps (the budget is then
+    `student_epochs` × this many steps, on every set; None: a full pass of the full split)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction < 1.0:
@@ -75,10 +78,13 @@ class BudgetConfig:
         size = self.base.train_limit or self.reference_train_size
         limit = round(self.fraction * size) if name.startswith("subset") else self.base.train_limit
         rule = "epochs" if name == "subset/epochs" else "steps"
+        student = self.train_config(self.base.student_train, self.student_epochs, rule)
+        if rule == "steps" and self.student_steps_per_epoch is not None:
+            student = replace(student, max_steps_per_epoch=self.student_steps_per_epoch)
         base = replace(self.base, train_limit=limit, val_limit=self.val_limit or self.base.val_limit,
                        test_limit=self.test_limit or self.base.test_limit, seeds=self.seeds,
                        teacher_train=self.train_config(self.base.teacher_train, self.teacher_epochs, rule),
-                       student_train=self.train_config(self.base.student_train, self.student_epochs, rule))
+                       student_train=student)
         return base, rule
 
 
