@@ -178,7 +178,7 @@ def budget_section(b: dict | None) -> str:
     c = b["config"]
     t_ref = b["arms"]["full"]["promised_steps"]
     lines = []
-    if b.get("finished_only"):
+    if b.get("finished_only") and any(a.get(k) is None for a in b["arms"].values() for k in ("teacher", "linear", "kd")):
         lines.append("**Partial:** the runs finished when this page was written; n says how many seeds an "
                      "entry has.\n")
     lines.append(budget_table(b))
@@ -188,9 +188,10 @@ def budget_section(b: dict | None) -> str:
         lines.append(f"- {comp['what']}: {comp['sentence']}.")
     base = c["base"]
     lines.append(f"""
-Budget (reduced to fit this CPU; the same in every arm): teacher {c['teacher_epochs']} and students
-{c['student_epochs']} epoch(s) of the full {c['reference_train_size']}-image split, i.e. {t_ref['teacher']} and
-{t_ref['student']} optimisation steps of batch {base['student_train']['batch_size']}; the subset is a seeded
+Budget (reduced to fit this CPU; the same in every arm), in optimisation steps of batch
+{base['student_train']['batch_size']}: teacher {t_ref['teacher']} ({c['teacher_epochs']} epoch(s) of the full
+{c['reference_train_size']}-image split), students {t_ref['student']}
+({c['student_epochs']} × {c.get('student_steps_per_epoch') or 'a full pass'} steps, `--student-steps`); the subset is a seeded
 random {100 * c['fraction']:.0f} % of the training split ({b['arms']['subset/steps']['train_images']} images).
 Teacher: width {base['teacher']['width']} (the classification teacher's architecture at half width, to fit the CPU),
 crop and flip augmentation; students: the classification experiment's (16 optical channels, 9² collapsed kernels,
