@@ -37,6 +37,10 @@ class OutOfRange(DeviceError, ValueError):
     """A setting is outside the device's bounds; the message gives both."""
 
 
+class Unsupported(DeviceError):
+    """The device lacks a feature (an absent GenICam node): say so, never pretend it was set."""
+
+
 class PatternError(DeviceError, ValueError):
     """A pattern for an SLM has the wrong shape, dtype or range."""
 

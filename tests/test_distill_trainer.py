@@ -126,6 +126,18 @@ def test_a_small_dataset_gets_the_optimisation_steps_the_budget_promises():
     assert trainer.lr_at(49, 5) < 0.01 * cfg.lr < trainer.lr_at(10, 5)
 
 
+def test_warmup_is_counted_in_budget_epochs_on_a_small_dataset():
+    """0.5 budget epochs of warm-up on a 10x smaller set: 0.5 epochs of the reference size
+    (12 steps of 25 a reference epoch), not half a pass over the small set (1 step)."""
+    cfg = config(epochs=2, batch_size=32, lr=1.0, reference_train_size=800, warmup_epochs=0.5)
+    trainer = Trainer(student(), cfg)
+    assert cfg.unit_steps(2) == 25 and cfg.epochs_for(2) == 25
+    assert trainer.lr_at(5, 2) == pytest.approx(6 / 12.5)  # still warming up
+    assert trainer.lr_at(13, 2) == pytest.approx(1.0, abs=0.01)  # warm-up done: the cosine top
+    capped = config(epochs=2, batch_size=32, lr=1.0, reference_train_size=100_000, max_epochs=3, warmup_epochs=1.0)
+    assert Trainer(student(), capped).lr_at(3, 2) == pytest.approx(1.0)  # capped budget: warm-up ≤ half of it
+
+
 def test_the_budget_rule_is_capped_and_never_shortens_a_large_dataset():
     capped = config(epochs=2, batch_size=32, reference_train_size=100_000, max_epochs=7)
     assert capped.epochs_for(5) == 7

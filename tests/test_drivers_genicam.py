@@ -24,6 +24,7 @@ from drivers.errors import (
     DeviceTimeout,
     FrameDropped,
     OutOfRange,
+    Unsupported,
 )
 from drivers.plugin import DeviceContext
 from drivers.vendors.genicam import (
@@ -471,3 +472,86 @@ def test_profile_keys_are_validated() -> None:
         build(resolution=[480, 640], width=320)
     with pytest.raises(ConfigError, match=r"unknown key.*devices.camera.exposure"):
         build(exposure=0.01)
+
+
+# -- on-camera binning ---------------------------------------------------------------------------
+
+
+class BinningNode(FakeNode):
+    """BinningHorizontal/Vertical that shrink the window node, as a sensor does (Width/Height
+    count binned pixels): the window is the full sensor side divided by the factor."""
+
+    def __init__(self, window: FakeNode, sensor: int, hi: int = 4) -> None:
+        self.window, self.sensor = window, sensor
+        super().__init__(1, lo=1, hi=hi, inc=1)
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    @value.setter
+    def value(self, factor: int) -> None:
+        self._value = factor
+        self.window.value = self.sensor // factor
+
+
+def binning_node_map() -> SimpleNamespace:
+    nm = fake_node_map()
+    nm.Height = FakeNode(1024, lo=16, hi=1024, inc=2)
+    nm.BinningSelector = FakeNode("Region0", symbolics=("Sensor", "Region0"))
+    nm.BinningHorizontal = BinningNode(nm.Width, 1280)
+    nm.BinningVertical = BinningNode(nm.Height, 1024)
+    nm.BinningHorizontalMode = FakeNode("Average", symbolics=("Sum", "Average"))
+    nm.BinningVerticalMode = FakeNode("Average", symbolics=("Sum", "Average"))
+    return nm
+
+
+def test_binning_on_a_camera_that_bins() -> None:
+    nm = binning_node_map()
+    camera = _fake_camera(GenICamSettings(trigger_source=None), nm)
+    support = camera.binning_support()
+    assert support["supported"] and support["horizontal_max"] == 4 and support["modes"] == ("Sum", "Average")
+    camera.set_binning(2, mode="Sum")
+    assert (nm.BinningHorizontal.value, nm.BinningVertical.value) == (2, 2)
+    assert nm.BinningSelector.value == "Sensor" and nm.BinningHorizontalMode.value == "Sum"
+    assert camera.resolution == (512, 640) and camera.grab().shape == (512, 640)
+    assert camera.binning.horizontal == 2 and camera.settings()["binning"]["mode"] == "Sum"
+    assert camera.config.binning is not None and camera.config.binning.vertical == 2  # reapplied on reconnect
+    with pytest.raises(OutOfRange, match=r"BinningHorizontal 8 is outside \[1, 4\]"):
+        camera.set_binning(8)
+    with pytest.raises(OutOfRange, match=r"BinningHorizontalMode cannot be 'Median'"):
+        camera.set_binning(2, mode="Median")
+    nm2 = binning_node_map()  # a profile's binning is applied on open, before the window
+    again = _fake_camera(GenICamSettings(trigger_source=None, binning=camera.config.binning), nm2)
+    assert again.resolution == (512, 640) and nm2.BinningVerticalMode.value == "Sum"
+
+
+def test_binning_refused_clearly_by_a_camera_without_the_nodes() -> None:
+    camera = _fake_camera(GenICamSettings(trigger_source=None), fake_node_map())
+    assert camera.binning_support() == {"supported": False, "missing": ["BinningHorizontal", "BinningVertical"]}
+    assert camera.binning.horizontal == 1
+    with pytest.raises(Unsupported, match=r"binning is unsupported.*no BinningHorizontal / BinningVertical node"):
+        camera.set_binning(2)
+    from drivers.vendors.genicam import Binning
+
+    with pytest.raises(Unsupported, match=r"binning is unsupported"):  # a profile asking for it fails on open
+        _fake_camera(GenICamSettings(trigger_source=None, binning=Binning(2, 2)), fake_node_map())
+
+
+@needs_viky
+def test_viky_reports_binning_unsupported(viky: GenICamCamera) -> None:
+    assert viky.binning_support()["supported"] is False
+    with pytest.raises(Unsupported, match=r"on-camera binning is unsupported"):
+        viky.set_binning(2)
+    assert viky.grab().shape == (240, 320)  # still streaming, window unchanged
+
+
+def test_binning_profile_keys() -> None:
+    def build(**table: Any) -> GenICamCamera:
+        return GenICamCamera.from_config(Section(table, "devices.camera"), DeviceContext(Section({}), "camera"))
+
+    assert build(binning=2).config.binning.horizontal == 2
+    b = build(binning=[4, 2], binning_mode="Sum").config.binning
+    assert (b.horizontal, b.vertical, b.mode) == (4, 2, "Sum")
+    with pytest.raises(ConfigError, match=r"devices.camera.binning: expected a factor >= 1"):
+        build(binning=[0, 2])

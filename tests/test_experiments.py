@@ -179,13 +179,25 @@ def test_crossover_is_where_the_hybrid_stays_cheaper() -> None:
 
 def test_efficiency_writes_json_and_plot(tmp_path: Path) -> None:
     tiny = ClassificationConfig(teacher=TeacherConfig(width=4, hidden=8))
-    result = run_efficiency(tmp_path, sizes=(28, 40), repeats=1, device="cpu", config=tiny, progress=lambda _: None)
+    result = run_efficiency(tmp_path, sizes=(28, 40), repeats=1, device="cpu", config=tiny, binning=(2, 8),
+                            progress=lambda _: None)
     assert [p["size"] for p in result["points"]] == [28, 40]
     for point in result["points"]:
         assert point["flops"]["hybrid"] < point["flops"]["sclc_direct"]  # the optics do the convolution
         assert point["latency_s"]["hybrid"] >= result["bench_frame"]["frame_s"]
+        # 2x2 binning: a quarter of the pixels to read; the back end's pooling then sees fewer inputs
+        assert point["flops"]["hybrid_bin2"] < point["flops"]["hybrid"]
+        assert point["energy_j"]["hybrid"]["total"] > point["energy_j"]["hybrid"]["laser"] > 0
+    # 8x8 binning of a 36-px tile leaves 4 px, under the back end's 6x6 pooling grid: not tried
+    assert "hybrid_bin8" not in result["points"][0]["flops"]
     assert (tmp_path / "efficiency.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "efficiency.json").read_text())["crossover"].keys() == {"flops", "latency"}
+    stored = json.loads((tmp_path / "efficiency.json").read_text())
+    assert {"flops", "latency", "energy", "flops_bin2"} <= stored["crossover"].keys()
+    assert {row["key"] for row in stored["powers"]} == {"laser", "input", "filter", "camera", "host"}
+    counted = run_efficiency(tmp_path / "n", sizes=(28,), repeats=1, device="cpu", config=tiny, binning=(2,),
+                             latency=False, progress=lambda _: None)
+    assert "latency_s" not in counted["points"][0] and "latency" not in counted["crossover"]
+    assert counted["points"][0]["flops"] == result["points"][0]["flops"]  # counting needs no timing
 
 
 # -- the classification experiment, end to end on a tiny IDX dataset -------------------------------------

@@ -96,6 +96,15 @@ class TrainConfig:
             per_epoch = min(per_epoch, self.max_steps_per_epoch)
         return self.epochs * per_epoch
 
+    def unit_steps(self, steps_per_epoch: int) -> int:
+        """Optimisation steps of one budget epoch: an epoch of the reference size when one is
+        set (so warm-up and step decay keep their place in the schedule on a smaller set),
+        else of the training set itself."""
+        if self.reference_train_size is None:
+            return steps_per_epoch
+        per_epoch = max(1, self.reference_train_size // self.batch_size)
+        return min(per_epoch, self.max_steps_per_epoch) if self.max_steps_per_epoch is not None else per_epoch
+
     def epochs_for(self, steps_per_epoch: int) -> int:
         """Epochs to run when one epoch is `steps_per_epoch` optimisation steps (see
         `reference_train_size`): the fewest that reach the reference steps, within

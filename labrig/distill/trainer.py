@@ -266,14 +266,17 @@ class Trainer:
         """Learning rate of optimiser step `step` (0-based): warm-up, then the schedule."""
         cfg = self.config
         total = cfg.epochs_for(steps_per_epoch) * steps_per_epoch
-        warm = cfg.warmup_epochs * steps_per_epoch
+        unit = cfg.unit_steps(steps_per_epoch)  # warm-up and decay in budget epochs (reference size)
+        warm = cfg.warmup_epochs * unit
+        if cfg.reference_train_size is not None:  # a capped budget must still leave room for the schedule
+            warm = min(warm, 0.5 * total)
         if step < warm:
             return cfg.lr * (step + 1) / warm
         if cfg.schedule == "cosine":
             progress = min(1.0, (step - warm) / max(1.0, total - warm))
             return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
         if cfg.schedule == "step":
-            return cfg.lr * cfg.step_gamma ** ((step // steps_per_epoch) // cfg.step_epochs)
+            return cfg.lr * cfg.step_gamma ** ((step // unit) // cfg.step_epochs)
         return cfg.lr
 
     def steps_per_epoch(self, n_train: int) -> int:

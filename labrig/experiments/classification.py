@@ -32,6 +32,7 @@ from labrig.experiments.report import machine_info, markdown_table
 from labrig.experiments.setup import limit_dataset, prepare_teacher, splits_for
 from labrig.experiments.stats import spread
 from labrig.models.backends import BackendConfig
+from labrig.models.errors import ModelConfigError
 from labrig.models.optical import OpticsConfig
 from labrig.models.sclc import SCLCConfig
 from labrig.models.serialize import config_to_dict
@@ -92,6 +93,15 @@ class ClassificationConfig:
             optical_finetune=TrainConfig(epochs=1, lr=3e-4, max_steps_per_epoch=5, batch_size=64),
             as_trained_test_limit=500,
         )
+
+
+    def with_train_fraction(self, fraction: float) -> ClassificationConfig:
+        """The same experiment on a seeded random `fraction` of the training split: the
+        budgets, stated in steps, make the epochs grow to match."""
+        if not 0.0 < fraction <= 1.0:
+            raise ModelConfigError(f"--train-fraction must be in (0, 1], got {fraction}")
+        size = self.train_limit or self.student_train.reference_train_size or FULL_TRAIN
+        return replace(self, train_limit=None if fraction == 1.0 else max(1, round(fraction * size)))
 
 
 def _student_jobs(config: ClassificationConfig, seed: int, device: str) -> dict[str, Job]:

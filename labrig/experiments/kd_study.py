@@ -70,6 +70,12 @@ class StudyConfig:
     detection_ablation: bool = True
 
     @classmethod
+    def headline(cls, seeds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> StudyConfig:
+        """The headline comparisons only: KD against no KD at the full budget with both back
+        ends, over `seeds` (its jobs are the full grid's, so a shared run folder reuses them)."""
+        return cls(budgets=(("full", 6),), seeds=seeds, hint=None, protocol_epochs=None, detection_ablation=False)
+
+    @classmethod
     def quick(cls) -> StudyConfig:
         base = ClassificationConfig.quick()
         small = (("fc", BackendConfig(kind="fc", pool=4, norm="scale_log1p")),

@@ -29,6 +29,7 @@ from labrig.models.errors import ModelConfigError
 from labrig.models.flops import count_flops
 from labrig.models.optical import OpticsConfig
 from labrig.models.sclc import SCLCConfig, SCLCFrontEnd
+from labrig.models.serialize import OMIT_DEFAULT
 from labrig.models.student import OpticalStudent
 from labrig.models.unet import Upsample
 
@@ -44,10 +45,19 @@ class DecoderConfig:
     kernel_size: int = 3
     downsample: int = 2
     """Average-pool the tiles by this factor before the convolutions (1: full resolution)."""
+    context_bins: tuple[int, ...] = field(default=(), metadata=OMIT_DEFAULT)
+    """A pooled context branch (pyramid pooling): the last layer's features averaged over a
+    b×b grid for each b, each through a 1×1 conv of `context_width`, upsampled and joined
+    to the features before the head, so every pixel also sees its region and the scene.
+    Empty: none."""
+    context_width: int = field(default=16, metadata=OMIT_DEFAULT)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        object.__setattr__(self, "context_bins", tuple(int(b) for b in self.context_bins))
+        if (self.context_bins and min(self.context_bins) < 1) or self.context_width < 1:
+            raise ModelConfigError("decoder context_bins and context_width must be >= 1")
         if self.norm not in NORMS:
             raise ModelConfigError(f"decoder norm must be one of {NORMS}, got {self.norm!r}")
         if len(self.widths) != len(self.dilations):
@@ -85,6 +95,24 @@ def align(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return tiles[..., top : top + size[0], left : left + size[1]]
 
 
+class PyramidContext(nn.Module):
+    """Pyramid pooling (PSPNet): features averaged over b×b grids, 1×1 conv-BN-ReLU each,
+    upsampled back: what a region of the image (b small: the scene) looks like."""
+
+    def __init__(self, in_channels: int, bins: tuple[int, ...], width: int) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(in_channels, width, 1, bias=False),
+                          nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+            for b in bins)
+        self.resize = Upsample()
+        self.out_channels = width * len(bins)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = tuple(x.shape[-2:])
+        return torch.cat([self.resize(stage(x), size) for stage in self.stages], dim=1)
+
+
 class ElectronicDecoder(nn.Module):
     """Aligned camera tiles (B, K, H, W) -> per-pixel logits (B, classes, H, W)."""
 
@@ -102,7 +130,8 @@ class ElectronicDecoder(nn.Module):
                        nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
             cin = width
         self.body = nn.Sequential(*layers)
-        self.head = nn.Conv2d(cin, num_classes, 1)
+        self.context = PyramidContext(cin, config.context_bins, config.context_width) if config.context_bins else None
+        self.head = nn.Conv2d(cin + (self.context.out_channels if self.context else 0), num_classes, 1)
         self.resize = Upsample()
 
     def tiles(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +140,10 @@ class ElectronicDecoder(nn.Module):
 
     def classify(self, tiles: torch.Tensor) -> torch.Tensor:
         size = tuple(tiles.shape[-2:])
-        logits = self.head(self.body(self.pool(tiles)))
+        features = self.body(self.pool(tiles))
+        if self.context is not None:
+            features = torch.cat([features, self.context(features)], dim=1)
+        logits = self.head(features)
         return logits if tuple(logits.shape[-2:]) == size else self.resize(logits, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,24 @@ from labrig.models.errors import ModelConfigError
 T = TypeVar("T")
 
 
+OMIT_DEFAULT = {"omit_default": True}
+"""Field metadata: leave the field out of `config_to_dict` while it has its default, so a
+field added later keeps the dicts (and the job keys hashed from them) of older configs."""
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """Nested dataclass -> dict of plain values (tuples become lists)."""
+    """Nested dataclass -> dict of plain values (tuples become lists); fields marked
+    `OMIT_DEFAULT` appear only when they differ from their default."""
+
+    def keep(value: Any, f: dataclasses.Field) -> bool:
+        if not f.metadata.get("omit_default"):
+            return True
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        return getattr(value, f.name) != default
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if keep(value, f)}
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
         return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import torch
 from torch import nn
@@ -149,6 +150,36 @@ class CameraModel(nn.Module):
         read = torch.randn(mean_e.shape, generator=generator, dtype=mean_e.dtype, device=mean_e.device)
         return e.add_(read, alpha=self.spec.read_noise_e)
 
+    def binned_electrons(
+        self, mean_e: torch.Tensor, factor: int, *, mode: BinningMode = "charge", noise: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Electrons per binned pixel when the camera sums `factor`×`factor` pixels itself.
+
+        Each pixel saturates on its own (full well), then the block's charge is summed.
+        Shot noise is that of the summed charge (a sum of Poissons is Poisson). Read
+        noise: ``charge`` binning (CCD, some CMOS) reads the summed charge once, so
+        one read noise per binned pixel; ``digital`` binning (most CMOS: the sum after
+        the ADC) reads every pixel, so factor² read noises add in quadrature. Rows and
+        columns that do not fill a block are dropped, as cameras do.
+        """
+        summed = bin_sum(torch.clamp(mean_e, max=self.spec.full_well_e), factor)
+        if not noise:
+            return summed
+        e = sample_poisson(summed.clamp_min(0), generator)
+        reads = 1 if mode == "charge" else factor * factor
+        read = torch.randn(summed.shape, generator=generator, dtype=summed.dtype, device=summed.device)
+        return e.add_(read, alpha=self.spec.read_noise_e * math.sqrt(reads))
+
+    def binned_snr(self, signal_e: float, factor: int, mode: BinningMode = "charge",
+                   dark_e: float = 0.0) -> float:
+        """Signal-to-noise ratio of one binned pixel for `signal_e` photo-electrons (and
+        `dark_e` dark electrons) per camera pixel: shot noise plus read noise."""
+        n = factor * factor
+        reads = 1 if mode == "charge" else n
+        signal = n * signal_e
+        return signal / math.sqrt(n * (signal_e + dark_e) + reads * self.spec.read_noise_e**2)
+
     @staticmethod
     def quantize(dn: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """Round to integer DN with a straight-through gradient (`inplace`, without one:
@@ -157,6 +188,28 @@ class CameraModel(nn.Module):
             # the same values, without the gradient's two extra passes
             return dn.round_() if inplace and not torch.is_grad_enabled() else torch.round(dn)
         return dn + (torch.round(dn) - dn).detach()
+
+
+BinningMode = Literal["charge", "digital"]
+"""Where a camera sums a binned block: before the read-out (one read) or after the ADC."""
+
+
+def bin_sum(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Sum of each `factor`×`factor` block of the last two axes (incomplete blocks dropped)."""
+    if factor < 1:
+        raise ValueError(f"binning factor must be >= 1, got {factor}")
+    if factor == 1:
+        return x
+    rows, cols = x.shape[-2] // factor, x.shape[-1] // factor
+    if rows < 1 or cols < 1:
+        raise ValueError(f"binning {factor}x{factor} leaves no pixel of a {tuple(x.shape[-2:])} frame")
+    x = x[..., : rows * factor, : cols * factor]
+    return x.reshape(*x.shape[:-2], rows, factor, cols, factor).sum(dim=(-3, -1))
+
+
+def binned_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    """Pixels a `factor`×`factor`-binned read-out of a `size` window delivers."""
+    return size[0] // factor, size[1] // factor
 
 
 def region_index(region: Sequence[PixelRect], shape: tuple[int, int], device=None) -> torch.Tensor:

@@ -7,6 +7,11 @@ their SFNC node names; a feature the camera lacks is a `DeviceError` naming the
 node, never a silent no-op, because a bench that ignored an exposure setting
 produces wrong data without a sign.
 
+On-camera binning (`GenICamCamera.set_binning`, profile key ``binning``) uses the
+SFNC ``BinningHorizontal``/``BinningVertical`` nodes (and their ``...Mode``); a
+camera without them raises `drivers.errors.Unsupported` naming the nodes, and
+`binning_support()` says what a camera offers before anyone asks.
+
 Frames are Mono8/10/12/14/16 (packed variants too, unpacked by harvesters);
 anything else (RGB, Bayer, 3-D) is refused with the formats the camera offers
 that would work. Every buffer is handed back to the producer (`with buffer:`),
@@ -25,7 +30,13 @@ harvesters), `nodes` (feature access by node name), `frames` (pixel formats,
 image component to array) and `camera` (`GenICamCamera`, its settings and profile).
 """
 
-from drivers.vendors.genicam.camera import GenICamCamera, GenICamSettings, Roi
+from drivers.vendors.genicam.camera import (
+    BINNING_NODES,
+    Binning,
+    GenICamCamera,
+    GenICamSettings,
+    Roi,
+)
 from drivers.vendors.genicam.frames import PIXEL_FORMATS, frame_from_component
 from drivers.vendors.genicam.nodes import Feature, NodeAccess, list_features
 from drivers.vendors.genicam.producers import (
@@ -38,9 +49,11 @@ from drivers.vendors.genicam.producers import (
 )
 
 __all__ = [
+    "BINNING_NODES",
     "GENTL_PATH_VAR",
     "PIXEL_FORMATS",
     "SELECTOR_KEYS",
+    "Binning",
     "DeviceSelector",
     "Feature",
     "GenICamCamera",

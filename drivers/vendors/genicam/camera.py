@@ -30,6 +30,7 @@ from drivers.errors import (
     DeviceTimeout,
     FrameDropped,
     OutOfRange,
+    Unsupported,
 )
 from drivers.plugin import DeviceContext
 from drivers.vendors.genicam.frames import PIXEL_FORMATS, frame_from_component
@@ -44,6 +45,8 @@ from drivers.vendors.genicam.producers import (
 )
 
 __all__ = [
+    "BINNING_NODES",
+    "Binning",
     "GenICamCamera",
     "GenICamSettings",
     "Roi",
@@ -62,6 +65,29 @@ class Roi:
     offset_y: int | None = None
 
 
+#: the SFNC nodes on-camera binning needs (the mode and selector nodes are optional)
+BINNING_NODES = ("BinningHorizontal", "BinningVertical")
+
+
+@dataclass(frozen=True)
+class Binning:
+    """On-camera binning: blocks of `vertical` rows × `horizontal` columns read as one pixel.
+
+    `mode` is the camera's ``BinningHorizontalMode``/``BinningVerticalMode`` (SFNC: ``Sum``
+    or ``Average``); None keeps what the camera does. Whether the sum happens before the
+    read-out (one read noise per binned pixel) or after the ADC is the sensor's design;
+    the twin models both (`labrig.optics.camera.CameraModel.binned_electrons`).
+    """
+
+    horizontal: int = 1
+    vertical: int = 1
+    mode: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.horizontal < 1 or self.vertical < 1:
+            raise OutOfRange(f"binning must be >= 1 in each direction, got {self.horizontal} x {self.vertical}")
+
+
 @dataclass
 class GenICamSettings:
     """What a profile asks of the camera; reapplied on every (re)open."""
@@ -74,6 +100,7 @@ class GenICamSettings:
     trigger_source: str | None = "Software"  # "Software", a line name, or None: free run
     trigger_default: bool = False  # the profile named none: free run if the camera cannot trigger
     features: dict[str, Any] = field(default_factory=dict)
+    binning: Binning | None = None  # None: leave the camera's binning as it is
 
 
 class GenICamCamera(Camera):
@@ -164,8 +191,19 @@ class GenICamCamera(Camera):
         for key, value in features.items():
             if not isinstance(value, bool | int | float | str):
                 raise section.error(f"features.{key}", f"expected a number, string or boolean, got {value!r}")
+        binning = None
+        if "binning" in section:
+            section.accept("binning")
+            raw = section.data["binning"]
+            factors = [raw, raw] if isinstance(raw, int) and not isinstance(raw, bool) else raw
+            if not (isinstance(factors, list) and len(factors) == 2
+                    and all(isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in factors)):
+                raise section.error("binning", f"expected a factor >= 1 or [horizontal, vertical], got {raw!r}")
+            mode = section.get_str("binning_mode") if "binning_mode" in section else None
+            binning = Binning(factors[0], factors[1], mode)
         settings = GenICamSettings(
             pixel_format=fmt,
+            binning=binning,
             roi=roi,
             exposure_s=section.get_float("exposure_s", positive=True) if "exposure_s" in section else None,
             gain=section.get_float("gain", positive=True) if "gain" in section else None,
@@ -284,6 +322,8 @@ class GenICamCamera(Camera):
         if cfg.pixel_format is not None:
             nodes.set("PixelFormat", cfg.pixel_format)
         self._check_pixel_format()
+        if cfg.binning is not None:  # before the window: Width/Height count binned pixels
+            self._apply_binning(nodes, cfg.binning)
         self._apply_roi(nodes, cfg.roi)
         for name, value in cfg.features.items():
             nodes.set(name, value)
@@ -326,6 +366,59 @@ class GenICamCamera(Camera):
             nodes.set("OffsetX", roi.offset_x)
         if roi.offset_y is not None:
             nodes.set("OffsetY", roi.offset_y)
+
+    def binning_support(self) -> dict[str, Any]:
+        """What on-camera binning this camera offers: ``supported``, the ``missing`` nodes,
+        the largest factors and the modes (``Sum``/``Average``) it lists."""
+        nodes = self._node_access()
+        missing = [n for n in BINNING_NODES if not nodes.has(n)]
+        if missing:
+            return {"supported": False, "missing": missing}
+        out: dict[str, Any] = {"supported": True, "missing": []}
+        for key, node in (("horizontal_max", "BinningHorizontal"), ("vertical_max", "BinningVertical")):
+            try:
+                out[key] = int(nodes.bounds(node)[1])
+            except DeviceError:
+                out[key] = None
+        out["modes"] = nodes.choices("BinningHorizontalMode") if nodes.has("BinningHorizontalMode") else ()
+        return out
+
+    @property
+    def binning(self) -> Binning:
+        """The binning the camera reports (1 × 1 on a camera without the nodes)."""
+        nodes = self._node_access()
+        if not all(nodes.has(n) for n in BINNING_NODES):
+            return Binning()
+        mode = str(nodes.get("BinningHorizontalMode")) if nodes.has("BinningHorizontalMode") else None
+        return Binning(int(nodes.get("BinningHorizontal")), int(nodes.get("BinningVertical")), mode)
+
+    def set_binning(self, horizontal: int, vertical: int | None = None, mode: str | None = None) -> None:
+        """Bin on the camera (streaming pauses; `resolution` follows); `Unsupported` naming the
+        missing nodes on a camera that cannot, so a caller bins on the host knowingly."""
+        binning = Binning(int(horizontal), int(horizontal if vertical is None else vertical), mode)
+        with self._paused() as nodes:
+            self._apply_binning(nodes, binning)
+            self.resolution = (int(nodes.get("Height")), int(nodes.get("Width")))
+        self.config = replace(self.config, binning=binning)
+        self.expected_resolution = None
+
+    def _apply_binning(self, nodes: NodeAccess, binning: Binning) -> None:
+        missing = [n for n in BINNING_NODES if not nodes.has(n)]
+        if missing:
+            if binning.horizontal == binning.vertical == 1 and binning.mode is None:
+                return  # no binning asked of a camera that has none
+            raise Unsupported(f"{self.name}: on-camera binning is unsupported: the camera has no "
+                              f"{' / '.join(missing)} node (bin on the host, or use a camera that bins)")
+        if nodes.has("BinningSelector") and "Sensor" in nodes.choices("BinningSelector"):
+            nodes.set("BinningSelector", "Sensor")
+        if binning.mode is not None:
+            for name in ("BinningHorizontalMode", "BinningVerticalMode"):
+                if not nodes.has(name):
+                    raise Unsupported(f"{self.name}: binning mode {binning.mode!r} asked, the camera has no "
+                                      f"{name} node")
+                nodes.set(name, binning.mode)
+        nodes.set("BinningHorizontal", binning.horizontal)
+        nodes.set("BinningVertical", binning.vertical)
 
     def _read_geometry(self) -> None:
         nodes = self._node_access()
@@ -516,6 +609,8 @@ class GenICamCamera(Camera):
                 out["gain"] = out["gain_bounds"] = None
             out["pixel_format"] = self.pixel_format
             out["roi"] = self.roi
+            b = self.binning
+            out["binning"] = {"horizontal": b.horizontal, "vertical": b.vertical, "mode": b.mode}
             try:
                 out["features"] = {f.name: f.value for f in self.features() if f.kind != "command"}
             except Exception as exc:  # a description must not fail a run
