@@ -34,8 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cls = sub.add_parser("classification", parents=[common_options()],
                          help="teacher, no-KD and KD SCLC students, KD through the sim optics")
     _training_options(cls)
-    cls.add_argument("--report", type=Path, required=True, help="report JSON path (a .md table is written beside it)")
-    cls.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    _report_options(cls, "a .md table is written beside it")
     cls.add_argument("--train-fraction", type=float, default=None, metavar="F",
                      help="train on a seeded random fraction F of the training split (budgets stay in steps)")
     cls.set_defaults(handler=cmd_classification)
@@ -43,8 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bud = sub.add_parser("budget", parents=[common_options()],
                          help="budgets that follow the data: a subset with epoch- and step-counted budgets, and the full set")
     _training_options(bud)
-    bud.add_argument("--report", type=Path, required=True, help="report JSON path (a .md table is written beside it)")
-    bud.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    _report_options(bud, "a .md table is written beside it")
     bud.add_argument("--fraction", type=float, default=None, help="the subset's share of the training split (default 0.1)")
     bud.add_argument("--teacher-epochs", type=int, default=None,
                      help="teacher budget in epochs of the full split (default 18; quick: 1)")
@@ -79,8 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     seg = sub.add_parser("segmentation", parents=[common_options()],
                          help="U-Net teacher, SCLC segmentation students with and without dense KD, KD through the optics")
     _training_options(seg)
-    seg.add_argument("--report", type=Path, required=True, help="report JSON path (.md table and .png figure beside it)")
-    seg.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    _report_options(seg, ".md table and .png figure beside it")
     seg.add_argument("--size", type=int, default=None, help="image side in px (default 128; quick: 64)")
     seg.add_argument("--hints", action="store_true", help="add a KD + feature-hint arm")
     seg.add_argument("--workers", type=int, default=1,
@@ -93,8 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     front = sub.add_parser("seg-frontier", parents=[common_options()],
                            help="segmentation: mIoU against host MFLOPs for student variants and the teacher")
     _training_options(front)
-    front.add_argument("--report", type=Path, required=True, help="report JSON path (.md table and .png plot beside it)")
-    front.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    _report_options(front, ".md table and .png plot beside it")
     front.add_argument("--cpu", action="store_true",
                        help="the reduced budget a shared CPU affords (1000 scenes, 3 epochs); default: the full one")
     front.add_argument("--variants", nargs="+", default=None, metavar="NAME",
@@ -105,8 +101,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     single = sub.add_parser("single-layer", parents=[common_options()],
                             help="one optical layer near the teacher: wider, larger kernels, longer, augmented, KD")
     _training_options(single)
-    single.add_argument("--report", type=Path, required=True, help="report JSON path (a .md table beside it)")
-    single.add_argument("--out", type=Path, default=None, help="checkpoints and per-run results (default: beside the report)")
+    _report_options(single, "a .md table beside it")
     single.add_argument("--recipes", nargs="+", default=None, metavar="NAME", help="only these recipes (default: all)")
     single.set_defaults(handler=cmd_single_layer)
 
@@ -312,3 +307,10 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
     print(json.dumps(result["crossover"], indent=2))
     print(f"wrote {args.out / 'efficiency.json'} and {args.out / 'efficiency.png'}")
     return 0
+
+
+def _report_options(parser: argparse.ArgumentParser, beside: str) -> None:
+    """--report and --out, as every report-writing experiment takes them."""
+    parser.add_argument("--report", type=Path, required=True, help=f"report JSON path ({beside})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="checkpoints and per-run results (default: beside the report)")
