@@ -24,7 +24,7 @@ from typing import Any
 
 from labrig.distill import TrainConfig
 from labrig.distill.trainer import Cancel
-from labrig.experiments.classification import FULL_TRAIN, ClassificationConfig
+from labrig.experiments.classification import FULL_TRAIN, ClassificationConfig, teacher_job_for
 from labrig.experiments.jobs import Job, JobData, load_result, run_job, write_json
 from labrig.experiments.report import machine_info, markdown_table
 from labrig.experiments.setup import prepare_teacher, splits_for
@@ -104,9 +104,7 @@ def run_arm(name: str, config: BudgetConfig, data_dir: Path, out: Path, *, devic
     folder = out / name.replace("/", "-")
     train, val, test = splits_for(data_dir, cls)
     data = JobData(train, val, test)
-    teacher_model = replace(cls.teacher, input_size=(cls.input_size,) * 2, num_classes=train.num_classes)
-    teacher_job = Job("teacher", "teacher", config_to_dict(teacher_model),
-                      replace(cls.teacher_train, device=device, progress=progress))
+    teacher_job = teacher_job_for(cls, train.num_classes, device, progress)
     log(f"{name}: teacher on {len(train)} images ({rule} rule)")
     if finished_only:
         teacher = load_result(folder, teacher_job)

@@ -141,6 +141,18 @@ def _optical_eval(job: Job, test: ImageDataset, out: Path, seed: int, device: st
     return accuracy
 
 
+
+def teacher_job_for(config: ClassificationConfig, num_classes: int, device: str,
+                    progress: bool | None = None) -> Job:
+    """The teacher's job for a classification config: its model sized to the data, its budget
+    on `device` (`progress` left as configured when None). One place, so every study that
+    shares a teacher finds the same job (and checkpoint)."""
+    model = replace(config.teacher, input_size=(config.input_size,) * 2, num_classes=num_classes)
+    train = replace(config.teacher_train, device=device)
+    if progress is not None:
+        train = replace(train, progress=progress)
+    return Job("teacher", "teacher", config_to_dict(model), train)
+
 def run_classification(
     data_dir: str | Path,
     out: str | Path,
@@ -161,9 +173,7 @@ def run_classification(
     started = time.perf_counter()
     train, val, test = splits_for(data_dir, config)
     data = JobData(train, val, test)
-    teacher_config = replace(config.teacher, input_size=(config.input_size,) * 2, num_classes=train.num_classes)
-    teacher_job = Job("teacher", "teacher", config_to_dict(teacher_config),
-                      replace(config.teacher_train, device=device, progress=progress))
+    teacher_job = teacher_job_for(config, train.num_classes, device, progress)
     log(f"teacher: {'loading ' + str(teacher_checkpoint) if teacher_checkpoint else 'training'}")
     teacher = prepare_teacher(data, out, teacher_job, checkpoint=teacher_checkpoint, device=device,
                               cancel=cancel)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labrig.distill import DistillConfig
-from labrig.experiments.classification import ClassificationConfig
+from labrig.experiments.classification import ClassificationConfig, teacher_job_for
 from labrig.experiments.jobs import Job, JobData, load_result, run_job, write_json
 from labrig.experiments.pool import run_pool
 from labrig.experiments.report import markdown_table
@@ -154,9 +154,7 @@ def _work(state: tuple[JobData, Path, str], job: Job) -> dict[str, Any]:
 
 
 def _teacher_job(config: StudyConfig, data: JobData, device: str) -> Job:
-    base = config.base
-    teacher = replace(base.teacher, input_size=(base.input_size,) * 2, num_classes=data.train.num_classes)
-    return Job("teacher", "teacher", config_to_dict(teacher), replace(base.teacher_train, device=device))
+    return teacher_job_for(config.base, data.train.num_classes, device)
 
 
 def run_study(
