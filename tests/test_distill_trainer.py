@@ -134,6 +134,9 @@ def test_warmup_is_counted_in_budget_epochs_on_a_small_dataset():
     assert cfg.unit_steps(2) == 25 and cfg.epochs_for(2) == 25
     assert trainer.lr_at(5, 2) == pytest.approx(6 / 12.5)  # still warming up
     assert trainer.lr_at(13, 2) == pytest.approx(1.0, abs=0.01)  # warm-up done: the cosine top
+    # a fractional warm-up (12.5 steps) ends at the base rate, never above it
+    assert trainer.lr_at(12, 2) == pytest.approx(1.0)
+    assert max(trainer.lr_at(step, 2) for step in range(50)) <= cfg.lr
     capped = config(epochs=2, batch_size=32, lr=1.0, reference_train_size=100_000, max_epochs=3, warmup_epochs=1.0)
     assert Trainer(student(), capped).lr_at(3, 2) == pytest.approx(1.0)  # capped budget: warm-up ≤ half of it
 

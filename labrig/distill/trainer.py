@@ -270,8 +270,8 @@ class Trainer:
         warm = cfg.warmup_epochs * unit
         if cfg.reference_train_size is not None:  # a capped budget must still leave room for the schedule
             warm = min(warm, 0.5 * total)
-        if step < warm:
-            return cfg.lr * (step + 1) / warm
+        if step < warm:  # linear ramp that reaches cfg.lr, never overshoots it, when warm is fractional
+            return cfg.lr * min(1.0, (step + 1) / warm)
         if cfg.schedule == "cosine":
             progress = min(1.0, (step - warm) / max(1.0, total - warm))
             return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
