@@ -89,7 +89,8 @@ def knee(electrons: torch.Tensor, full_well_e: float, knee_fraction: float, inpl
     compression that reaches the full well asymptotically (smooth at the knee).
 
     Without gradients only the pixels above the knee are computed (a few per cent of a
-    frame), written into `electrons` itself when `inplace`."""
+    frame, none when the frame's maximum is below it), written into `electrons` itself
+    when `inplace`."""
     if knee_fraction >= 1:
         return electrons
     k = knee_fraction * full_well_e
@@ -98,6 +99,8 @@ def knee(electrons: torch.Tensor, full_well_e: float, knee_fraction: float, inpl
         return torch.where(electrons > k, k + span * torch.tanh((electrons - k) / span), electrons)
     out = electrons if inplace and electrons.is_contiguous() else electrons.contiguous().clone()
     flat = out.view(-1)
+    if not flat.numel() or float(flat.max()) <= k:  # one reduction: most frames stay below the knee
+        return out
     index = torch.nonzero(flat > k).squeeze(1)  # one compaction serves the gather and the scatter
     if index.numel():
         bent = flat.index_select(0, index)

@@ -6,6 +6,7 @@ the first nonlinearity of a coherent optical network.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -225,17 +226,158 @@ POISSON_SPLIT = 1 << 16
 POISSON_PARTS = 2
 _pool: ThreadPoolExecutor | None = None
 
+#: `poisson_exact`'s table: means below `TABLE_MAX_MEAN` on a grid of 1 / `TABLE_STEPS_PER_E`,
+#: uniforms on a grid of 1 / `TABLE_CELLS`; larger means go to `torch.poisson`
+TABLE_MAX_MEAN = 64
+TABLE_STEPS_PER_E = 64
+TABLE_CELLS = 1024
+#: `sample_poisson` uses `poisson_exact` when at least this fraction of the means (a strided
+#: sample of them) is below `TABLE_MAX_MEAN`; brighter sets go to `torch.poisson` whole
+#: (measured: a frame with 83 % below is 13 % faster by the table; readout tiles with 43 %
+#: below are 18 % slower)
+TABLE_MIN_FRACTION = 0.75
+_TABLE_SENTINEL = 255  # "no bound": the top uniform cell (its quantile is unbounded)
+_TABLE_LARGE = 254  # `settled` for the means `torch.poisson` draws
+_WALK = 2  # `_settle`'s steps before it evaluates whole CDF rows
+_SERIES = 8  # terms of `_settle`'s additivity series
+_CHUNK = 1 << 16  # elements per pass: every temporary stays in cache
+
+
+@functools.lru_cache(maxsize=2)
+def quantile_table(max_mean: int, steps_per_e: int, cells: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Poisson quantiles on a grid, and where they settle a draw (flat, uint8).
+
+    `low`, entry (b, j): the smallest k with j / cells < F(k; b / steps_per_e), F the
+    Poisson CDF (float64, from the pmf). The quantile is non-decreasing in the mean and
+    in u, so for a mean in [b, b + 1) / steps_per_e and u in [j, j + 1) / cells the
+    exact draw lies between low (b, j) and low (b + 1, j + 1). `settled`, entry (b, j):
+    that draw where the two bounds agree (always below `_TABLE_LARGE` here),
+    `_TABLE_SENTINEL` where they do not; its last row (b = max_mean * steps_per_e, the
+    bucket means at and above `max_mean` are clamped to) is `_TABLE_LARGE`: those
+    means are drawn elsewhere. `cdf`, entry (b, k): F(k; b / steps_per_e) (float64),
+    for `_settle`."""
+    rows = max_mean * steps_per_e
+    lam = torch.arange(rows + 2, dtype=torch.float64) / steps_per_e
+    k = torch.arange(_TABLE_SENTINEL + 1, dtype=torch.float64)
+    log_pmf = k * torch.log(lam.clamp_min(1e-300))[:, None] - lam[:, None] - torch.lgamma(k + 1)
+    log_pmf[0] = -math.inf
+    log_pmf[0, 0] = 0.0  # mean 0: always 0
+    cdf = torch.cumsum(torch.exp(log_pmf), 1)
+    u = torch.arange(cells + 1, dtype=torch.float64) / cells
+    low = torch.searchsorted(cdf, u.expand(len(lam), -1).contiguous(), right=True).clamp_(max=_TABLE_SENTINEL)
+    low[:, cells] = _TABLE_SENTINEL  # u -> 1: no bound
+    lo, hi = low[: rows + 1, :cells], low[1:, 1:]
+    settled = torch.where(lo == hi, lo, _TABLE_SENTINEL)
+    if int(settled[:rows].masked_fill(settled[:rows] == _TABLE_SENTINEL, 0).max()) >= _TABLE_LARGE:
+        raise ValueError(f"max_mean {max_mean} is too large for a byte table")
+    settled[rows] = _TABLE_LARGE
+    return (low[: rows + 1, :cells].to(torch.uint8).reshape(-1), settled.to(torch.uint8).reshape(-1),
+            cdf[: rows + 1].clamp_(max=1.0).reshape(-1))
+
+
+def poisson_exact(mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exact Poisson counts (CPU, non-negative means): inversion of the CDF, the same
+    draw `min{k : u < F(k; mean)}` as a sequential search from one uniform u per pixel,
+    2-5x cheaper than `torch.poisson` per mean below `TABLE_MAX_MEAN` (~10 ns against
+    25-50 ns here), not faster above it.
+
+    u is drawn in two independent parts, its cell j (one of `TABLE_CELLS`, uniform) and
+    its place in the cell (uniform), which together are a uniform u. Means below
+    `TABLE_MAX_MEAN`: `quantile_table` settles the draw from the mean's bucket and j
+    alone for most pixels (one byte lookup); where it does not (~2-3 %), the place in
+    the cell is drawn and the CDF at the pixel's own mean decides (`_settle`). Larger
+    means: `torch.poisson` (transformed rejection, exact), on the compacted set."""
+    steps, cells = TABLE_STEPS_PER_E, TABLE_CELLS
+    low, settled, cdf = quantile_table(TABLE_MAX_MEAN, steps, cells)
+    top = TABLE_MAX_MEAN * steps  # the all-0 row: means that `torch.poisson` draws
+    flat = mean.reshape(-1)
+    out = torch.empty_like(flat)
+    unsure: list[tuple[torch.Tensor, torch.Tensor]] = []
+    large: list[torch.Tensor] = []
+    for a in range(0, flat.numel(), _CHUNK):
+        lam = flat[a : a + _CHUNK]
+        # table position: the mean's bucket (truncation = floor, means are >= 0) and a uniform cell
+        at = torch.randint(cells, lam.shape, generator=generator, dtype=torch.int32, device=lam.device)
+        at.add_((lam * steps).clamp_(max=top).int().mul_(cells))
+        draw = settled.index_select(0, at)
+        out[a : a + _CHUNK] = draw
+        here = torch.nonzero(draw >= _TABLE_LARGE).squeeze(1)
+        if here.numel():
+            big = draw.index_select(0, here) == _TABLE_LARGE
+            large.append(here[big] + a)
+            here = here[~big]
+            unsure.append((here + a, at.index_select(0, here)))
+    if unsure:
+        index, at = (torch.cat(parts) for parts in zip(*unsure, strict=True))
+        at = at.long()
+        u = torch.rand(index.shape, generator=generator, dtype=torch.float64, device=index.device)
+        u.add_(at.remainder(cells)).div_(cells)
+        _settle(flat, out, index, u, low.index_select(0, at), cdf, steps)
+    if large:
+        index = torch.cat(large)
+        out.index_copy_(0, index, torch.poisson(flat.index_select(0, index), generator=generator))
+    return out.view(mean.shape)
+
+
+def _settle(flat: torch.Tensor, out: torch.Tensor, index: torch.Tensor, u: torch.Tensor, k: torch.Tensor,
+            cdf: torch.Tensor, steps: int) -> None:
+    """The exact draw `min{k >= low : u < F(k; mean)}` where the table does not settle it.
+
+    F at the pixel's own mean from the grid's CDF below it (mean = m_b + r, 0 <= r <
+    1 / steps) by Poisson additivity: F(k; m_b + r) = sum_i pmf(i; r) F(k - i; m_b), the
+    terms falling as r^i / i!, so `_SERIES` terms leave under 1e-19 (float64 exact)."""
+    lam = flat.index_select(0, index).to(torch.float64)
+    bucket = (lam * steps).floor_()
+    r = lam - bucket / steps
+    weights = [torch.exp(-r)]  # pmf(i; r)
+    for i in range(1, _SERIES):
+        weights.append(weights[-1] * r / i)
+    width = _TABLE_SENTINEL + 1
+    row = bucket.long().mul_(width)
+    k = k.long()
+    for _ in range(_WALK):  # most draws are the table's lower bound or the next count
+        f = torch.zeros_like(u)
+        for i, w in enumerate(weights):
+            f.addcmul_(w, cdf.index_select(0, row + (k - i).clamp_(min=0)) * (k >= i))
+        more = torch.nonzero(f <= u).squeeze(1)
+        done = torch.ones(len(k), dtype=torch.bool)
+        done[more] = False
+        out.index_copy_(0, index[done], k[done].to(out.dtype))
+        if not more.numel():
+            return
+        index, u, k, row = (t.index_select(0, more) for t in (index, u, k, row))
+        weights = [w.index_select(0, more) for w in weights]
+        k += 1
+    # the rest (the end cells of u, where a bound is 0 or none): the whole CDF row at once
+    counts = torch.arange(width)
+    f = torch.zeros(len(k), width, dtype=torch.float64)
+    for i, w in enumerate(weights):
+        f[:, i:].addcmul_(w[:, None], cdf.index_select(0, (row[:, None] + counts[: width - i]).reshape(-1)).view(len(k), -1))
+    out.index_copy_(0, index, (f <= u[:, None]).sum(1).clamp_(max=_TABLE_SENTINEL).to(out.dtype))
+
+def _poisson(mean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """`poisson_exact` for a mostly dim set of means (a camera frame), `torch.poisson`
+    otherwise (bright readout tiles, other devices and dtypes): the choice depends on
+    the means alone, so a seed gives the same counts either way."""
+    if mean.device.type != "cpu" or mean.dtype not in (torch.float32, torch.float64) or not mean.numel():
+        return torch.poisson(mean, generator=generator)
+    sample = mean.reshape(-1)[::97]
+    if float((sample < TABLE_MAX_MEAN).sum()) < TABLE_MIN_FRACTION * sample.numel():
+        return torch.poisson(mean, generator=generator)
+    return poisson_exact(mean, generator)
+
 
 def sample_poisson(mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Exact Poisson counts for non-negative means (any size; no normal shortcut).
 
-    torch's CPU Poisson sampler runs on one thread. A large tensor is drawn in
+    CPU: `poisson_exact` (inversion, one uniform per pixel) for mostly dim means,
+    `torch.poisson` for bright ones (see `_poisson`). A large tensor is drawn in
     `POISSON_PARTS` parts, each from its own generator seeded from `generator`, on
     as many threads as torch has: the same counts for a seed whatever the thread
     count, exact Poisson either way."""
     n = mean.numel()
     if n < POISSON_SPLIT or mean.device.type != "cpu":
-        return torch.poisson(mean, generator=generator)
+        return _poisson(mean, generator)
     seeds = torch.randint(0, 2**62, (POISSON_PARTS,), generator=generator).tolist()
     flat = mean.reshape(-1)
     out = torch.empty_like(flat)
@@ -243,7 +385,7 @@ def sample_poisson(mean: torch.Tensor, generator: torch.Generator | None = None)
 
     def part(i: int) -> None:
         a, b = bounds[i], bounds[i + 1]
-        out[a:b] = torch.poisson(flat[a:b], generator=torch.Generator().manual_seed(seeds[i]))
+        out[a:b] = _poisson(flat[a:b], torch.Generator().manual_seed(seeds[i]))
 
     if torch.get_num_threads() < 2:
         for i in range(POISSON_PARTS):
