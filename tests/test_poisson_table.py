@@ -131,3 +131,13 @@ def test_a_seed_gives_the_same_counts_by_either_route_and_thread_count() -> None
         assert torch.equal(a, b)
     assert torch.equal(draws[0][1], torch.poisson(bright, generator=torch.Generator().manual_seed(5)))
     assert (dim < TABLE_MAX_MEAN).float().mean() > camera.TABLE_MIN_FRACTION
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_invalid_means_raise_as_in_torch(bad: float) -> None:
+    mean = torch.full((1000,), 2.0)
+    mean[500] = bad
+    with pytest.raises((ValueError, RuntimeError)):
+        torch.poisson(mean)
+    with pytest.raises(ValueError, match="non-negative"):
+        poisson_exact(mean)

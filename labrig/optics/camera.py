@@ -293,6 +293,8 @@ def poisson_exact(mean: torch.Tensor, generator: torch.Generator | None = None) 
     low, settled, cdf = quantile_table(TABLE_MAX_MEAN, steps, cells)
     top = TABLE_MAX_MEAN * steps  # the all-0 row: means that `torch.poisson` draws
     flat = mean.reshape(-1)
+    if flat.numel() and not float(flat.min()) >= 0:  # one reduction; NaN fails too, as in torch.poisson
+        raise ValueError("invalid Poisson rate, expected rate to be non-negative")
     out = torch.empty_like(flat)
     unsure: list[tuple[torch.Tensor, torch.Tensor]] = []
     large: list[torch.Tensor] = []
