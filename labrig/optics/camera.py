@@ -233,8 +233,8 @@ TABLE_STEPS_PER_E = 64
 TABLE_CELLS = 1024  # a power of two, at most 2**14 (`poisson_exact` draws cells as bits)
 #: `sample_poisson` uses `poisson_exact` when at least this fraction of the means (a strided
 #: sample of them) is below `TABLE_MAX_MEAN`; brighter sets go to `torch.poisson` whole
-#: (measured: a frame with 83 % below is 13 % faster by the table; readout tiles with 43 %
-#: below are 18 % slower)
+#: (measured: the `sim` frame, 83 % below, ~17 % faster by the table; its readout tiles,
+#: 43 % below, ~18 % slower)
 TABLE_MIN_FRACTION = 0.75
 _TABLE_SENTINEL = 255  # "no bound": the top uniform cell (its quantile is unbounded)
 _TABLE_LARGE = 254  # `settled` for the means `torch.poisson` draws
@@ -280,8 +280,8 @@ def quantile_table(max_mean: int, steps_per_e: int, cells: int) -> tuple[torch.T
 def poisson_exact(mean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Exact Poisson counts (CPU, non-negative means): inversion of the CDF, the same
     draw `min{k : u < F(k; mean)}` as a sequential search from one uniform u per pixel,
-    2-5x cheaper than `torch.poisson` per mean below `TABLE_MAX_MEAN` (~10 ns against
-    25-50 ns here), not faster above it.
+    cheaper than `torch.poisson` for means from ~0.3 up to `TABLE_MAX_MEAN` (~10 ns a
+    pixel against 14-54 ns measured here), not for darker or brighter ones.
 
     u is drawn in two independent parts, its cell j (one of `TABLE_CELLS`, uniform) and
     its place in the cell (uniform), which together are a uniform u. Means below
@@ -291,7 +291,7 @@ def poisson_exact(mean: torch.Tensor, generator: torch.Generator | None = None) 
     means: `torch.poisson` (transformed rejection, exact), on the compacted set."""
     steps, cells = TABLE_STEPS_PER_E, TABLE_CELLS
     low, settled, cdf = quantile_table(TABLE_MAX_MEAN, steps, cells)
-    top = TABLE_MAX_MEAN * steps  # the all-0 row: means that `torch.poisson` draws
+    top = TABLE_MAX_MEAN * steps  # the `_TABLE_LARGE` row: means that `torch.poisson` draws
     flat = mean.reshape(-1)
     if flat.numel() and not float(flat.min()) >= 0:  # one reduction; NaN fails too, as in torch.poisson
         raise ValueError("invalid Poisson rate, expected rate to be non-negative")
