@@ -62,6 +62,9 @@ NUISANCE_CHI2 = 2.0
 #: the coarse search's step from zero along each Zernike term (rad) and its iterations per start
 START_STEP_RAD = 0.5
 START_ITERATIONS = 8
+#: the filter shift may move this far (px) in the search: beyond, it is trading against the terms (on a
+#: drawn truth it ran 1.7-2 px off and the registration never brought it back); registration measures it
+FILTER_STEP_LIMIT_PX = 0.5
 #: the coarse grid of (defocus, spherical) that seeds a second centre of the search (rad)
 COARSE_DEFOCUS_RAD = tuple(np.round(np.arange(-2.0, 2.001, 0.25), 3))
 COARSE_SPHERICAL_RAD = (-0.6, -0.3, 0.0, 0.3, 0.6)
@@ -128,10 +131,15 @@ def multi_start(work: Twin, render: Any, measured: np.ndarray, weights: np.ndarr
         for c in zernike_starts(len(z0)):
             imp.zernike_rad.data, imp.filter_shift_px.data = centre + c, f0.clone()
             report = fit_twin(work, names, render, measured, weights, iterations=START_ITERATIONS)
-            if math.isfinite(report.chi2) and report.chi2 < best[0]:
+            moved = float((imp.filter_shift_px.detach() - f0).abs().max())
+            if math.isfinite(report.chi2) and report.chi2 < best[0] and moved <= FILTER_STEP_LIMIT_PX:
                 best = (report.chi2, imp.zernike_rad.detach().clone(), imp.filter_shift_px.detach().clone())
     imp.zernike_rad.data, imp.filter_shift_px.data = best[1], best[2]
-    return fit_twin(work, names, render, measured, weights, iterations=25)
+    report = fit_twin(work, names, render, measured, weights, iterations=25)
+    if float((imp.filter_shift_px.detach() - f0).abs().max()) > FILTER_STEP_LIMIT_PX:  # ran off: terms alone
+        imp.zernike_rad.data, imp.filter_shift_px.data = best[1], f0.clone()
+        report = fit_twin(work, ("zernike_rad",), render, measured, weights, iterations=25)
+    return report
 
 
 def rescan_input_shift(work: Twin, render: Any, measured: np.ndarray, weights: np.ndarray) -> bool:
