@@ -23,8 +23,15 @@ import torch
 from calibration.base import CalibrationError, Cancel, Progress, Routine, RoutineResult, no_progress
 from calibration.nuisance import APODISATION, PUPIL_MODES, nuisance_values, with_nuisance
 from calibration.probe import Probe
-from calibration.registration import best_start, centroid_start, fit_markers, marker_patterns
+from calibration.registration import (
+    best_start,
+    centroid_start,
+    fit_markers,
+    input_to_camera_px,
+    marker_patterns,
+)
 from calibration.twinfit import (
+    _projected,
     beam_nuisance,
     camera_power,
     check_finite,
@@ -52,9 +59,141 @@ CHI2_LIMIT = 50.0
 #: small bench without unmodelled effects a named-only chi^2 of 1.5-1.9 took them, and astigmatism
 #: then moved 0.056 rad off; the full-size `sim` reads 2.7-21 without them)
 NUISANCE_CHI2 = 2.0
+#: the coarse search's step from zero along each Zernike term (rad) and its iterations per start
+START_STEP_RAD = 0.5
+START_ITERATIONS = 8
+#: the filter shift may move this far (px) in the search: beyond, it is trading against the terms (on a
+#: drawn truth it ran 1.7-2 px off and the registration never brought it back); registration measures it
+FILTER_STEP_LIMIT_PX = 0.5
+#: the coarse grid of (defocus, spherical) that seeds a second centre of the search (rad)
+COARSE_DEFOCUS_RAD = tuple(np.round(np.arange(-2.0, 2.001, 0.25), 3))
+COARSE_SPHERICAL_RAD = (-0.6, -0.3, 0.0, 0.3, 0.6)
+#: input shifts (px) the rescan tries along each axis (an aligned bench is within a pixel), and how
+#: many of the best of each direction it refits
+RESCAN_PX = tuple(np.round(np.arange(-1.2, 1.201, 0.1), 3))
+RESCAN_FITS = 2
+#: rounds of (rescan, multi-start) at most
+RESCAN_ROUNDS = 3
+#: relative chi^2 within which a twin with the input a whole pixel nearer the axis is preferred
+WHOLE_PIXEL_TIE = 0.02
 GEOMETRY = ("input_shift_px", "input_rotation_rad", "camera_shift_px")
 #: the twin's parameters the final fit moves
 NAMED_FIT = ("zernike_rad", *GEOMETRY, "filter_shift_px")
+
+
+def zernike_starts(n_terms: int, step: float = START_STEP_RAD) -> list[torch.Tensor]:
+    """Zero and +-`step` along each term: the starts of the coarse search."""
+    starts = [torch.zeros(n_terms, dtype=torch.float64)]
+    for i in range(n_terms):
+        for sign in (1.0, -1.0):
+            c = torch.zeros(n_terms, dtype=torch.float64)
+            c[i] = sign * step
+            starts.append(c)
+    return starts
+
+
+def coarse_even(work: Twin, render: Any, measured: np.ndarray, weights: np.ndarray) -> torch.Tensor:
+    """The best (defocus, spherical) of a coarse grid, the other terms held: the start of the
+    multi-start search when the pupil is far from flat. Large defocus trades against spherical
+    (a +-0.5 rad start from zero found a minimum 1.9 rad off a -1.2 rad defocus)."""
+    imp = work.imperfections
+    z0 = imp.zernike_rad.detach().clone()
+    meas, w = torch.as_tensor(measured), torch.as_tensor(weights)
+    best = (math.inf, z0)
+    for d in COARSE_DEFOCUS_RAD:
+        for sph in COARSE_SPHERICAL_RAD:
+            c = z0.clone()
+            c[0], c[5] = d, sph
+            imp.zernike_rad.data = c
+            with torch.no_grad():
+                chi2 = float(_projected(render(work), meas, w, True)[0])
+            if chi2 < best[0]:
+                best = (chi2, c)
+    imp.zernike_rad.data = z0
+    return best[1]
+
+
+def multi_start(work: Twin, render: Any, measured: np.ndarray, weights: np.ndarray) -> Any:
+    """The Zernike terms (with the filter SLM's shift, which moves the diversity phases across
+    the pupil and so mimics tilt-like terms) fitted briefly from each of `zernike_starts` around
+    the current values and around the best point of `coarse_even`, then to convergence from the
+    best: PSF fits have local minima (a fit from zero alone stuck 0.5-1 rad off on drawn truths
+    whose terms were all under 0.25 rad)."""
+    imp = work.imperfections
+    names = ("zernike_rad", "filter_shift_px")
+    z0, f0 = imp.zernike_rad.detach().clone(), imp.filter_shift_px.detach().clone()
+    centres = [z0]
+    coarse = coarse_even(work, render, measured, weights)
+    if float((coarse - z0).abs().max()) > START_STEP_RAD / 2:
+        centres.append(coarse)
+    best: tuple[float, torch.Tensor, torch.Tensor] = (math.inf, z0, f0)
+    for centre in centres:
+        for c in zernike_starts(len(z0)):
+            imp.zernike_rad.data, imp.filter_shift_px.data = centre + c, f0.clone()
+            report = fit_twin(work, names, render, measured, weights, iterations=START_ITERATIONS)
+            moved = float((imp.filter_shift_px.detach() - f0).abs().max())
+            if math.isfinite(report.chi2) and report.chi2 < best[0] and moved <= FILTER_STEP_LIMIT_PX:
+                best = (report.chi2, imp.zernike_rad.detach().clone(), imp.filter_shift_px.detach().clone())
+    imp.zernike_rad.data, imp.filter_shift_px.data = best[1], best[2]
+    report = fit_twin(work, names, render, measured, weights, iterations=25)
+    if float((imp.filter_shift_px.detach() - f0).abs().max()) > FILTER_STEP_LIMIT_PX:  # ran off: terms alone
+        imp.zernike_rad.data, imp.filter_shift_px.data = best[1], f0.clone()
+        report = fit_twin(work, ("zernike_rad",), render, measured, weights, iterations=25)
+    return report
+
+
+def rescan_input_shift(work: Twin, render: Any, measured: np.ndarray, weights: np.ndarray) -> bool:
+    """Scan the input shift along each axis over RESCAN_PX (the image kept in place by the camera
+    shift moved the other way, as `fit_markers`' valley scan does, and the image moved with it) on
+    all frames, and refit from the best point if it beats the
+    current one. The marker fit chose the shift with a flat pupil, and a whole input pixel traded
+    against the camera shift changes the frames little: a wrong start there held the fit 0.6-1 px
+    off and bent the Zernike terms by up to 1 rad. True if it moved."""
+    imp = work.imperfections
+    meas, w = torch.as_tensor(measured), torch.as_tensor(weights)
+    m = input_to_camera_px(work)
+    moved = False
+    current = fit_twin(work, (*GEOMETRY, "filter_shift_px"), render, measured, weights,
+                       iterations=START_ITERATIONS).chi2
+    for axis in (0, 1):
+        kept = {n: getattr(imp, n).detach().clone() for n in (*GEOMETRY, "zernike_rad", "filter_shift_px")}
+        s0, c0 = kept["input_shift_px"], kept["camera_shift_px"]
+        scan = []
+        for target in RESCAN_PX:
+            d = torch.zeros(2, dtype=torch.float64)
+            d[axis] = float(target) - float(s0[axis])
+            if abs(float(d[axis])) < 0.15:
+                continue
+            for sign in (-1.0, 1.0):  # along the valley, and across it (the image moved as well)
+                imp.input_shift_px.data, imp.camera_shift_px.data = s0 + d, c0 + sign * m * d
+                with torch.no_grad():
+                    scan.append((float(_projected(render(work), meas, w, True)[0]), sign * m * d, d, sign))
+        tried = [t for sign in (-1.0, 1.0)  # the best few of each direction
+                 for t in sorted((t for t in scan if t[3] == sign), key=lambda t: t[0])[:RESCAN_FITS]]
+        for chi2, dc, d, _ in tried:
+            for n, v in kept.items():
+                getattr(imp, n).data = v.clone()
+            imp.input_shift_px.data, imp.camera_shift_px.data = s0 + d, c0 + dc
+            chi2 = fit_twin(work, (*GEOMETRY, "filter_shift_px"), render, measured, weights,
+                            iterations=START_ITERATIONS).chi2
+            if chi2 < current:
+                current, moved = chi2, True
+                kept = {n: getattr(imp, n).detach().clone() for n in kept}
+        for n, v in kept.items():
+            getattr(imp, n).data = v.clone()
+    # a whole input pixel traded against the camera shift is all but invisible (the same frames to
+    # within noise): of such twins, the one with the input nearest the axis
+    whole = torch.round(imp.input_shift_px.detach())
+    if bool(whole.abs().max() > 0):
+        kept = {n: getattr(imp, n).detach().clone() for n in (*GEOMETRY, "zernike_rad", "filter_shift_px")}
+        imp.input_shift_px.data = kept["input_shift_px"] - whole
+        imp.camera_shift_px.data = kept["camera_shift_px"] + m * whole
+        chi2 = fit_twin(work, (*GEOMETRY, "filter_shift_px"), render, measured, weights,
+                        iterations=START_ITERATIONS).chi2
+        if chi2 > current * (1 + WHOLE_PIXEL_TIE):
+            for n, v in kept.items():
+                getattr(imp, n).data = v.clone()
+    return moved
 
 
 def diversity_phases(twin: Twin) -> np.ndarray:
@@ -119,7 +258,13 @@ class Aberrations(Routine):
         centroid_start(work, markers, grays[0], measured[0])
         best_start(work, render_flat, measured[0], weights[0])
         fit_markers(work, GEOMETRY, render_flat, measured[0], weights[0], nuisance)
-        start = fit_twin(work, ("zernike_rad",), render_all, measured, weights, iterations=25)
+        start = multi_start(work, render_all, measured, weights)
+        # the input shift's sub-pixel start was chosen with a flat pupil: with the terms now roughly
+        # known, choose it again on all frames (a wrong start there held the fit 0.5-1 px off)
+        for _ in range(RESCAN_ROUNDS):  # the terms and the shift bend each other (coma moves the spots)
+            if not rescan_input_shift(work, render_all, measured, weights):
+                break
+            start = multi_start(work, render_all, measured, weights)
         report = fit_twin(work, ("zernike_rad", *GEOMETRY, "filter_shift_px", *nuisance), render_all, measured,
                           weights, iterations=30)
         with_nuisance(work)  # radial orders up to 6: more freedom (order 10) found worse minima on small benches

@@ -86,6 +86,20 @@ def test_aberrations_find_zernike_terms(tmp_path: Path) -> None:
         assert result.residual < 2.0
 
 
+@pytest.mark.parametrize("seed, scale", [(2, 1.0), pytest.param(3, 3.0, marks=pytest.mark.slow)])
+def test_aberrations_escape_local_minima(tmp_path: Path, seed: int, scale: float) -> None:
+    """Drawn truth 2 (a fit from a flat pupil stuck 0.3-1 rad off, its input shift a pixel off) and
+    truth 3 with its terms tripled (defocus -1.2 rad, which a start at zero traded for spherical):
+    the multi-start search and the input-shift rescan land within the tolerance."""
+    truth = small_truth(seed)
+    truth["zernike_rad"] = {k: v * scale for k, v in truth["zernike_rad"].items()}
+    with Bench.open(small_profile(tmp_path, truth)) as bench:
+        twin = twin_from(bench, (*PHOTOMETRIC, "camera_rotation_rad", "camera_scale"))
+        result = Aberrations().run(bench, twin)
+        assert err(bench, result.values, "zernike_rad").max() <= ZERNIKE_RAD
+        assert result.residual < 1.5
+
+
 def test_global_fit_brings_the_held_back_error_down(tmp_path: Path) -> None:
     """Started from estimates off by about a routine's tolerance, the fit lands within it and
     the held-back tile error falls >= 20x below the ideal twin's."""
