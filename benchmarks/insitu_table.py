@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import time
@@ -122,10 +123,14 @@ def main() -> None:
     if "f" in args.arms or "a" in args.arms:
         nominal = compile_program(student, args.profile, calib_images, classes=tuple(train.classes))
     if "f" in args.arms:
-        report["arms"]["f"] = {"accuracy": _accuracy(nominal, "sim-ideal", test, args.test_images)}
+        t = time.perf_counter()
+        report["arms"]["f"] = {"accuracy": _accuracy(nominal, "sim-ideal", test, args.test_images),
+                               "test_wall_s": time.perf_counter() - t, "load": os.getloadavg()}
         save()
     if "a" in args.arms:
-        report["arms"]["a"] = {"accuracy": _accuracy(nominal, args.profile, test, args.test_images)}
+        t = time.perf_counter()
+        report["arms"]["a"] = {"accuracy": _accuracy(nominal, args.profile, test, args.test_images),
+                               "test_wall_s": time.perf_counter() - t, "load": os.getloadavg()}
         save()
     calibration = _calibration(args)
     compiled = args.program or args.out / "calibrated-program.h5"
@@ -138,8 +143,10 @@ def main() -> None:
         report["compile_calibrated_s"] = time.perf_counter() - t
         save_program(calibrated, compiled)
     if "b" in args.arms:
+        t = time.perf_counter()
         report["arms"]["b"] = {"accuracy": _accuracy(calibrated, args.profile, test, args.test_images, calibration,
-                                                     tracking)}
+                                                     tracking),
+                               "test_wall_s": time.perf_counter() - t, "load": os.getloadavg()}
         save()
     for arm, mode in ARMS.items():
         if arm not in args.arms:
@@ -164,7 +171,7 @@ def main() -> None:
             test_wall = time.perf_counter() - t
             runs.append({"seed": seed, "accuracy": acc, "status": result.status, "steps": result.steps,
                          "frames": result.frames, "eval_frames": result.eval_frames, "wall_s": wall,
-                         "test_wall_s": test_wall,
+                         "test_wall_s": test_wall, "load": os.getloadavg(),
                          "device_s": result.timing.get("device_s"), "events": result.events})
             report["curves"][f"{arm}/seed{seed}"] = result.evals
             accs = [r["accuracy"] for r in runs]
