@@ -94,7 +94,7 @@ def test_aberrations_escape_local_minima(tmp_path: Path) -> None:
     truth = small_truth(2)
     with Bench.open(small_profile(tmp_path, truth)) as bench:
         twin = twin_from(bench, (*PHOTOMETRIC, "camera_rotation_rad", "camera_scale"))
-        result = Aberrations().run(bench, twin)
+        result = Aberrations(search="multi").run(bench, twin)
         assert err(bench, result.values, "zernike_rad").max() <= ZERNIKE_RAD
         assert result.residual < 1.5
 
