@@ -234,7 +234,7 @@ def _can_mount_tmpfs() -> bool:
 def test_a_real_full_disk_refuses_before_the_light_and_a_disk_filled_mid_run_loses_nothing(tmp_path: Path) -> None:
     """A real tmpfs (in a private mount namespace): too small for the run -> a clear error before
     any light; filled by someone else mid-run -> the reserved space carries the run to the end."""
-    data = _cli_data(tmp_path, 600)
+    data = _cli_data(tmp_path, 1200)
     prog = save_program(program(), tmp_path / "prog.h5")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
@@ -253,10 +253,12 @@ wait $p; echo "rc=$?"
                            capture_output=True, text=True, timeout=300)
     assert "rc=2" in small.stdout and "need" in small.stderr and "MB free" in small.stderr, small.stderr
     assert "Traceback" not in small.stderr
-    fill = f"while [ ! -f {mnt}/r.h5 ]; do sleep 0.1; done; sleep 1; dd if=/dev/zero of={mnt}/filler bs=64k 2>/dev/null"
+    # r.h5 appears by rename, its space already reserved: fill at once (a fast machine ends the run
+    # within a second of the file appearing, before a later filler would)
+    fill = f"while [ ! -f {mnt}/r.h5 ]; do sleep 0.05; done; dd if=/dev/zero of={mnt}/filler bs=64k 2>/dev/null"
     filled = subprocess.run(["unshare", "-m", "sh", "-c", script.format(size="8m", fill=fill)], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
-    assert "done 600 complete" in filled.stdout, filled.stdout + filled.stderr
+    assert "done 1200 complete" in filled.stdout, filled.stdout + filled.stderr
     assert "Traceback" not in filled.stderr and "Segmentation" not in filled.stderr
     assert "No space left on device" in filled.stderr and "r.json" in filled.stderr  # only the report did not fit
 
