@@ -279,6 +279,18 @@ def test_drift_is_followed_by_reregistration_from_the_frames_taken(tmp_path: Pat
     np.testing.assert_allclose(found, -moved / scale, atol=0.35 * float(np.hypot(*moved)))
 
 
+def test_a_bench_its_twin_matches_raises_no_drift_alarm(tmp_path: Path) -> None:
+    """Twin = bench, no noise: the tile residual is ~0, and 0.000 > 2 x 0.000 must not count as drift."""
+    still = _real(tmp_path, "still", unmodelled="enabled = false", truth="noise = false")
+    with Bench.open(still) as bench:
+        program = _program()
+        tuner = FineTuner(program, _truth_twin(bench, program), toy_dataset(64, seed=1), bench=bench,
+                          config=FineTuneConfig(mode="pat", steps=8, batch=8, eval_every=0, checkpoint_every=0))
+        result = tuner.run()
+    assert max(tuner.residuals.values) < 0.01
+    assert not [e for e in result.events if e["kind"] in ("drift", "reregister")]
+
+
 def test_periodic_twin_refit_from_frames_taken_moves_the_twin_toward_the_bench(tmp_path: Path) -> None:
     pytest.importorskip("calibration.twinfit")
     bench_profile = _real(tmp_path, "refit", unmodelled="enabled = false", truth="noise = false")

@@ -104,6 +104,9 @@ class FineTuneConfig:
     residual_growth: float = 2.0
     """Re-register when the residual exceeds this times its slow running mean (masks that
     move change the residual slowly; a bench that drifts or jumps changes it faster)."""
+    residual_floor: float = 0.01
+    """...and exceeds this (relative tile residual): a bench its twin matches to within
+    noise (a residual near 0) has no drift to find, whatever the ratio of two tiny numbers."""
     refit_every: int = 0
     """Steps between refits of a few twin parameters on the last batches' frames (0: never;
     `labrig.hil.refit`); bench modes only."""
@@ -430,7 +433,8 @@ class FineTuner:
         self._residual_seen = len(values)
         if cfg.reregister_every and self.step % cfg.reregister_every == 0:
             due = True
-        elif fresh is not None and self.residual_base is not None and fresh > cfg.residual_growth * self.residual_base:
+        elif (fresh is not None and self.residual_base is not None
+              and fresh > max(cfg.residual_growth * self.residual_base, cfg.residual_floor)):
             self._event("drift", f"tile residual {fresh:.3f} > {cfg.residual_growth:g} x {self.residual_base:.3f}")
             due = True
         if fresh is not None and not due:  # a slow running mean: follows the masks, not a jump
