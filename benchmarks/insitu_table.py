@@ -82,6 +82,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr-mask", type=float, default=0.005)
     p.add_argument("--lr-backend", type=float, default=2e-3)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--train-images", type=int, default=None)
     p.add_argument("--test-images", type=int, default=10_000)
     p.add_argument("--eval-images", type=int, default=200)
@@ -154,7 +155,8 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             cfg = FineTuneConfig(mode=mode, steps=10**9, batch=args.batch, frames=args.frames, seed=seed,
-                                 lr_mask=args.lr_mask, lr_backend=args.lr_backend, eval_every=args.eval_every,
+                                 lr_mask=args.lr_mask, lr_backend=args.lr_backend,
+                                 lr_schedule=args.lr_schedule, eval_every=args.eval_every,
                                  checkpoint_every=0, reregister_every=args.reregister_every)
             if mode == "twin":  # the same number of steps the bench arms can afford
                 cfg = dataclasses.replace(cfg, steps=args.frames // (args.batch * calibrated.frames), frames=None)

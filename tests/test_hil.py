@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import threading
 from pathlib import Path
 
@@ -334,3 +335,25 @@ def test_refit_settings_are_checked() -> None:
         FineTuneConfig(refit_every=5, refit_params=("camera_shift_px",))
     with pytest.raises(FineTuneError, match="refit_every"):
         FineTuneConfig(refit_every=-1)
+
+
+def test_cosine_schedule_decays_both_learning_rates_step_by_step() -> None:
+    import math
+
+    from labrig.hil import FineTuneError
+
+    program = _program()
+    cfg = FineTuneConfig(mode="twin", steps=4, batch=8, eval_every=0, checkpoint_every=0, lr_mask=0.01,
+                         lr_backend=2e-3, lr_schedule="cosine", lr_final=0.1)
+    tuner = FineTuner(program, _ideal_twin(program), toy_dataset(64, seed=1), config=cfg)
+    used: list[tuple[float, float]] = []
+    tuner.run(progress=lambda s, n, m: used.append((tuner.opt_mask.param_groups[0]["lr"],
+                                                    tuner.opt_backend.param_groups[0]["lr"])))
+    decay = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]  # update k runs at step k
+    assert [m for m, _ in used] == pytest.approx([0.01 * d for d in decay])
+    assert [b for _, b in used] == pytest.approx([2e-3 * d for d in decay])
+    assert used[0][0] == pytest.approx(0.01) and all(a[0] > b[0] for a, b in itertools.pairwise(used))
+    with pytest.raises(FineTuneError, match="lr_schedule"):
+        FineTuneConfig(lr_schedule="step")
+    with pytest.raises(FineTuneError, match="lr_final"):
+        FineTuneConfig(lr_final=1.5)

@@ -35,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=32, metavar="B", help="images (frames) per step (default: 32)")
     p.add_argument("--lr-mask", type=float, default=None, metavar="LR", help="mask phase learning rate")
     p.add_argument("--lr-backend", type=float, default=None, metavar="LR", help="back-end learning rate")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="cosine: both learning rates decay to 5 %% of their start over the run (steps or frame "
+                        "budget, whichever ends first); default constant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-images", type=int, default=None, metavar="N", help="first N training images only")
     p.add_argument("--eval-images", type=int, default=500, metavar="N",
@@ -62,7 +65,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     data_dir = args.data if args.data is not None else default_data_dir()
     cfg = FineTuneConfig(mode=args.mode, steps=args.steps, batch=args.batch, frames=args.frames, seed=args.seed,
                          eval_every=args.eval_every, reregister_every=args.reregister_every,
-                         refit_every=args.refit_every)
+                         refit_every=args.refit_every, lr_schedule=args.lr_schedule)
     rates = {k: v for k, v in (("lr_mask", args.lr_mask), ("lr_backend", args.lr_backend)) if v is not None}
     cfg = dataclasses.replace(cfg, **rates)
     train = load_dataset(data_dir, split="train")

@@ -67,6 +67,7 @@ __all__ = ["MODES", "FineTuneConfig", "FineTuneResult", "FineTuner"]
 log = logging.getLogger(__name__)
 
 MODES = ("backend", "pat", "twin")
+LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINT = "checkpoint.pt"
 Cancel = Callable[[], bool] | threading.Event
 Progress = Callable[[int, int, dict[str, Any]], None]
@@ -94,6 +95,12 @@ class FineTuneConfig:
     lr_mask: float = 0.005
     """Adam on the filter phase (rad per step, about: Adam moves every pixel by ~lr)."""
     lr_backend: float = 1e-3
+    lr_schedule: str = "constant"
+    """``constant``, or ``cosine``: both learning rates decay along half a cosine to
+    `lr_final` of their start over the run (the larger of the fractions of `steps` and of
+    the frame budget used), so late steps refine instead of wandering on noisy gradients."""
+    lr_final: float = 0.05
+    """``cosine``: the learning rates' last value as a fraction of their first."""
     seed: int = 0
     eval_every: int = 50
     checkpoint_every: int = 10
@@ -123,6 +130,11 @@ class FineTuneConfig:
             raise FineTuneError("fine-tune steps must be >= 0, batch >= 1, frames >= 0")
         if self.lr_mask < 0 or self.lr_backend < 0:
             raise FineTuneError("fine-tune learning rates must be >= 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise FineTuneError(f"fine-tune lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0 <= self.lr_final <= 1:
+            raise FineTuneError(f"fine-tune lr_final must be in [0, 1] (a fraction of the first rate), "
+                                f"got {self.lr_final}")
         if self.refit_every < 0 or self.reregister_every < 0:
             raise FineTuneError("fine-tune refit_every and reregister_every must be >= 0 (steps)")
         unknown = sorted(set(self.refit_params) - set(NAMES) - {"slm_lut"})
@@ -384,12 +396,26 @@ class FineTuner:
         if not all(bool(torch.isfinite(g).all()) for g in grads):
             raise _Diverged("a gradient is not finite")
         self._previous = self._state()
+        decay = self._lr_decay()
+        for group in self.opt_backend.param_groups:
+            group["lr"] = self.config.lr_backend * decay
         self.opt_backend.step()
         if self.opt_mask is not None:
             for group in self.opt_mask.param_groups:
-                group["lr"] = self.config.lr_mask * self.mask_lr_scale
+                group["lr"] = self.config.lr_mask * self.mask_lr_scale * decay
             self.opt_mask.step()
         return {"loss": loss.item(), "batch_accuracy": float((logits.argmax(1) == y).float().mean())}
+
+    def _lr_decay(self) -> float:
+        """The schedule's factor on both learning rates at this step (1 when constant)."""
+        cfg = self.config
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        done = self.step / cfg.steps if cfg.steps else 1.0
+        if cfg.mode != "twin" and cfg.frames:
+            done = max(done, self.frames / cfg.frames)
+        done = min(max(done, 0.0), 1.0)
+        return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * done))
 
     def _rollback(self, reason: str) -> None:
         self.rollbacks += 1
