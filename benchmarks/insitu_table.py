@@ -89,6 +89,11 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--reregister-every", type=int, default=10, help="fine-tune steps between re-registrations")
     p.add_argument("--run-reregister-every", type=int, default=500, help="test-run images between re-registrations")
+    p.add_argument("--pretrain-steps", type=int, default=0,
+                   help="(d): steps through the calibrated (residual-corrected) twin before the bench steps; "
+                        "(e) gets as many more twin steps")
+    p.add_argument("--residual-images", type=int, default=0,
+                   help="(d): training images measured first to fit the twin's learned residual (budgeted)")
     p.add_argument("--arms", default="abcdef")
     p.add_argument("--program", type=Path, default=None, help="the calibrated program, compiled already")
     p.add_argument("--out", type=Path, default=Path("docs/results/insitu"))
@@ -158,8 +163,11 @@ def main() -> None:
                                  lr_mask=args.lr_mask, lr_backend=args.lr_backend,
                                  lr_schedule=args.lr_schedule, eval_every=args.eval_every,
                                  checkpoint_every=0, reregister_every=args.reregister_every)
-            if mode == "twin":  # the same number of steps the bench arms can afford
-                cfg = dataclasses.replace(cfg, steps=args.frames // (args.batch * calibrated.frames), frames=None)
+            if mode == "pat":
+                cfg = dataclasses.replace(cfg, pretrain_steps=args.pretrain_steps, residual_images=args.residual_images)
+            if mode == "twin":  # the same number of steps the bench arm can afford, and its pre-training
+                cfg = dataclasses.replace(cfg, steps=args.pretrain_steps + args.frames // (args.batch * calibrated.frames),
+                                          frames=None)
             t = time.perf_counter()
             with Bench.open(args.profile) as bench:
                 twin, info = calibrated_twin(calibrated, calibration, bench=bench, ignore_stale=True)
@@ -174,7 +182,8 @@ def main() -> None:
             runs.append({"seed": seed, "accuracy": acc, "status": result.status, "steps": result.steps,
                          "frames": result.frames, "eval_frames": result.eval_frames, "wall_s": wall,
                          "test_wall_s": test_wall, "load": os.getloadavg(),
-                         "device_s": result.timing.get("device_s"), "events": result.events})
+                         "device_s": result.timing.get("device_s"), "events": result.events,
+                         "residual_fit": result.program.source.get("finetune", {}).get("residual_fit")})
             report["curves"][f"{arm}/seed{seed}"] = result.evals
             accs = [r["accuracy"] for r in runs]
             report["arms"][arm] = {"mode": mode, "runs": runs, "accuracy": statistics.mean(accs),

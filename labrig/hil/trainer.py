@@ -60,6 +60,7 @@ from labrig.hil.measure import BenchMeter, rescale_exposure
 from labrig.hil.refit import REFIT_PARAMS, TwinRefit
 from labrig.hil.twin_tiles import TwinTiles
 from labrig.optics.imperfections import NAMES
+from labrig.optics.residual import TwinResidual
 from labrig.optics.system import Twin
 
 __all__ = ["MODES", "FineTuneConfig", "FineTuneResult", "FineTuner"]
@@ -121,7 +122,16 @@ class FineTuneConfig:
     max_rollbacks: int = 5
     """Consecutive rolled-back steps after which the fine-tune stops as diverged."""
     twin_noise: bool = True
-    """``twin`` mode: shot and read noise on the twin's tiles (as optics-aware training)."""
+    """``twin`` mode (and pre-training): shot and read noise on the twin's tiles (as optics-aware training)."""
+    residual_images: int = 0
+    """Bench modes: before training, measure this many training images through the compiled
+    masks and fit the twin's learned residual to them (`labrig.hil.residual_fit`; 0: never).
+    Its frames count against the budget; ~128 images suffice."""
+    residual_iterations: int = 150
+    pretrain_steps: int = 0
+    """Steps through the (residual-corrected) twin before the `steps` on the bench: masks and back
+    end learn what the calibrated twin can show for the price of host time, not bench frames;
+    the bench steps then correct what the twin still gets wrong."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -135,6 +145,10 @@ class FineTuneConfig:
         if not 0 <= self.lr_final <= 1:
             raise FineTuneError(f"fine-tune lr_final must be in [0, 1] (a fraction of the first rate), "
                                 f"got {self.lr_final}")
+        if self.residual_images < 0 or self.residual_iterations < 1 or self.pretrain_steps < 0:
+            raise FineTuneError("fine-tune residual_images and pretrain_steps must be >= 0, residual_iterations >= 1")
+        if self.mode == "twin" and self.residual_images:
+            raise FineTuneError("mode 'twin' uses no bench frames: a residual fit (residual_images) needs the bench")
         if self.refit_every < 0 or self.reregister_every < 0:
             raise FineTuneError("fine-tune refit_every and reregister_every must be >= 0 (steps)")
         unknown = sorted(set(self.refit_params) - set(NAMES) - {"slm_lut"})
@@ -237,6 +251,7 @@ class FineTuner:
         self.residuals = Residuals()
         self._residual_seen = 0
         self.exposure_checked = False
+        self.residual_fit: dict[str, Any] | None = None
         self.refitter = None
         if cfg.refit_every and self.meter is not None:
             self.refitter = TwinRefit(program.readout.rois, tuple(bench.camera.resolution), tuple(cfg.refit_params))
@@ -282,7 +297,8 @@ class FineTuner:
             "readout": dataclasses.asdict(self.readout), "rollbacks": self.rollbacks,
             "residual_base": self.residual_base, "residuals": list(self.residuals.values),
             "history": self.history, "evals": self.evals, "events": self.events,
-            "exposure_checked": self.exposure_checked,
+            "exposure_checked": self.exposure_checked, "residual_fit": self.residual_fit,
+            "twin_residual": None if self.twin.residual is None else self.twin.residual.state(),
             "displacement": None if self.meter is None else self.meter.tracker.displacement.tolist(),
             "twin_refit": None if self.refitter is None else {
                 n: getattr(self.twin.imperfections, n).detach().clone() for n in self.refitter.names},
@@ -319,6 +335,9 @@ class FineTuner:
         self._residual_seen = len(self.residuals.values)
         self.history, self.evals, self.events = blob["history"], blob["evals"], blob["events"]
         self.exposure_checked = blob["exposure_checked"]
+        self.residual_fit = blob.get("residual_fit")
+        if blob.get("twin_residual") is not None:
+            self.twin.residual = TwinResidual.from_state(blob["twin_residual"], self.twin.dtype).requires_grad_(False)
         if self.refitter is not None and blob.get("twin_refit"):
             with torch.no_grad():
                 for name, value in blob["twin_refit"].items():
@@ -350,9 +369,14 @@ class FineTuner:
     def _gray(self) -> np.ndarray:
         return filter_gray(self.phase, self.lut, self.parent.filter.gray.dtype)
 
+    @property
+    def pretraining(self) -> bool:
+        """True while the steps go through the twin before the bench steps (`pretrain_steps`)."""
+        return self.step < self.config.pretrain_steps
+
     def _tiles(self, input_gray: torch.Tensor) -> torch.Tensor:
         mode = self.config.mode
-        if mode == "twin":
+        if mode == "twin" or self.pretraining:
             return self.twin_tiles(self.phase, input_gray, self.noise_gen if self.config.twin_noise else None)
         assert self.meter is not None
         if mode == "pat":
@@ -382,7 +406,7 @@ class FineTuner:
         finally:
             if self.meter is not None:
                 self.frames += self.meter.frames - frames0
-        if self.refitter is not None and self.meter is not None and self.meter.last is not None:
+        if self.refitter is not None and self.meter is not None and self.meter.last is not None and frames0 != self.meter.frames:
             self.refitter.remember(*self.meter.last)
         logits = self.backend(tiles.to(torch.float32))
         loss = F.cross_entropy(logits, y)
@@ -407,13 +431,17 @@ class FineTuner:
         return {"loss": loss.item(), "batch_accuracy": float((logits.argmax(1) == y).float().mean())}
 
     def _lr_decay(self) -> float:
-        """The schedule's factor on both learning rates at this step (1 when constant)."""
+        """The schedule's factor on both learning rates at this step (1 when constant); the
+        pre-training steps and the bench steps each have their own cosine."""
         cfg = self.config
         if cfg.lr_schedule == "constant":
             return 1.0
-        done = self.step / cfg.steps if cfg.steps else 1.0
-        if cfg.mode != "twin" and cfg.frames:
-            done = max(done, self.frames / cfg.frames)
+        if self.pretraining:
+            done = self.step / cfg.pretrain_steps
+        else:
+            done = (self.step - cfg.pretrain_steps) / cfg.steps if cfg.steps else 1.0
+            if cfg.mode != "twin" and cfg.frames:
+                done = max(done, (self.frames - self._frames_before_steps()) / max(cfg.frames - self._frames_before_steps(), 1))
         done = min(max(done, 0.0), 1.0)
         return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * done))
 
@@ -566,9 +594,10 @@ class FineTuner:
             if lit:
                 self.bench.guard.arm()
             self._check_exposure()
+            self._fit_residual()
             if not self.evals:
                 self._record_eval()
-            while self.step < cfg.steps:
+            while self.step < cfg.pretrain_steps + cfg.steps:
                 while pause is not None and pause.is_set() and not _cancelled(cancel):
                     time.sleep(0.05)
                 if _cancelled(cancel):
@@ -578,6 +607,7 @@ class FineTuner:
                     status = "budget"
                     self._event("budget", f"{self.frames} of {cfg.frames} bench frames used")
                     break
+                on_bench = not self.pretraining and cfg.mode != "twin"
                 try:
                     metrics = self._train_step()
                     self.rollbacks = 0
@@ -591,15 +621,16 @@ class FineTuner:
                 metrics.update(step=self.step, frames=self.frames,
                                residual=self.residuals.values[-1] if self.residuals.values else None)
                 self.history.append(metrics)
-                self._watch_drift()
-                if self.refitter is not None and self.step % cfg.refit_every == 0:
+                if on_bench:  # drift and refits follow bench frames; pre-training takes none
+                    self._watch_drift()
+                if on_bench and self.refitter is not None and self.step % cfg.refit_every == 0:
                     self._refit()
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     self._record_eval()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if progress is not None:
-                    progress(self.step, cfg.steps, {**metrics, **(self.evals[-1] if self.evals else {})})
+                    progress(self.step, cfg.pretrain_steps + cfg.steps, {**metrics, **(self.evals[-1] if self.evals else {})})
             if status in ("complete", "budget") and (not self.evals or self.evals[-1]["step"] != self.step):
                 self._record_eval()
         except LightLost as exc:
@@ -620,7 +651,37 @@ class FineTuner:
                               self.history, self.evals, self.events, error, timing)
 
     def _frames_per_step(self) -> int:
+        if self.pretraining:
+            return 0
         return min(self.config.batch, len(self.train_x)) * self.parent.frames
+
+    def _frames_before_steps(self) -> int:
+        """Bench frames spent before the first training step (exposure guard, residual fit)."""
+        return int((self.residual_fit or {}).get("frames_total", 0))
+
+    def _fit_residual(self) -> None:
+        """Once, before training: the twin's learned residual fitted to the compiled masks' frames
+        of `residual_images` training images (budgeted); kept only if held-back frames agree better."""
+        cfg = self.config
+        if self.meter is None or not cfg.residual_images or self.residual_fit is not None:
+            return
+        from labrig.hil.residual_fit import fit_residual
+
+        batches, gray = [], self._gray()
+        before = self.meter.frames
+        rng = np.random.default_rng(cfg.seed + 7)  # its own images: the training order is left as it is
+        picks = rng.choice(len(self.train_x), size=min(cfg.residual_images, len(self.train_x)), replace=False)
+        chunk = max(1, min(cfg.batch, 16))
+        for s in range(0, len(picks), chunk):
+            gin = encode_images(self.parent.input, self.train_x[picks[s : s + chunk]])
+            raw = self.meter.measure(gray, gin)
+            batches.append((torch.from_numpy(gin.astype(np.int64)), torch.from_numpy(raw)))
+        used = self.meter.frames - before
+        self.frames += used
+        _, fit = fit_residual(self.twin_tiles, self.phase.detach(), batches, iterations=cfg.residual_iterations)
+        self.residual_fit = {**fit.as_dict(), "frames": used, "frames_total": self.frames}
+        self._event("residual", f"twin residual {'kept' if fit.kept else 'rejected'}: held-back tile error "
+                                f"{fit.held_error_before:.3f} -> {fit.held_error_after:.3f} ({used} frames)")
 
     def _record_eval(self) -> None:
         result = self.evaluate()
@@ -639,7 +700,8 @@ class FineTuner:
             "mode": self.config.mode, "status": status, "steps": self.step, "frames": self.frames,
             "eval_frames": self.eval_frames, "bench": None if self.bench is None else self.bench.profile.name,
             "config": dataclasses.asdict(self.config), "metrics": self.history, "evals": self.evals,
-            "events": self.events,
+            "events": self.events, "residual_fit": self.residual_fit,
+            "twin_residual": None if self.twin.residual is None else self.twin.residual.state(),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         filt: FilterPatterns = dataclasses.replace(parent.filter, gray=self._gray(),

@@ -25,6 +25,7 @@ from labrig.optics.grid import invert_centered
 from labrig.optics.imperfections import Imperfections
 from labrig.optics.lens import FourierLens, centered_fft2, centered_ifft2
 from labrig.optics.modulators import FilterSLM, Illumination, InputModulator
+from labrig.optics.residual import TwinResidual
 from labrig.optics.specs import BenchGeometry
 
 
@@ -54,6 +55,9 @@ class Twin(nn.Module):
         self.filter_slm = FilterSLM(geometry.filter, geometry.fourier_grid)
         self.lens2 = FourierLens(geometry.focal2_m)
         self.camera = CameraModel(geometry.camera, geometry.output_grid, geometry.photon_energy_j)
+        self.residual: TwinResidual | None = None
+        """A learned smooth correction (`labrig.optics.residual`) beyond the named imperfections;
+        None (the default, and always in the simulator) leaves the twin as its imperfections say."""
         self.to(dtype)
 
     @property
@@ -124,7 +128,10 @@ class Twin(nn.Module):
 
     def effective_mask(self, transmission: torch.Tensor) -> torch.Tensor:
         pupil = self.pupil()
-        return transmission if pupil is None else transmission * pupil
+        mask = transmission if pupil is None else transmission * pupil
+        if self.residual is not None:
+            mask = mask * self.residual.fourier_factor(tuple(mask.shape[-2:])).to(mask.dtype)
+        return mask
 
     # -- output plane --------------------------------------------------------------
     def output_field(self, field: Field, transmission: torch.Tensor) -> Field:
@@ -187,6 +194,8 @@ class Twin(nn.Module):
 
     def camera_power(self, output_power: torch.Tensor) -> torch.Tensor:
         imp = self.imperfections
+        if self.residual is not None:
+            output_power = output_power * self.residual.output_gain(tuple(output_power.shape[-2:])).to(output_power.dtype)
         return self.camera.integrate(output_power, imp.camera_shift_px, imp.camera_rotation_rad, imp.camera_scale)
 
     def camera_placement(self, dtype: torch.dtype | None = None) -> tuple[float, float] | None:
