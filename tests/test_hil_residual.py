@@ -136,3 +136,26 @@ def test_finetune_fits_a_residual_pretrains_through_the_twin_and_resumes_bit_ide
         assert resumed.run().status == "complete"
     _same_state(straight, resumed)
     assert torch.equal(straight.twin.residual.phase, resumed.twin.residual.phase)
+
+
+def test_cli_fits_the_residual_and_pretrains_and_refuses_a_residual_without_a_bench(tmp_path: Path, capsys) -> None:
+    from data_helpers import write_idx_split
+
+    from labrig.cli import main
+    from labrig.deploy import load_program, save_program
+
+    data = tmp_path / "toy"
+    train, held = toy_dataset(64, seed=1), toy_dataset(16, seed=5)
+    write_idx_split(data, train.images[:, 0].numpy(), train.labels.numpy().astype("u1"), "train")
+    write_idx_split(data, held.images[:, 0].numpy(), held.labels.numpy().astype("u1"), "test")
+    parent = save_program(_program(), tmp_path / "parent.h5")
+    args = ["finetune", "--program", str(parent), "--profile", str(_pupil_bench(tmp_path)), "--data", str(data),
+            "--batch", "8", "--eval-images", "0", "--no-progress", "--steps", "2", "--residual-images", "16",
+            "--pretrain-steps", "2"]
+    assert main([*args, "--out", str(tmp_path / "ft")]) == 0
+    lineage = load_program(tmp_path / "ft" / "program.h5").source["finetune"]
+    assert lineage["steps"] == 4 and lineage["config"]["pretrain_steps"] == 2
+    assert lineage["residual_fit"]["images"] == 16 and lineage["frames"] == 8 + 16 + 2 * 8
+    capsys.readouterr()
+    assert main([*args, "--mode", "twin", "--out", str(tmp_path / "tw")]) != 0
+    assert "needs the bench" in capsys.readouterr().err

@@ -48,6 +48,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--refit-every", type=int, default=0, metavar="S",
                    help="refit a few twin parameters (Zernike terms, filter shift) on the frames already measured "
                         "every S steps (0: never)")
+    p.add_argument("--residual-images", type=int, default=0, metavar="N",
+                   help="bench modes: first measure N training images through the compiled masks and fit the twin's "
+                        "learned residual to them (what calibration has no name for; frames count against the "
+                        "budget; ~128 suffice; default 0: none)")
+    p.add_argument("--pretrain-steps", type=int, default=0, metavar="S",
+                   help="steps through the (residual-corrected) twin before the --steps on the bench: no bench "
+                        "frames, host time only (default 0)")
     p.add_argument("--ignore-stale", action="store_true", help="use a stale calibration anyway")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if DIR has a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -65,12 +72,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     data_dir = args.data if args.data is not None else default_data_dir()
     cfg = FineTuneConfig(mode=args.mode, steps=args.steps, batch=args.batch, frames=args.frames, seed=args.seed,
                          eval_every=args.eval_every, reregister_every=args.reregister_every,
-                         refit_every=args.refit_every, lr_schedule=args.lr_schedule)
+                         refit_every=args.refit_every, lr_schedule=args.lr_schedule,
+                         residual_images=args.residual_images, pretrain_steps=args.pretrain_steps)
     rates = {k: v for k, v in (("lr_mask", args.lr_mask), ("lr_backend", args.lr_backend)) if v is not None}
     cfg = dataclasses.replace(cfg, **rates)
     train = load_dataset(data_dir, split="train")
     test = load_dataset(data_dir, split="test") if args.eval_images else None
-    progress, close = tqdm_progress(args.steps, f"finetune {args.mode}", disable=args.no_progress)
+    progress, close = tqdm_progress(args.pretrain_steps + args.steps, f"finetune {args.mode}", disable=args.no_progress)
     try:
         result = finetune(args.program, args.calibration, train, args.out, profile=args.profile, eval_data=test,
                           config=cfg, train_limit=args.train_images, eval_limit=args.eval_images or None,
