@@ -40,7 +40,7 @@ def _measured_batches(bench: Bench, program, twin_tiles: TwinTiles, n_batches: i
         for b in range(n_batches):
             gin = encode_images(program.input, x[8 * b : 8 * b + 8])
             raw = meter.measure(program.filter.gray, gin)
-            out.append((torch.from_numpy(gin.astype(np.int64)), torch.from_numpy(raw)))
+            out.append((_phase(program, twin_tiles.twin), torch.from_numpy(gin.astype(np.int64)), torch.from_numpy(raw)))
         return out
     finally:
         bench.guard.make_safe()
@@ -79,10 +79,9 @@ def test_a_residual_fit_brings_the_twin_toward_a_bench_with_unmodelled_pupil_eff
         tiles = TwinTiles(program, twin)
         batches = _measured_batches(bench, program, tiles, 6)
         unseen = _measured_batches(bench, program, tiles, 2, seed=11)
-    phase = _phase(program, twin)
-    before = tile_error(tiles, phase, unseen)
-    _, fit = fit_residual(tiles, phase, batches, iterations=80)
-    after = tile_error(tiles, phase, unseen)
+    before = tile_error(tiles, unseen)
+    _, fit = fit_residual(tiles, batches, iterations=80)
+    after = tile_error(tiles, unseen)
     assert fit.kept and twin.residual is not None
     assert before > 0.05, before  # the effects are there to be learned
     assert after < 0.25 * before, (before, after, fit)
@@ -95,11 +94,11 @@ def test_a_residual_fit_that_does_not_help_is_refused(tmp_path: Path) -> None:
         twin = _truth_twin(bench, program)
         tiles = TwinTiles(program, twin)
         batches = _measured_batches(bench, program, tiles, 3)
-    _, fit = fit_residual(tiles, _phase(program, twin), batches, iterations=2, lr=5.0)  # jumps far off
+    _, fit = fit_residual(tiles, batches, iterations=2, lr=5.0)  # jumps far off
     assert not fit.kept and fit.held_error_after > fit.held_error_before
     assert twin.residual is None  # the twin is left as it was
     with pytest.raises(ValueError, match="two measured batches"):
-        fit_residual(tiles, _phase(program, twin), batches[:1])
+        fit_residual(tiles, batches[:1])
 
 
 def test_residual_settings_are_checked() -> None:
@@ -112,6 +111,7 @@ def test_residual_settings_are_checked() -> None:
 def _tuner(bench: Bench, out: Path) -> FineTuner:
     program = _program()
     cfg = FineTuneConfig(mode="pat", steps=3, pretrain_steps=3, residual_images=16, residual_iterations=10,
+                         residual_every=2,
                          batch=8, eval_every=0, checkpoint_every=1, lr_backend=3e-3, lr_schedule="cosine")
     return FineTuner(program, _truth_twin(bench, program), toy_dataset(64, seed=1), bench=bench, config=cfg,
                      out_dir=out)
@@ -122,11 +122,15 @@ def test_finetune_fits_a_residual_pretrains_through_the_twin_and_resumes_bit_ide
         straight = _tuner(bench, tmp_path / "a")
         result = straight.run()
     assert result.status == "complete" and result.steps == 6
-    # frames: the exposure probe (8) + the residual's 16 images + 3 bench steps of 8; none while pre-training
-    assert result.frames == 8 + 16 + 3 * 8
-    assert [e["kind"] for e in result.events].count("residual") == 1
+    # frames: the exposure probe (8), the residual's 16 images before training and 16 more at its refit
+    # while pre-training (step 2), 3 bench steps of 8; none for the pre-training steps themselves, none
+    # for the refit on the bench (step 4: it reuses the steps' frames)
+    assert result.frames == 8 + 16 + 16 + 3 * 8
+    fits = [e for e in result.events if e["kind"] == "residual"]
+    assert [e["step"] for e in fits] == [0, 2, 4], fits
     lineage = result.program.source["finetune"]
-    assert lineage["residual_fit"]["frames"] == 16 and lineage["twin_residual"] is not None
+    assert lineage["residual_fit"]["fits"] == 3 and lineage["twin_residual"] is not None
+    assert lineage["residual_fit"]["images"] == 16 + 16 + 8  # the last fit: every batch measured so far
     with Bench.open(_pupil_bench(tmp_path, "again")) as bench:
         tuner = _tuner(bench, tmp_path / "b")
         assert tuner.run(cancel=lambda: tuner.step >= 4).status == "cancelled"

@@ -64,6 +64,8 @@ class BenchMeter:
         self.device_s = 0.0
         #: the last batch: (filter gray, input gray, frames as taken); re-registration reuses its frames
         self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: the last batch's raw tiles (what `measure` returned)
+        self.last_raw: np.ndarray | None = None
         #: the bench's drift against the twin: frames are moved back by it before the tiles are cut
         self.tracker = DriftTracker()
 
@@ -88,7 +90,8 @@ class BenchMeter:
         raw = self.reader.cut(self.tracker.correct(frames))
         self.check(raw)
         self.last = (np.asarray(filter_gray), np.asarray(input_gray), frames)
-        return raw.astype(np.float32)
+        self.last_raw = raw.astype(np.float32)
+        return self.last_raw
 
     def _check_light(self) -> None:
         bench = self.bench

@@ -38,12 +38,16 @@ class ResidualFit:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def tile_error(twin_tiles: TwinTiles, phase: torch.Tensor, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """||twin - measured|| / ||measured - dark|| over raw tile DN, all `batches` (input gray, measured raw)."""
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""(filter phase (F, N, N) shown, input gray (B, rows, cols), measured raw tiles (B, T, th, tw))."""
+
+
+def tile_error(twin_tiles: TwinTiles, batches: Sequence[Batch]) -> float:
+    """||twin - measured|| / ||measured - dark|| over raw tile DN of all `batches`."""
     num = den = 0.0
     dark = torch.as_tensor(twin_tiles.readout.dark_dn, dtype=torch.float64).max()
     with torch.no_grad():
-        for inputs, measured in batches:
+        for phase, inputs, measured in batches:
             predicted = twin_tiles.raw(phase, inputs).to(torch.float64)
             measured = measured.to(torch.float64)
             num += float((predicted - measured).square().sum())
@@ -51,25 +55,28 @@ def tile_error(twin_tiles: TwinTiles, phase: torch.Tensor, batches: Sequence[tup
     return (num / max(den, 1e-300)) ** 0.5
 
 
-def fit_residual(twin_tiles: TwinTiles, phase: torch.Tensor, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                 *, residual: TwinResidual | None = None, iterations: int = 120, lr: float = 0.03,
-                 held_fraction: float = 0.25, cancel: Callable[[], bool] | None = None) -> tuple[TwinResidual, ResidualFit]:
-    """Fit (a copy of) `residual` (default: a fresh one) on `batches` of (input gray (B, rows, cols),
-    measured raw tiles (B, T, th, tw)) taken with the filter `phase`; attach it to the twin when
-    the held-back batches agree better, and return it with the figures either way."""
+def fit_residual(twin_tiles: TwinTiles, batches: Sequence[Batch], *, residual: TwinResidual | None = None,
+                 iterations: int = 120, lr: float = 0.03, held: int | None = None,
+                 cancel: Callable[[], bool] | None = None) -> tuple[TwinResidual, ResidualFit]:
+    """Fit (a copy of) `residual` (default: a fresh one) on measured `batches`, each with the filter
+    phase it was taken with (masks that differ constrain the residual better); the last `held`
+    batches (default a quarter) are held back. The fit is attached to the twin only when they
+    agree better; it is returned with the figures either way."""
     if len(batches) < 2:
         raise ValueError("fitting the twin residual needs at least two measured batches (one is held back)")
     twin = twin_tiles.twin
-    held = max(1, round(len(batches) * held_fraction))
-    fit, check = list(batches[:-held]), list(batches[-held:])
-    phase = phase.detach()
+    held = max(1, round(len(batches) / 4)) if held is None else held
+    if not 1 <= held < len(batches):
+        raise ValueError(f"hold back between 1 and {len(batches) - 1} batches, not {held}")
+    batches = [(ph.detach(), x, m) for ph, x, m in batches]
+    fit, check = batches[:-held], batches[-held:]
     previous = twin.residual
     candidate = TwinResidual(dtype=twin.dtype) if residual is None else _copy(residual, twin.dtype)
     candidate.to(twin.device)
-    before_held, before_fit = tile_error(twin_tiles, phase, check), tile_error(twin_tiles, phase, fit)
+    before_held, before_fit = tile_error(twin_tiles, check), tile_error(twin_tiles, fit)
     twin.residual = candidate
     dark = torch.as_tensor(twin_tiles.readout.dark_dn, dtype=twin.dtype).max()
-    scale = [float((m.to(twin.dtype) - dark).square().mean()) for _, m in fit]
+    scale = [float((m.to(twin.dtype) - dark).square().mean()) for _, _, m in fit]
     opt = torch.optim.Adam(candidate.parameters(), lr=lr)
     done = 0
     try:
@@ -77,7 +84,7 @@ def fit_residual(twin_tiles: TwinTiles, phase: torch.Tensor, batches: Sequence[t
             if cancel is not None and cancel():
                 break
             k = (done - 1) % len(fit)
-            inputs, measured = fit[k]
+            phase, inputs, measured = fit[k]
             opt.zero_grad()
             predicted = twin_tiles.raw(phase, inputs)
             loss = (predicted - measured.to(predicted.dtype)).square().mean() / max(scale[k], 1e-12)
@@ -85,7 +92,7 @@ def fit_residual(twin_tiles: TwinTiles, phase: torch.Tensor, batches: Sequence[t
                 raise FloatingPointError("the twin residual's fit loss is not finite")
             loss.backward()
             opt.step()
-        after_held, after_fit = tile_error(twin_tiles, phase, check), tile_error(twin_tiles, phase, fit)
+        after_held, after_fit = tile_error(twin_tiles, check), tile_error(twin_tiles, fit)
     except BaseException:
         twin.residual = previous
         raise
@@ -94,7 +101,7 @@ def fit_residual(twin_tiles: TwinTiles, phase: torch.Tensor, batches: Sequence[t
         twin.residual = previous
     for p in candidate.parameters():
         p.requires_grad_(False)
-    n_images = sum(len(x) for x, _ in batches)
+    n_images = sum(len(x) for _, x, _ in batches)
     return candidate, ResidualFit(kept, before_held, after_held, before_fit, after_fit, n_images, done)
 
 

@@ -128,6 +128,12 @@ class FineTuneConfig:
     masks and fit the twin's learned residual to them (`labrig.hil.residual_fit`; 0: never).
     Its frames count against the budget; ~128 images suffice."""
     residual_iterations: int = 150
+    residual_every: int = 0
+    """Steps between refits of the residual (0: once, before training), so that it follows the
+    masks as they move: while pre-training each refit measures `residual_images` more images
+    through the current masks (budgeted); on the bench it reuses the frames the steps took."""
+    residual_keep: int = 32
+    """Measured batches kept for the residual's fits (the newest; each with the masks it saw)."""
     pretrain_steps: int = 0
     """Steps through the (residual-corrected) twin before the `steps` on the bench: masks and back
     end learn what the calibrated twin can show for the price of host time, not bench frames;
@@ -145,8 +151,10 @@ class FineTuneConfig:
         if not 0 <= self.lr_final <= 1:
             raise FineTuneError(f"fine-tune lr_final must be in [0, 1] (a fraction of the first rate), "
                                 f"got {self.lr_final}")
-        if self.residual_images < 0 or self.residual_iterations < 1 or self.pretrain_steps < 0:
-            raise FineTuneError("fine-tune residual_images and pretrain_steps must be >= 0, residual_iterations >= 1")
+        if (self.residual_images < 0 or self.residual_iterations < 1 or self.pretrain_steps < 0
+                or self.residual_every < 0 or self.residual_keep < 2):
+            raise FineTuneError("fine-tune residual_images, residual_every and pretrain_steps must be >= 0, "
+                                "residual_iterations >= 1, residual_keep >= 2")
         if self.mode == "twin" and self.residual_images:
             raise FineTuneError("mode 'twin' uses no bench frames: a residual fit (residual_images) needs the bench")
         if self.refit_every < 0 or self.reregister_every < 0:
@@ -252,6 +260,8 @@ class FineTuner:
         self._residual_seen = 0
         self.exposure_checked = False
         self.residual_fit: dict[str, Any] | None = None
+        self.residual_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.frames_before_bench = 0
         self.refitter = None
         if cfg.refit_every and self.meter is not None:
             self.refitter = TwinRefit(program.readout.rois, tuple(bench.camera.resolution), tuple(cfg.refit_params))
@@ -298,6 +308,7 @@ class FineTuner:
             "residual_base": self.residual_base, "residuals": list(self.residuals.values),
             "history": self.history, "evals": self.evals, "events": self.events,
             "exposure_checked": self.exposure_checked, "residual_fit": self.residual_fit,
+            "residual_batches": self.residual_batches, "frames_before_bench": self.frames_before_bench,
             "twin_residual": None if self.twin.residual is None else self.twin.residual.state(),
             "displacement": None if self.meter is None else self.meter.tracker.displacement.tolist(),
             "twin_refit": None if self.refitter is None else {
@@ -336,6 +347,8 @@ class FineTuner:
         self.history, self.evals, self.events = blob["history"], blob["evals"], blob["events"]
         self.exposure_checked = blob["exposure_checked"]
         self.residual_fit = blob.get("residual_fit")
+        self.residual_batches = list(blob.get("residual_batches") or [])
+        self.frames_before_bench = blob.get("frames_before_bench", 0)
         if blob.get("twin_residual") is not None:
             self.twin.residual = TwinResidual.from_state(blob["twin_residual"], self.twin.dtype).requires_grad_(False)
         if self.refitter is not None and blob.get("twin_refit"):
@@ -406,8 +419,13 @@ class FineTuner:
         finally:
             if self.meter is not None:
                 self.frames += self.meter.frames - frames0
-        if self.refitter is not None and self.meter is not None and self.meter.last is not None and frames0 != self.meter.frames:
+        measured = self.meter is not None and self.meter.last is not None and frames0 != self.meter.frames
+        if measured and self.refitter is not None:
             self.refitter.remember(*self.meter.last)
+        if measured and self.config.residual_every and self.config.residual_images:
+            gray = self.meter.last[0]
+            self._keep_residual_batch(self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype),
+                                      input_gray, torch.from_numpy(self.meter.last_raw))
         logits = self.backend(tiles.to(torch.float32))
         loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
@@ -441,7 +459,8 @@ class FineTuner:
         else:
             done = (self.step - cfg.pretrain_steps) / cfg.steps if cfg.steps else 1.0
             if cfg.mode != "twin" and cfg.frames:
-                done = max(done, (self.frames - self._frames_before_steps()) / max(cfg.frames - self._frames_before_steps(), 1))
+                spent = self.frames - self.frames_before_bench
+                done = max(done, spent / max(cfg.frames - self.frames_before_bench, 1))
         done = min(max(done, 0.0), 1.0)
         return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * done))
 
@@ -594,7 +613,8 @@ class FineTuner:
             if lit:
                 self.bench.guard.arm()
             self._check_exposure()
-            self._fit_residual()
+            if self.residual_fit is None:  # once; a resumed run has its fit already
+                self._fit_residual()
             if not self.evals:
                 self._record_eval()
             while self.step < cfg.pretrain_steps + cfg.steps:
@@ -623,6 +643,8 @@ class FineTuner:
                 self.history.append(metrics)
                 if on_bench:  # drift and refits follow bench frames; pre-training takes none
                     self._watch_drift()
+                if cfg.residual_every and self.step % cfg.residual_every == 0 and self.step != cfg.pretrain_steps + cfg.steps:
+                    self._fit_residual()
                 if on_bench and self.refitter is not None and self.step % cfg.refit_every == 0:
                     self._refit()
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
@@ -655,33 +677,45 @@ class FineTuner:
             return 0
         return min(self.config.batch, len(self.train_x)) * self.parent.frames
 
-    def _frames_before_steps(self) -> int:
-        """Bench frames spent before the first training step (exposure guard, residual fit)."""
-        return int((self.residual_fit or {}).get("frames_total", 0))
-
     def _fit_residual(self) -> None:
-        """Once, before training: the twin's learned residual fitted to the compiled masks' frames
-        of `residual_images` training images (budgeted); kept only if held-back frames agree better."""
+        """Fit the twin's learned residual: before training on `residual_images` training images
+        measured through the compiled masks, then every `residual_every` steps again (while
+        pre-training on as many new images through the current masks; on the bench on the
+        frames the steps took). Kept only if the newest, held-back batch agrees better."""
         cfg = self.config
-        if self.meter is None or not cfg.residual_images or self.residual_fit is not None:
+        if self.meter is None or not cfg.residual_images:
             return
         from labrig.hil.residual_fit import fit_residual
 
-        batches, gray = [], self._gray()
-        before = self.meter.frames
-        rng = np.random.default_rng(cfg.seed + 7)  # its own images: the training order is left as it is
-        picks = rng.choice(len(self.train_x), size=min(cfg.residual_images, len(self.train_x)), replace=False)
-        chunk = max(1, min(cfg.batch, 16))
-        for s in range(0, len(picks), chunk):
-            gin = encode_images(self.parent.input, self.train_x[picks[s : s + chunk]])
-            raw = self.meter.measure(gray, gin)
-            batches.append((torch.from_numpy(gin.astype(np.int64)), torch.from_numpy(raw)))
-        used = self.meter.frames - before
-        self.frames += used
-        _, fit = fit_residual(self.twin_tiles, self.phase.detach(), batches, iterations=cfg.residual_iterations)
-        self.residual_fit = {**fit.as_dict(), "frames": used, "frames_total": self.frames}
+        first = self.residual_fit is None
+        if first or self.pretraining:
+            gray = self._gray()
+            phase = self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype)
+            before = self.meter.frames
+            rng = np.random.default_rng([cfg.seed, 7, self.step])  # its own images: the training order stays
+            picks = rng.choice(len(self.train_x), size=min(cfg.residual_images, len(self.train_x)), replace=False)
+            chunk = max(1, min(cfg.batch, 16, (cfg.residual_images + 1) // 2))  # two batches at least: one is held back
+            try:
+                for s in range(0, len(picks), chunk):
+                    gin = encode_images(self.parent.input, self.train_x[picks[s : s + chunk]])
+                    raw = self.meter.measure(gray, gin)
+                    self._keep_residual_batch(phase, torch.from_numpy(gin.astype(np.int64)), torch.from_numpy(raw))
+            finally:
+                self.frames += self.meter.frames - before
+                self.frames_before_bench = self.frames
+        if len(self.residual_batches) < 2:
+            return
+        _, fit = fit_residual(self.twin_tiles, self.residual_batches, residual=self.twin.residual, held=1,
+                              iterations=cfg.residual_iterations)
+        self.residual_fit = {**fit.as_dict(), "step": self.step, "frames": self.frames,
+                             "fits": (self.residual_fit or {}).get("fits", 0) + 1}
         self._event("residual", f"twin residual {'kept' if fit.kept else 'rejected'}: held-back tile error "
-                                f"{fit.held_error_before:.3f} -> {fit.held_error_after:.3f} ({used} frames)")
+                                f"{fit.held_error_before:.3f} -> {fit.held_error_after:.3f} "
+                                f"({fit.images} images, {self.frames} bench frames used)")
+
+    def _keep_residual_batch(self, phase: torch.Tensor, input_gray: torch.Tensor, raw: torch.Tensor) -> None:
+        self.residual_batches.append((phase.detach().clone(), input_gray, raw))
+        del self.residual_batches[: -self.config.residual_keep]
 
     def _record_eval(self) -> None:
         result = self.evaluate()
