@@ -94,7 +94,7 @@ def main() -> None:
                         "(e) gets as many more twin steps")
     p.add_argument("--residual-images", type=int, default=0,
                    help="(d): training images measured first to fit the twin's learned residual (budgeted)")
-    p.add_argument("--residual-every", type=int, default=0, help="(d): steps between refits of the residual")
+    p.add_argument("--residual-refit-every", type=int, default=0, help="(d): steps between refits of the residual")
     p.add_argument("--arms", default="abcdef")
     p.add_argument("--program", type=Path, default=None, help="the calibrated program, compiled already")
     p.add_argument("--out", type=Path, default=Path("docs/results/insitu"))
@@ -166,7 +166,7 @@ def main() -> None:
                                  checkpoint_every=0, reregister_every=args.reregister_every)
             if mode == "pat":
                 cfg = dataclasses.replace(cfg, pretrain_steps=args.pretrain_steps, residual_images=args.residual_images,
-                                          residual_every=args.residual_every)
+                                          residual_refit_every=args.residual_refit_every)
             if mode == "twin":  # the same number of steps the bench arm can afford, and its pre-training
                 cfg = dataclasses.replace(cfg, steps=args.pretrain_steps + args.frames // (args.batch * calibrated.frames),
                                           frames=None)

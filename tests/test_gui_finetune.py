@@ -72,3 +72,18 @@ def test_pause_and_stop(qtbot, dock: FineTuneDock) -> None:
     qtbot.waitUntil(lambda: not dock.running, timeout=120_000)
     assert dock.result.status == "cancelled" and dock.result.steps < 500
     assert (Path(dock.out_dir.text()) / "checkpoint.pt").exists()
+
+
+def test_pretraining_and_the_twin_residual_from_the_dock(qtbot, dock: FineTuneDock) -> None:
+    dock.mode.setCurrentText("pat")
+    dock.n_steps.setValue(2)
+    dock.pretrain.setValue(2)
+    dock.residual.setValue(16)
+    dock.start()
+    qtbot.waitUntil(lambda: not dock.running, timeout=120_000)
+    result = dock.result
+    assert result is not None and result.status == "complete", dock.status.text()
+    assert result.steps == 4 and len(dock.losses) == 4
+    assert result.frames == 8 + 16 + 2 * 8  # probe, residual images, bench steps; none while pre-training
+    lineage = result.program.source["finetune"]
+    assert lineage["config"]["pretrain_steps"] == 2 and lineage["residual_fit"]["images"] == 16

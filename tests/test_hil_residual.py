@@ -111,7 +111,7 @@ def test_residual_settings_are_checked() -> None:
 def _tuner(bench: Bench, out: Path) -> FineTuner:
     program = _program()
     cfg = FineTuneConfig(mode="pat", steps=3, pretrain_steps=3, residual_images=16, residual_iterations=10,
-                         residual_every=2,
+                         residual_refit_every=2,
                          batch=8, eval_every=0, checkpoint_every=1, lr_backend=3e-3, lr_schedule="cosine")
     return FineTuner(program, _truth_twin(bench, program), toy_dataset(64, seed=1), bench=bench, config=cfg,
                      out_dir=out)

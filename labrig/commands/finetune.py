@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="bench modes: first measure N training images through the compiled masks and fit the twin's "
                         "learned residual to them (what calibration has no name for; frames count against the "
                         "budget; ~128 suffice; default 0: none)")
-    p.add_argument("--residual-every", type=int, default=0, metavar="S",
+    p.add_argument("--residual-refit-every", type=int, default=0, metavar="S",
                    help="refit the residual every S steps so it follows the masks (while pre-training on "
                         "--residual-images new images each time; on the bench on the steps' own frames; default 0: once)")
     p.add_argument("--pretrain-steps", type=int, default=0, metavar="S",
@@ -76,7 +76,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = FineTuneConfig(mode=args.mode, steps=args.steps, batch=args.batch, frames=args.frames, seed=args.seed,
                          eval_every=args.eval_every, reregister_every=args.reregister_every,
                          refit_every=args.refit_every, lr_schedule=args.lr_schedule,
-                         residual_images=args.residual_images, residual_every=args.residual_every,
+                         residual_images=args.residual_images, residual_refit_every=args.residual_refit_every,
                          pretrain_steps=args.pretrain_steps)
     rates = {k: v for k, v in (("lr_mask", args.lr_mask), ("lr_backend", args.lr_backend)) if v is not None}
     cfg = dataclasses.replace(cfg, **rates)

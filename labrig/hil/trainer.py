@@ -128,7 +128,7 @@ class FineTuneConfig:
     masks and fit the twin's learned residual to them (`labrig.hil.residual_fit`; 0: never).
     Its frames count against the budget; ~128 images suffice."""
     residual_iterations: int = 150
-    residual_every: int = 0
+    residual_refit_every: int = 0
     """Steps between refits of the residual (0: once, before training), so that it follows the
     masks as they move: while pre-training each refit measures `residual_images` more images
     through the current masks (budgeted); on the bench it reuses the frames the steps took."""
@@ -152,8 +152,8 @@ class FineTuneConfig:
             raise FineTuneError(f"fine-tune lr_final must be in [0, 1] (a fraction of the first rate), "
                                 f"got {self.lr_final}")
         if (self.residual_images < 0 or self.residual_iterations < 1 or self.pretrain_steps < 0
-                or self.residual_every < 0 or self.residual_keep < 2):
-            raise FineTuneError("fine-tune residual_images, residual_every and pretrain_steps must be >= 0, "
+                or self.residual_refit_every < 0 or self.residual_keep < 2):
+            raise FineTuneError("fine-tune residual_images, residual_refit_every and pretrain_steps must be >= 0, "
                                 "residual_iterations >= 1, residual_keep >= 2")
         if self.mode == "twin" and self.residual_images:
             raise FineTuneError("mode 'twin' uses no bench frames: a residual fit (residual_images) needs the bench")
@@ -422,7 +422,7 @@ class FineTuner:
         measured = self.meter is not None and self.meter.last is not None and frames0 != self.meter.frames
         if measured and self.refitter is not None:
             self.refitter.remember(*self.meter.last)
-        if measured and self.config.residual_every and self.config.residual_images:
+        if measured and self.config.residual_refit_every and self.config.residual_images:
             gray = self.meter.last[0]
             self._keep_residual_batch(self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype),
                                       input_gray, torch.from_numpy(self.meter.last_raw))
@@ -643,7 +643,7 @@ class FineTuner:
                 self.history.append(metrics)
                 if on_bench:  # drift and refits follow bench frames; pre-training takes none
                     self._watch_drift()
-                if cfg.residual_every and self.step % cfg.residual_every == 0 and self.step != cfg.pretrain_steps + cfg.steps:
+                if cfg.residual_refit_every and self.step % cfg.residual_refit_every == 0 and self.step != cfg.pretrain_steps + cfg.steps:
                     self._fit_residual()
                 if on_bench and self.refitter is not None and self.step % cfg.refit_every == 0:
                     self._refit()
@@ -679,7 +679,7 @@ class FineTuner:
 
     def _fit_residual(self) -> None:
         """Fit the twin's learned residual: before training on `residual_images` training images
-        measured through the compiled masks, then every `residual_every` steps again (while
+        measured through the compiled masks, then every `residual_refit_every` steps again (while
         pre-training on as many new images through the current masks; on the bench on the
         frames the steps took). Kept only if the newest, held-back batch agrees better."""
         cfg = self.config

@@ -73,6 +73,12 @@ class FineTuneDock(QDockWidget):
         self.budget = self._spin(0, 10_000_000, 30_000, "frames ")
         self.budget.setSpecialValueText("no budget")
         self.n_eval = self._spin(0, 100_000, 500, "evaluate on ")
+        self.pretrain = self._spin(0, 1_000_000, 0, "pre-train ")
+        self.pretrain.setToolTip("steps through the calibrated twin before the bench steps (no bench frames)")
+        self.residual = self._spin(0, 100_000, 0, "residual images ")
+        self.residual.setToolTip("images measured first to fit the twin's learned residual (0: none)")
+        self.residual_refit_every = self._spin(0, 1_000_000, 0, "refit every ")
+        self.residual_refit_every.setToolTip("steps between refits of the residual (0: once)")
         self.out_dir = QLineEdit(str(Path("runs") / f"finetune-{_dt.datetime.now():%Y%m%d-%H%M%S}"))
         grid = QGridLayout()
         grid.addWidget(QLabel("Calibration"), 0, 0)
@@ -87,6 +93,10 @@ class FineTuneDock(QDockWidget):
         grid.addWidget(self.batch, 2, 3)
         grid.addWidget(self.budget, 3, 3)
         grid.addWidget(self.n_eval, 3, 1)
+        tuning = QHBoxLayout()
+        for box in (self.pretrain, self.residual, self.residual_refit_every):
+            tuning.addWidget(box)
+        grid.addLayout(tuning, 4, 1, 1, 3)
         grid.setColumnStretch(1, 1)
 
         self.start_button = QPushButton("Start")
@@ -182,7 +192,9 @@ class FineTuneDock(QDockWidget):
         from labrig.hil import FineTuneConfig
 
         cfg = FineTuneConfig(mode=self.mode.currentText(), steps=self.n_steps.value(), batch=self.batch.value(),
-                             frames=self.budget.value() or None, eval_every=max(1, self.n_steps.value() // 10))
+                             frames=self.budget.value() or None, eval_every=max(1, self.n_steps.value() // 10),
+                             pretrain_steps=self.pretrain.value(), residual_images=self.residual.value(),
+                             residual_refit_every=self.residual_refit_every.value())
         calibration = self.calibration.text().strip() or None
         out = Path(self.out_dir.text().strip())
         folder, train, evaluate, n_eval = self.data_path.text().strip(), self.dataset, self.eval_dataset, self.n_eval.value()
