@@ -379,6 +379,10 @@ class FineTuner:
         self.pos += b
         return self.train_x[idx], torch.as_tensor(self.train_y[idx])
 
+    def _shown_phase(self, gray: np.ndarray) -> torch.Tensor:
+        """The phase the filter SLM shows for gray levels (through the calibrated LUT)."""
+        return self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype)
+
     def _gray(self) -> np.ndarray:
         return filter_gray(self.phase, self.lut, self.parent.filter.gray.dtype)
 
@@ -424,7 +428,7 @@ class FineTuner:
             self.refitter.remember(*self.meter.last)
         if measured and self.config.residual_refit_every and self.config.residual_images:
             gray = self.meter.last[0]
-            self._keep_residual_batch(self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype),
+            self._keep_residual_batch(self._shown_phase(gray),
                                       input_gray, torch.from_numpy(self.meter.last_raw))
         logits = self.backend(tiles.to(torch.float32))
         loss = F.cross_entropy(logits, y)
@@ -549,7 +553,7 @@ class FineTuner:
         assert self.meter is not None and self.meter.last is not None
         gray, inputs, frames = self.meter.last
         with torch.no_grad():
-            phase = self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype)
+            phase = self._shown_phase(gray)
             expected = self.twin_tiles.expected_dn(phase, torch.as_tensor(inputs.astype(np.int64))).numpy()
         try:
             event = self.meter.tracker.update(frames, expected.reshape(frames.shape))
@@ -568,7 +572,7 @@ class FineTuner:
         assert self.meter is not None and self.meter.last is not None
         gray, inputs, frames = self.meter.last
         with torch.no_grad():
-            phase = self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype)
+            phase = self._shown_phase(gray)
             expected = self.twin_tiles.expected_dn(phase, torch.as_tensor(inputs.astype(np.int64))).numpy()
         measured = frames.astype(np.float64).reshape(-1, *frames.shape[-2:])
         expected = expected.astype(np.float64).reshape(measured.shape)
@@ -690,7 +694,7 @@ class FineTuner:
         first = self.residual_fit is None
         if first or self.pretraining:
             gray = self._gray()
-            phase = self.lut[torch.as_tensor(gray.astype(np.int64))].to(self.twin.dtype)
+            phase = self._shown_phase(gray)
             before = self.meter.frames
             rng = np.random.default_rng([cfg.seed, 7, self.step])  # its own images: the training order stays
             picks = rng.choice(len(self.train_x), size=min(cfg.residual_images, len(self.train_x)), replace=False)
