@@ -23,7 +23,6 @@ from calibration.photometry import centroid, find_exposure
 from calibration.probe import Probe
 from labrig.optics.imperfections import BY_NAME, Imperfections
 from labrig.optics.quantize import nearest_gray_level
-from labrig.optics.residual import TwinResidual
 from labrig.optics.system import Twin
 
 #: brightest pixel of a calibration frame, as a fraction of the camera's full scale
@@ -74,7 +73,7 @@ def working_twin(twin: Twin, dtype: torch.dtype = torch.float64) -> Twin:
         values["hot_pixels_e_per_s"] = hot.detach().clone()
     work = Twin(twin.geometry, Imperfections(twin.geometry, dtype=torch.float64, **values), dtype=dtype)
     if twin.residual is not None:  # a learned residual stays as it is (frozen): the fit is of the named terms
-        work.residual = TwinResidual.from_state(twin.residual.state(), dtype).requires_grad_(False)
+        work.residual = twin.residual.clone(dtype)
     return work
 
 

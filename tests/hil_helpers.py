@@ -59,3 +59,13 @@ def small_profile(tmp_path: Path, *, extends: str = "sim-ideal", truth: str = ""
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return path
+
+
+def write_toy_data(folder: Path, n_test: int) -> Path:
+    """An IDX dataset folder of toy images: 64 training images (seed 1) and `n_test` test images (seed 5)."""
+    from data_helpers import write_idx_split
+    from model_helpers import toy_dataset
+
+    for split, data in (("train", toy_dataset(64, seed=1)), ("test", toy_dataset(n_test, seed=5))):
+        write_idx_split(folder, data.images[:, 0].numpy(), data.labels.numpy().astype("u1"), split)
+    return folder

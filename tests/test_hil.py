@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from deploy_helpers import train_set, trained_student
-from hil_helpers import small_profile, unmodelled_table
+from hil_helpers import small_profile, unmodelled_table, write_toy_data
 from model_helpers import toy_dataset
 
 from labrig.bench import Bench
@@ -230,14 +230,9 @@ def test_bench_meter_refuses_dark_batches(tmp_path: Path) -> None:
 
 
 def test_cli_finetunes_resumes_and_records_lineage(tmp_path: Path, capsys) -> None:
-    from data_helpers import write_idx_split
-
     from labrig.cli import main
 
-    data = tmp_path / "toy"
-    train, held = toy_dataset(64, seed=1), toy_dataset(32, seed=5)
-    write_idx_split(data, train.images[:, 0].numpy(), train.labels.numpy().astype("u1"), "train")
-    write_idx_split(data, held.images[:, 0].numpy(), held.labels.numpy().astype("u1"), "test")
+    data = write_toy_data(tmp_path / "toy", n_test=32)
     parent = save_program(_program(), tmp_path / "parent.h5")
     bench = _real(tmp_path)
     out = tmp_path / "ft"

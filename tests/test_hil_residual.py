@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hil_helpers import unmodelled_table
+from hil_helpers import unmodelled_table, write_toy_data
 from model_helpers import toy_dataset
 from test_hil import _program, _real, _same_state, _truth_twin
 
@@ -143,15 +143,10 @@ def test_finetune_fits_a_residual_pretrains_through_the_twin_and_resumes_bit_ide
 
 
 def test_cli_fits_the_residual_and_pretrains_and_refuses_a_residual_without_a_bench(tmp_path: Path, capsys) -> None:
-    from data_helpers import write_idx_split
-
     from labrig.cli import main
     from labrig.deploy import load_program, save_program
 
-    data = tmp_path / "toy"
-    train, held = toy_dataset(64, seed=1), toy_dataset(16, seed=5)
-    write_idx_split(data, train.images[:, 0].numpy(), train.labels.numpy().astype("u1"), "train")
-    write_idx_split(data, held.images[:, 0].numpy(), held.labels.numpy().astype("u1"), "test")
+    data = write_toy_data(tmp_path / "toy", n_test=16)
     parent = save_program(_program(), tmp_path / "parent.h5")
     args = ["finetune", "--program", str(parent), "--profile", str(_pupil_bench(tmp_path)), "--data", str(data),
             "--batch", "8", "--eval-images", "0", "--no-progress", "--steps", "2", "--residual-images", "16",

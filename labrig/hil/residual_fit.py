@@ -71,7 +71,7 @@ def fit_residual(twin_tiles: TwinTiles, batches: Sequence[Batch], *, residual: T
     batches = [(ph.detach(), x, m) for ph, x, m in batches]
     fit, check = batches[:-held], batches[-held:]
     previous = twin.residual
-    candidate = TwinResidual(dtype=twin.dtype) if residual is None else _copy(residual, twin.dtype)
+    candidate = TwinResidual(dtype=twin.dtype) if residual is None else residual.clone(twin.dtype, trainable=True)
     candidate.to(twin.device)
     before_held, before_fit = tile_error(twin_tiles, check), tile_error(twin_tiles, fit)
     twin.residual = candidate
@@ -99,14 +99,6 @@ def fit_residual(twin_tiles: TwinTiles, batches: Sequence[Batch], *, residual: T
     kept = after_held < before_held
     if not kept:
         twin.residual = previous
-    for p in candidate.parameters():
-        p.requires_grad_(False)
+    candidate.requires_grad_(False)
     n_images = sum(len(x) for _, x, _ in batches)
     return candidate, ResidualFit(kept, before_held, after_held, before_fit, after_fit, n_images, done)
-
-
-def _copy(residual: TwinResidual, dtype: torch.dtype) -> TwinResidual:
-    out = TwinResidual.from_state(residual.state(), dtype)
-    for p in out.parameters():
-        p.requires_grad_(True)
-    return out

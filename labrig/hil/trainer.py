@@ -164,6 +164,11 @@ class FineTuneConfig:
             raise FineTuneError(f"fine-tune refit_params: {unknown or ['camera_shift_px']} cannot be refitted "
                                 "(unknown twin parameters, or the camera shift, which re-registration follows)")
 
+    @property
+    def total_steps(self) -> int:
+        """Pre-training steps and bench (or twin) steps together: where the loop ends."""
+        return self.pretrain_steps + self.steps
+
     def resumable_from(self, other: FineTuneConfig) -> list[str]:
         """What differs from a checkpoint's config, other than steps and frame budget."""
         mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
@@ -621,7 +626,7 @@ class FineTuner:
                 self._fit_residual()
             if not self.evals:
                 self._record_eval()
-            while self.step < cfg.pretrain_steps + cfg.steps:
+            while self.step < cfg.total_steps:
                 while pause is not None and pause.is_set() and not _cancelled(cancel):
                     time.sleep(0.05)
                 if _cancelled(cancel):
@@ -647,7 +652,7 @@ class FineTuner:
                 self.history.append(metrics)
                 if on_bench:  # drift and refits follow bench frames; pre-training takes none
                     self._watch_drift()
-                if cfg.residual_refit_every and self.step % cfg.residual_refit_every == 0 and self.step != cfg.pretrain_steps + cfg.steps:
+                if cfg.residual_refit_every and self.step % cfg.residual_refit_every == 0 and self.step != cfg.total_steps:
                     self._fit_residual()
                 if on_bench and self.refitter is not None and self.step % cfg.refit_every == 0:
                     self._refit()
@@ -656,7 +661,7 @@ class FineTuner:
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if progress is not None:
-                    progress(self.step, cfg.pretrain_steps + cfg.steps, {**metrics, **(self.evals[-1] if self.evals else {})})
+                    progress(self.step, cfg.total_steps, {**metrics, **(self.evals[-1] if self.evals else {})})
             if status in ("complete", "budget") and (not self.evals or self.evals[-1]["step"] != self.step):
                 self._record_eval()
         except LightLost as exc:

@@ -52,6 +52,11 @@ class TwinResidual(nn.Module):
         """exp(log-gain) over the (centred) output plane of `shape`."""
         return torch.exp(_upsample(self.log_gain, shape))
 
+    def clone(self, dtype: torch.dtype | None = None, *, trainable: bool = False) -> TwinResidual:
+        """An independent copy (a fit works on one; a frozen one rides along in another twin)."""
+        out = TwinResidual.from_state(self.state(), dtype or self.phase.dtype)
+        return out.requires_grad_(trainable)
+
     def state(self) -> dict[str, list]:
         """Plain lists (JSON, HDF5 attributes, a program's lineage)."""
         return {k: v.detach().cpu().tolist() for k, v in self.state_dict().items()}
