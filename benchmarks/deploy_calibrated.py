@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--calibration", required=True, help="calibration file, or 'truth' (the bench's hidden truth)")
     ap.add_argument("--images", type=int, default=500, help="test images per run (the first N)")
     ap.add_argument("--steps", type=int, default=RefineConfig.steps, help="refinement steps")
+    ap.add_argument("--readout-kernel", type=int, default=RefineConfig.readout_kernel,
+                    help="per-tile readout correction size (1: gain and offset, 0: none)")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--allow-stale", action="store_true")
     ap.add_argument("--skip-ideal", action="store_true", help="do not run the ideal program (saves two runs)")
@@ -64,15 +66,16 @@ def main() -> None:
     else:
         calibration = a.calibration
     out: dict[str, Any] = {"profile": a.profile, "calibration": a.calibration, "images": a.images,
-                           "steps": a.steps, "checkpoint": str(a.checkpoint), "load_avg_start": os.getloadavg()[0]}
+                           "steps": a.steps, "readout_kernel": a.readout_kernel, "checkpoint": str(a.checkpoint), "load_avg_start": os.getloadavg()[0]}
     t = time.perf_counter()
     ideal = compile_program(student, a.profile, images, classes=tuple(train.classes))
     out["compile_ideal_s"] = time.perf_counter() - t
     t = time.perf_counter()
     calibrated = compile_program(student, a.profile, images, classes=tuple(train.classes), calibration=calibration,
-                                 refine=RefineConfig(steps=a.steps), allow_stale=a.allow_stale)
+                                 refine=RefineConfig(steps=a.steps, readout_kernel=a.readout_kernel), allow_stale=a.allow_stale)
     out["compile_calibrated_s"] = time.perf_counter() - t
     out["refine"] = calibrated.source["calibration"]["refine"]
+    out["readout_correction"] = calibrated.source["calibration"].get("readout_correction")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     save_program(calibrated, a.out.with_name(a.out.name + "-calibrated.h5"))
     if not a.skip_ideal:

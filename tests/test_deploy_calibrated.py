@@ -112,6 +112,30 @@ def test_compiling_through_the_calibration_beats_the_ideal_compile(tmp_path: Pat
     assert twinned.twin_tile_rel_error < 0.02
 
 
+def test_the_readout_correction_takes_the_tiles_closer_than_the_patterns_alone(tmp_path: Path) -> None:
+    real_profile = _bench(tmp_path, TRUTH, "real")
+    ideal_profile = _bench(tmp_path, False, "ideal")
+    student = _student(str(ideal_profile))
+    train, test = _data()
+    with Bench.open(real_profile) as bench:
+        truth = bench.shared["sim.world"].truth.imperfections
+    plain = compile_program(student, real_profile, train, classes=train.classes)
+    refine = RefineConfig(steps=20, probes=32, batch=16)
+    without = compile_program(student, real_profile, train, classes=train.classes, calibration=truth,
+                              refine=dataclasses.replace(refine, readout_kernel=0))
+    corrected = compile_program(student, real_profile, train, classes=train.classes, calibration=truth,
+                                refine=refine)
+    assert without.readout.correction == {} and "readout_correction" not in without.source["calibration"]
+    report = corrected.source["calibration"]["readout_correction"]
+    assert report["kept"] and report["error_after"] < report["error_before"], report
+    assert report["probes"] == refine.readout_probes and report["held_back"] == refine.readout_probes // 4
+    assert corrected.readout.correction["weight"].shape == (corrected.multiplexing.channels, 3, 3)
+    np.testing.assert_array_equal(corrected.filter.gray, without.filter.gray)  # the patterns are the same
+    err_without, _ = _tile_error(real_profile, without, plain, test, truth)
+    err_corrected, _ = _tile_error(real_profile, corrected, plain, test, truth)
+    assert err_corrected < 0.9 * err_without, (err_corrected, err_without)
+
+
 def test_shift_mask_moves_the_pattern_like_the_twin_does() -> None:
     y, x = torch.meshgrid(torch.arange(64.0) - 32, torch.arange(64.0) - 32, indexing="ij")
     mask = (torch.exp(-(y**2 + x**2) / 90) * torch.exp(0.2j * x)).to(torch.complex128)

@@ -14,7 +14,9 @@ are the target, and `labrig.deploy.refine` makes gray levels (measured inverse
 LUT, aberrations pre-compensated, optimised through the calibrated twin) whose
 tiles on the calibrated twin match them; the ROIs follow the measured camera
 geometry, the dark level the measured offset, the exposure and the readout
-scale the calibrated twin. No retraining: the back end is the student's.
+scale the calibrated twin, and a small per-tile readout correction (a K x K
+filter and an offset, `labrig.deploy.correction`) maps what the patterns still
+cannot match onto the ideal tiles. No retraining: the back end is the student's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from labrig.bench import Bench
 from labrig.deploy.backend import backend_program, build_backend
 from labrig.deploy.calibrated import SOURCE_KEY, CompileCalibration, resolve_calibration
+from labrig.deploy.correction import apply_correction, fit_correction, relative_error
 from labrig.deploy.errors import ProgramError
 from labrig.deploy.exposure import choose_exposures
 from labrig.deploy.images import ImageSource
@@ -296,10 +299,12 @@ def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout
     outside = [k for k, r in enumerate(rois) if r[0] < 0 or r[1] < 0 or r[2] > rows or r[3] > cols]
     if outside:
         raise ProgramError(f"with the calibrated camera geometry tiles {outside} fall off the {rows}x{cols} camera")
-    probes = ImageSource(calibration, program.input.image_shape, limit=config.probes)
-    gray_in = encode_images(program.input, probes.batch(0, len(probes)))
+    probes = ImageSource(calibration, program.input.image_shape,
+                         limit=max(config.probes, config.readout_probes if config.readout_kernel else 0))
+    gray_all = encode_images(program.input, probes.batch(0, len(probes)))
     ideal_reader = TileReader(program)
-    target = ideal_reader.signal(ideal_reader.cut(ProgramTwin(program).frames(gray_in)), np.float64)
+    target_all = ideal_reader.signal(ideal_reader.cut(ProgramTwin(program).frames(gray_all)), np.float64)
+    gray_in, target = gray_all[: config.probes], target_all[: config.probes]
     fast = Twin(geometry, copy.deepcopy(cal.imperfections).to(torch.float32), dtype=torch.float32)
     with torch.no_grad():
         fast.input_modulator.lut.copy_(torch.as_tensor(program.input.lut))
@@ -319,7 +324,37 @@ def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout
                                    gray=gray.numpy().astype(program.filter.gray.dtype), lut=lut.numpy()),
         readout=dataclasses.replace(program.readout, rois=tuple(tuple(r) for r in rois)),
     )
-    return _calibrated_readout(calibrated, twin, calibration, bounds, gray_in, target)
+    calibrated = _calibrated_readout(calibrated, twin, calibration, bounds, gray_in, target)
+    if not config.readout_kernel:
+        return calibrated
+    return _with_correction(calibrated, gray_all[: config.readout_probes], target_all[: config.readout_probes],
+                            config.readout_kernel)
+
+
+def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, kernel: int) -> Program:
+    """`program` with the per-tile readout correction (`labrig.deploy.correction`) fitted on the first
+    three quarters of the probes and kept only if it brings the held-back quarter closer to the
+    ideal tiles; then refitted on them all. The errors go into the calibration lineage."""
+    if program.readout.pair_subtract:
+        return program  # the targets are pair-subtracted tiles: a per-tile fit has no target (not compiled today)
+    reader = TileReader(program)
+    measured = reader.signal(reader.cut(ProgramTwin(program).frames(gray_in)), np.float64)
+    fit = max(1, (3 * len(measured)) // 4)
+    before = relative_error(measured[fit:], target[fit:])
+    trial = fit_correction(measured[:fit], target[:fit], kernel)
+    with torch.no_grad():
+        corrected = apply_correction(torch.from_numpy(measured[fit:]), trial).numpy()
+    after = relative_error(corrected, target[fit:])
+    lineage = dict(program.source[SOURCE_KEY])
+    lineage["readout_correction"] = {"kernel": kernel, "probes": len(measured), "held_back": len(measured) - fit,
+                                     "error_before": round(before, 5), "error_after": round(after, 5),
+                                     "kept": bool(after < before)}
+    source = {**program.source, SOURCE_KEY: lineage}
+    if not after < before:
+        return dataclasses.replace(program, source=source)
+    correction = fit_correction(measured, target, kernel)
+    return dataclasses.replace(program, source=source,
+                               readout=dataclasses.replace(program.readout, correction=correction))
 
 
 def _calibrated_readout(program: Program, twin: Twin, calibration: Any, bounds: tuple[float, float] | None,

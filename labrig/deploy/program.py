@@ -140,6 +140,9 @@ class Readout:
     exposure_note: str
     pair_subtract: bool
     """Signed incoherent kernels: tiles k and K + k are subtracted."""
+    correction: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    """Per tile, a K x K filter ``weight`` (T, K, K) and offset ``bias`` (T,) applied in student
+    units after `scale` (`labrig.deploy.correction`); empty: none (the ideal bench needs none)."""
 
 
 @dataclass(frozen=True, eq=False)

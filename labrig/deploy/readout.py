@@ -2,14 +2,17 @@
 
 Cut one ROI per tile (un-inverted: the 4f system point-reflects each tile),
 subtract the dark level, scale to the student's units (exposure, gain and the
-per-frame mask normalisation undone; `OpticalPath.measure` does the same), and
-subtract PSF pairs for signed incoherent kernels.
+per-frame mask normalisation undone; `OpticalPath.measure` does the same), apply
+the compiler's per-tile correction when it fitted one (`labrig.deploy.correction`),
+and subtract PSF pairs for signed incoherent kernels.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from labrig.deploy.correction import apply_correction
 from labrig.deploy.program import Program
 
 __all__ = ["TileReader"]
@@ -32,6 +35,7 @@ class TileReader:
         frame_of = np.arange(mux.channels) // mux.per_frame  # channel c is on frame c // per_frame
         self.dark = np.asarray(ro.dark_dn, dtype=np.float64)[frame_of].reshape(1, -1, 1, 1)
         self.scale = np.asarray(ro.scale, dtype=np.float64)[frame_of].reshape(1, -1, 1, 1)
+        self.correction = ro.correction
 
     def cut(self, frames: np.ndarray) -> np.ndarray:
         """(B, F, H, W) frames -> (B, T, th, tw) raw tile DN (same dtype), un-inverted."""
@@ -42,6 +46,9 @@ class TileReader:
     def signal(self, raw: np.ndarray, dtype: type = np.float32) -> np.ndarray:
         """(B, T, th, tw) raw DN -> back-end input (B, C, th, tw) in the student's units."""
         out = (raw.astype(dtype) - self.dark.astype(dtype)) * self.scale.astype(dtype)
+        if self.correction:
+            with torch.no_grad():
+                out = apply_correction(torch.from_numpy(np.ascontiguousarray(out)), self.correction).numpy()
         if self.pair_subtract:
             k = out.shape[1] // 2
             out = out[:, :k] - out[:, k:]

@@ -64,6 +64,11 @@ class RefineConfig:
     """Training images the tiles are matched on."""
     batch: int = 8
     """Probe images per step."""
+    readout_kernel: int = 3
+    """Size of the per-tile readout correction fitted after the masks (`labrig.deploy.correction`;
+    1: a gain and an offset per tile, 0: none)."""
+    readout_probes: int = 256
+    """Training images the readout correction is fitted on (a quarter held back to check it)."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from labrig.deploy.correction import apply_correction
 from labrig.deploy.program import Program
 from labrig.optics.system import Twin
 
@@ -55,8 +56,8 @@ class TwinTiles:
         return tiles.flatten(1, 2)[:, : self.channels]
 
     def signal(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw tile DN -> student units (dark subtracted, scaled, pairs subtracted)."""
-        out = (raw - self._dark) * self._scale
+        """Raw tile DN -> student units (dark subtracted, scaled, the readout's correction, pairs subtracted)."""
+        out = apply_correction((raw - self._dark) * self._scale, self.readout.correction)
         if self.pair_subtract:
             k = out.shape[1] // 2
             out = out[:, :k] - out[:, k:]
