@@ -50,6 +50,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=RefineConfig.steps, help="refinement steps")
     ap.add_argument("--readout-kernel", type=int, default=RefineConfig.readout_kernel,
                     help="per-tile readout correction size (1: gain and offset, 0: none)")
+    ap.add_argument("--readout-probes", type=int, default=RefineConfig.readout_probes,
+                    help="training images the readout correction is fitted on")
+    ap.add_argument("--bench-readout", action="store_true",
+                    help="fit the readout correction on the bench's frames (its frames counted) instead of the twin's")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--allow-stale", action="store_true")
     ap.add_argument("--skip-ideal", action="store_true", help="do not run the ideal program (saves two runs)")
@@ -66,13 +70,17 @@ def main() -> None:
     else:
         calibration = a.calibration
     out: dict[str, Any] = {"profile": a.profile, "calibration": a.calibration, "images": a.images,
-                           "steps": a.steps, "readout_kernel": a.readout_kernel, "checkpoint": str(a.checkpoint), "load_avg_start": os.getloadavg()[0]}
+                           "steps": a.steps, "readout_kernel": a.readout_kernel,
+                           "bench_readout": a.bench_readout, "readout_probes": a.readout_probes, "checkpoint": str(a.checkpoint), "load_avg_start": os.getloadavg()[0]}
     t = time.perf_counter()
     ideal = compile_program(student, a.profile, images, classes=tuple(train.classes))
     out["compile_ideal_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    calibrated = compile_program(student, a.profile, images, classes=tuple(train.classes), calibration=calibration,
-                                 refine=RefineConfig(steps=a.steps, readout_kernel=a.readout_kernel), allow_stale=a.allow_stale)
+    refine = RefineConfig(steps=a.steps, readout_kernel=a.readout_kernel, bench_readout=a.bench_readout,
+                          readout_probes=a.readout_probes)
+    with Bench.open(a.profile) as bench:
+        calibrated = compile_program(student, a.profile, images, classes=tuple(train.classes), calibration=calibration,
+                                     refine=refine, allow_stale=a.allow_stale, bench=bench)
     out["compile_calibrated_s"] = time.perf_counter() - t
     out["refine"] = calibrated.source["calibration"]["refine"]
     out["readout_correction"] = calibrated.source["calibration"].get("readout_correction")

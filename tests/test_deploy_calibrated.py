@@ -136,6 +136,35 @@ def test_the_readout_correction_takes_the_tiles_closer_than_the_patterns_alone(t
     assert err_corrected < 0.9 * err_without, (err_corrected, err_without)
 
 
+def test_a_readout_correction_measured_on_the_bench_takes_in_what_the_twin_cannot_model(tmp_path: Path) -> None:
+    unmodelled = {"enabled": True, "slm_phase_error_waves_rms": 0.1, "slm_phase_error_correlation_px": 6.0,
+                  "ghost_fraction": 0.02, "ghost_shift_px": [3, 2]}
+    real_profile = small_profile(tmp_path, TRUTH, name="real-unmodelled", unmodelled=unmodelled,
+                                 optics={"focal1_m": FOCAL1_M, "focal2_m": FOCAL1_M / 2},
+                                 filter={"resolution": [N, N]}, camera={"resolution": [N, N]})
+    ideal_profile = _bench(tmp_path, False, "ideal")
+    student = _student(str(ideal_profile))
+    train, test = _data()
+    with Bench.open(real_profile) as bench:
+        truth = bench.shared["sim.world"].truth.imperfections  # the named truth: all a calibration could know
+    plain = compile_program(student, real_profile, train, classes=train.classes)
+    refine = RefineConfig(steps=20, probes=32, batch=16, readout_probes=128)
+    with pytest.raises(Exception, match="needs an open bench"):
+        compile_program(student, real_profile, train, calibration=truth,
+                        refine=dataclasses.replace(refine, bench_readout=True))
+    twin_fit = compile_program(student, real_profile, train, classes=train.classes, calibration=truth, refine=refine)
+    with Bench.open(real_profile) as bench:
+        bench_fit = compile_program(student, real_profile, train, classes=train.classes, calibration=truth,
+                                    refine=dataclasses.replace(refine, bench_readout=True), bench=bench)
+    report = bench_fit.source["calibration"]["readout_correction"]
+    assert report["tiles"] == "bench" and report["kept"]
+    assert report["frames"] == 128 * bench_fit.frames  # every probe frame is counted
+    assert twin_fit.source["calibration"]["readout_correction"]["frames"] == 0
+    err_twin, _ = _tile_error(real_profile, twin_fit, plain, test, truth)
+    err_bench, _ = _tile_error(real_profile, bench_fit, plain, test, truth)
+    assert err_bench < 0.9 * err_twin, (err_bench, err_twin)
+
+
 def test_shift_mask_moves_the_pattern_like_the_twin_does() -> None:
     y, x = torch.meshgrid(torch.arange(64.0) - 32, torch.arange(64.0) - 32, indexing="ij")
     mask = (torch.exp(-(y**2 + x**2) / 90) * torch.exp(0.2j * x)).to(torch.complex128)
@@ -247,3 +276,28 @@ def test_cli_run_refuses_a_calibration_the_program_was_not_compiled_for(
     assert not (tmp_path / "r.json").exists()
     with pytest.warns(UserWarning, match="ignored as asked"):
         assert main([*args, "--ignore-calibration"]) == 0
+
+
+def test_cli_compile_measures_the_readout_on_the_bench_when_asked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from data_helpers import write_idx_split
+    from deploy_helpers import train_set, trained_student
+
+    from labrig.cli import main
+    from labrig.deploy import load_program
+    from labrig.distill.checkpoint import save_checkpoint
+
+    data = tmp_path / "toy"
+    write_idx_split(data, train_set().images[:, 0].numpy(), train_set().labels.numpy().astype("u1"), "train")
+    model = save_checkpoint(tmp_path / "student.pt", trained_student(), metrics={"accuracy": 0.8})
+    with Bench.open("sim") as bench:
+        cal = _calibration_file(bench, tmp_path / "cal.h5", bench.shared["sim.world"].truth.imperfections)
+    out = tmp_path / "prog.h5"
+    base = ["compile", "--model", str(model), "--profile", "sim", "--data", str(data), "--calibration-images", "64",
+            "--refine-steps", "5", "--readout-probes", "32", "--out", str(out)]
+    with pytest.raises(SystemExit, match="give --calibration"):
+        main([*base, "--bench-readout"])
+    assert main([*base, "--calibration", str(cal), "--bench-readout", "--readout-kernel", "1"]) == 0
+    report = load_program(out).source["calibration"]["readout_correction"]
+    assert report["tiles"] == "bench" and report["kernel"] == 1 and report["probes"] == 32
+    assert report["frames"] == 32 * load_program(out).frames

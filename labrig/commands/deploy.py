@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from labrig.commands import add_profile_option, common_options
 
@@ -35,6 +36,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            "calibrated twin; ROIs, dark level and exposure from it)")
     comp.add_argument("--refine-steps", type=int, default=None, metavar="N",
                       help="gradient steps on the masks through the calibrated twin (default: 120; 0: analytic only)")
+    comp.add_argument("--readout-kernel", type=int, default=None, metavar="K",
+                      help="per-tile readout correction fitted after the masks: a K x K filter and an offset "
+                           "(default: 3; 1: gain and offset; 0: none)")
+    comp.add_argument("--bench-readout", action="store_true",
+                      help="fit the readout correction on the bench's own frames of the probe images (opens the "
+                           "bench of --profile; takes readout-probes x frames-per-image frames) instead of the "
+                           "calibrated twin's: it then takes in what the twin does not model")
+    comp.add_argument("--readout-probes", type=_positive_int, default=None, metavar="N",
+                      help="training images the readout correction is fitted on (default: 256)")
     _stale_option(comp)
     comp.set_defaults(handler=cmd_compile)
 
@@ -111,15 +121,29 @@ def _default_data(path: Path | None) -> Path:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from labrig.bench import open_bench
     from labrig.deploy import compile_checkpoint, save_program
     from labrig.deploy.refine import RefineConfig
     from labrig.deploy.show import format_program
 
-    refine = None if args.refine_steps is None else RefineConfig(steps=args.refine_steps)
-    program = compile_checkpoint(args.model, args.profile, _default_data(args.data),
-                                 calibration_images=args.calibration_images, exposure_fill=args.exposure_fill,
-                                 calibration=args.calibration, refine=refine,
-                                 allow_stale=args.allow_stale_calibration)
+    given = {"steps": args.refine_steps, "readout_kernel": args.readout_kernel,
+             "readout_probes": args.readout_probes, "bench_readout": args.bench_readout or None}
+    refine = RefineConfig(**{k: v for k, v in given.items() if v is not None})
+    if args.bench_readout and args.calibration is None:
+        raise SystemExit("labrig compile: --bench-readout corrects a program compiled through a calibration: "
+                         "give --calibration CAL.h5")
+
+    def compile_on(bench: Any) -> Any:
+        return compile_checkpoint(args.model, args.profile, _default_data(args.data),
+                                  calibration_images=args.calibration_images, exposure_fill=args.exposure_fill,
+                                  calibration=args.calibration, refine=refine,
+                                  allow_stale=args.allow_stale_calibration, bench=bench)
+
+    if args.bench_readout:
+        with open_bench(args.profile if args.profile is not None else "sim") as bench:
+            program = compile_on(bench)
+    else:
+        program = compile_on(None)
     save_program(program, args.out)
     print(format_program(program, args.out))
     print(f"\nwrote {args.out}")

@@ -27,7 +27,7 @@ import datetime as _dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -220,8 +220,11 @@ def compile_program(
             raise ProgramError("compiling through a calibration needs a phase filter SLM (double-phase masks)")
         cal = resolve_calibration(calibration, geometry, bench_or_profile=bench if bench is not None else prof,
                                   allow_stale=allow_stale)
-        program = _through_calibration(program, path, plan.layout, cal, calibration_images, bounds,
-                                       refine or RefineConfig())
+        config = refine or RefineConfig()
+        if config.bench_readout and bench is None:
+            raise ProgramError("measuring the readout correction on the bench (bench_readout) needs an open bench")
+        on_bench = _OnBench(bench, calibration, allow_stale) if config.bench_readout else None
+        program = _through_calibration(program, path, plan.layout, cal, calibration_images, bounds, config, on_bench)
     program = with_reference(program, calibration_images if reference_images is None else reference_images,
                               n_reference)
     bad = non_finite(program)
@@ -286,8 +289,10 @@ def with_reference(program: Program, images: Any, n: int | None = None) -> Progr
 
 
 def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout, cal: CompileCalibration,
-                         calibration: Any, bounds: tuple[float, float] | None, config: RefineConfig) -> Program:
-    """The ideal `program` remade for the calibrated bench (see the module docstring)."""
+                         calibration: Any, bounds: tuple[float, float] | None, config: RefineConfig,
+                         on_bench: _OnBench | None = None) -> Program:
+    """The ideal `program` remade for the calibrated bench (see the module docstring); `on_bench`:
+    the readout correction is fitted on the bench's frames instead of the calibrated twin's."""
     geometry = path.geometry
     # Module.to converts in place: each twin gets its own copy of the calibrated values
     twin = Twin(geometry, copy.deepcopy(cal.imperfections).to(torch.float64), dtype=torch.float64)
@@ -327,18 +332,47 @@ def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout
     calibrated = _calibrated_readout(calibrated, twin, calibration, bounds, gray_in, target)
     if not config.readout_kernel:
         return calibrated
-    return _with_correction(calibrated, gray_all[: config.readout_probes], target_all[: config.readout_probes],
-                            config.readout_kernel)
+    n = config.readout_probes
+    return _with_correction(calibrated, gray_all[:n], target_all[:n], config.readout_kernel,
+                            None if on_bench is None else (on_bench, probes.batch(0, n)))
 
 
-def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, kernel: int) -> Program:
+class _OnBench(NamedTuple):
+    """The open bench a readout correction is measured on, and the calibration it runs with."""
+
+    bench: Bench
+    calibration: Any
+    allow_stale: bool
+
+
+def _bench_tiles(on_bench: _OnBench, program: Program, images: np.ndarray) -> tuple[np.ndarray, int]:
+    """(B, T, th, tw) the bench's tiles for `images` in student units (the program as compiled, no
+    correction), and the frames it took. The run's own guards apply: no frame without light is data."""
+    from labrig.deploy.run import run_program  # the runner imports the compiler's package
+
+    result = run_program(on_bench.bench, program, images, None, progress=False, resume=False, save_tiles=True,
+                         calibration=on_bench.calibration, allow_stale=on_bench.allow_stale)
+    if result.tiles is None or len(result.tiles) != len(images):
+        raise ProgramError(f"the bench gave tiles for {0 if result.tiles is None else len(result.tiles)} of "
+                           f"{len(images)} readout probes")
+    return TileReader(program).signal(result.tiles, np.float64), int(result.frames)
+
+
+def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, kernel: int,
+                     bench: tuple[_OnBench, np.ndarray] | None = None) -> Program:
     """`program` with the per-tile readout correction (`labrig.deploy.correction`) fitted on the first
     three quarters of the probes and kept only if it brings the held-back quarter closer to the
-    ideal tiles; then refitted on them all. The errors go into the calibration lineage."""
+    ideal tiles; then refitted on them all. The tiles it corrects are the calibrated twin's, or,
+    with `bench` (an open bench and the probe images), the bench's own. The errors go into the
+    calibration lineage."""
     if program.readout.pair_subtract:
         return program  # the targets are pair-subtracted tiles: a per-tile fit has no target (not compiled today)
-    reader = TileReader(program)
-    measured = reader.signal(reader.cut(ProgramTwin(program).frames(gray_in)), np.float64)
+    frames = 0
+    if bench is None:
+        reader = TileReader(program)
+        measured = reader.signal(reader.cut(ProgramTwin(program).frames(gray_in)), np.float64)
+    else:
+        measured, frames = _bench_tiles(bench[0], program, bench[1])
     fit = max(1, (3 * len(measured)) // 4)
     before = relative_error(measured[fit:], target[fit:])
     trial = fit_correction(measured[:fit], target[:fit], kernel)
@@ -347,6 +381,7 @@ def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, 
     after = relative_error(corrected, target[fit:])
     lineage = dict(program.source[SOURCE_KEY])
     lineage["readout_correction"] = {"kernel": kernel, "probes": len(measured), "held_back": len(measured) - fit,
+                                     "tiles": "calibrated twin" if bench is None else "bench", "frames": frames,
                                      "error_before": round(before, 5), "error_after": round(after, 5),
                                      "kept": bool(after < before)}
     source = {**program.source, SOURCE_KEY: lineage}

@@ -69,6 +69,9 @@ class RefineConfig:
     1: a gain and an offset per tile, 0: none)."""
     readout_probes: int = 256
     """Training images the readout correction is fitted on (a quarter held back to check it)."""
+    bench_readout: bool = False
+    """Fit the readout correction on the bench's frames of the probes (`compile_program(bench=...)`;
+    what the calibrated twin cannot model is then in it) instead of the calibrated twin's."""
 
 
 @dataclass(frozen=True)
