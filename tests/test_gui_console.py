@@ -316,3 +316,34 @@ def test_make_safe_during_a_run_stops_it_and_records_no_dark_frame(qtbot, window
     assert not world.laser_enabled and not world.shutter_open
     stored = read_run(out)
     assert stored["status"] == "light-off" and stored["done"] == result.images
+
+
+def test_checkpoint_compiles_through_the_calibration_with_the_readout_from_the_bench(
+        qtbot, window: MainWindow, tmp_path: Path) -> None:
+    from calibration.base import RoutineResult
+    from calibration.store import Calibration, save_calibration
+    from labrig.distill.checkpoint import save_checkpoint
+
+    w = window
+    w.program.open_checkpoint(save_checkpoint(tmp_path / "student.pt", student()))
+    qtbot.waitUntil(lambda: w.program.student is not None, timeout=CONNECT_MS)
+    _connect(qtbot, w)
+    assert not w.program.through_calibration.isEnabled()  # no calibration loaded yet
+    bench = w.session.bench
+    truth = bench.shared["sim.world"].truth.imperfections  # a stand-in for measured values (the test knows them)
+    values = {k: v.tolist() for k, v in truth.tensors().items() if v is not None and k != "hot_pixels_e_per_s"}
+    cal_path = tmp_path / "cal.h5"
+    save_calibration(Calibration.empty(bench).with_result(RoutineResult("truth", values, 0.0, "rad", 0),
+                                                          duration_s=0.0), cal_path)
+    w.calibration.load(cal_path)
+    assert w.program.through_calibration.isEnabled() and not w.program.bench_readout.isEnabled()
+    w.program.through_calibration.setChecked(True)
+    w.program.bench_readout.setChecked(True)
+    w.program.set_calibration_images(toy_dataset(32), "toy")
+    w.program.compile()
+    assert w.session.busy  # the bench takes the readout's frames: the live view waits
+    qtbot.waitUntil(lambda: w.session.program is not None, timeout=RUN_MS)
+    qtbot.waitUntil(lambda: not w.session.busy, timeout=RUN_MS)
+    lineage = w.session.program.source["calibration"]
+    assert lineage["readout_correction"]["tiles"] == "bench" and lineage["readout_correction"]["frames"] > 0
+    assert lineage["refine"]["steps"] > 0

@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
         self.calibration = CalibrationDock(self.session, self.tasks, self)
         self.finetune = FineTuneDock(self.session, self.tasks, self)
         self.finetune.program_saved.connect(self.program.open_program)
+        self.calibration.calibration_changed.connect(self.program.set_bench_calibration)
         self.docks: list[QDockWidget] = [self.devices, self.live, self.patterns, self.program,
                                          self.calibration, self.run, self.finetune, self.log_dock]
         for dock in self.docks:  # contents scroll: the window fits 1366x768 and never grows by itself

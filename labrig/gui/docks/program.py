@@ -17,6 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDockWidget,
     QFileDialog,
@@ -76,6 +77,7 @@ class ProgramDock(QDockWidget):
         self.view_data: ProgramView | None = None
         self.student: Any = None  # a labrig.deploy.StudentCheckpoint
         self.calibration_data: Any = None
+        self.bench_calibration: Any = None  # the Calibration dock's current calibration (calibration.store)
         self._tile_items: list[Any] = []
 
         open_program = QPushButton("Open program…")
@@ -119,6 +121,19 @@ class ProgramDock(QDockWidget):
         cal.addWidget(QLabel("Calibration"))
         cal.addWidget(self.calibration, 1)
         cal.addWidget(self.calibration_count)
+        self.through_calibration = QCheckBox("through the bench's calibration")
+        self.through_calibration.toggled.connect(lambda _c: self._update_enabled())
+        self.through_calibration.setToolTip("compile for the bench as the Calibration dock's calibration measured "
+                                            "it: masks optimised through the calibrated twin, ROIs, dark level, "
+                                            "exposure and a per-tile readout correction from it")
+        self.bench_readout = QCheckBox("readout correction from bench frames")
+        self.bench_readout.setToolTip("fit the per-tile readout correction on the bench's own frames of 256 "
+                                      "training images (512+ frames; the live view pauses) instead of the "
+                                      "calibrated twin's: it then takes in what the twin does not model")
+        through = QHBoxLayout()
+        through.addWidget(self.through_calibration)
+        through.addWidget(self.bench_readout)
+        through.addStretch(1)
 
         self.summary = QTableWidget(0, 2)
         self.summary.setHorizontalHeaderLabels(["", ""])
@@ -162,6 +177,7 @@ class ProgramDock(QDockWidget):
         layout.addLayout(buttons)
         layout.addLayout(runs_row)
         layout.addLayout(cal)
+        layout.addLayout(through)
         layout.addWidget(self.status)
         layout.addWidget(self.active)
         layout.addWidget(self.fit)
@@ -295,17 +311,35 @@ class ProgramDock(QDockWidget):
             self.status.setText("choose a dataset folder for the calibration images (they set the "
                                 "exposure)")
             return
+        calibration = self.bench_calibration if self.through_calibration.isChecked() else None
+        if self.through_calibration.isChecked() and calibration is None:
+            self.status.setText("no calibration: load or run one in the Calibration dock first")
+            return
+        on_bench = calibration is not None and self.bench_readout.isChecked()
 
         def work(ctx: TaskContext) -> tuple[Any, ProgramView]:
             from labrig.deploy import compile_checkpoint
+            from labrig.deploy.refine import RefineConfig
 
             program = compile_checkpoint(student, profile, data if data is not None else folder,
-                                         calibration_images=count, progress=ctx.progress, cancel=ctx.cancel)
+                                         calibration_images=count, progress=ctx.progress, cancel=ctx.cancel,
+                                         calibration=calibration, refine=RefineConfig(bench_readout=on_bench),
+                                         bench=bench)
             return program, program_view(program)
 
-        self.status.setText(f"compiling for {profile.name} …")
+        how = " through the calibration" if calibration is not None else ""
+        self.status.setText(f"compiling for {profile.name}{how} …"
+                            + (" (measuring the readout on the bench)" if on_bench else ""))
+        if on_bench:
+            self.session.set_busy(True)  # the bench takes frames: the live view waits
         self.tasks.start("compile", work, on_success=lambda r: self._program_loaded(r, None),
-                         on_failure=self._failed)
+                         on_failure=self._failed,
+                         on_finished=(lambda: self.session.set_busy(False)) if on_bench else None)
+
+    def set_bench_calibration(self, calibration: Any) -> None:
+        """The Calibration dock's current calibration: what "through the bench's calibration" compiles for."""
+        self.bench_calibration = calibration
+        self._update_enabled()
 
     def set_calibration_images(self, data: Any, label: str = "") -> None:
         """Calibrate with in-memory images (a dataset or (N, H, W) in [0, 1]) instead of a folder."""
@@ -335,6 +369,10 @@ class ProgramDock(QDockWidget):
     def _update_enabled(self) -> None:
         busy = self.session.busy
         self.compile_button.setEnabled(self.student is not None and self.session.connected and not busy)
+        self.through_calibration.setEnabled(self.bench_calibration is not None)
+        if self.bench_calibration is None:
+            self.through_calibration.setChecked(False)
+        self.bench_readout.setEnabled(self.through_calibration.isChecked())
         self.save_button.setEnabled(self.session.program is not None)
 
     # -- drawing ----------------------------------------------------------------------------------
