@@ -26,6 +26,10 @@ test runs of the calibrated arms (b)-(e) every 500 images (`labrig run
 calibration until one exists: the twin gets the simulator's *modelled* truth,
 i.e. a perfect calibration (this script reads the truth for that, which labrig
 itself never does); the unmodelled effects stay unknown, as on glass.
+`--bench-readout`: (b)-(e) start from a program whose per-tile readout
+correction was fitted on the bench's frames of 256 training images
+(`labrig compile --bench-readout`); those frames come out of (c)/(d)'s budgets,
+and are the only bench frames (e) then depends on.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import torch
 from labrig.bench import Bench
 from labrig.data import load_dataset
 from labrig.deploy import compile_program, load_program, run_program, save_program
+from labrig.deploy.refine import RefineConfig
 from labrig.deploy.track import DriftConfig
 from labrig.distill import load_model
 from labrig.hil import FineTuneConfig, FineTuner
@@ -95,6 +100,8 @@ def main() -> None:
     p.add_argument("--residual-images", type=int, default=0,
                    help="(d): training images measured first to fit the twin's learned residual (budgeted)")
     p.add_argument("--residual-refit-every", type=int, default=0, help="(d): steps between refits of the residual")
+    p.add_argument("--bench-readout", action="store_true",
+                   help="compile with the readout correction fitted on bench frames (taken from the (c)/(d) budgets)")
     p.add_argument("--arms", default="abcdef")
     p.add_argument("--program", type=Path, default=None, help="the calibrated program, compiled already")
     p.add_argument("--out", type=Path, default=Path("docs/results/insitu"))
@@ -145,10 +152,15 @@ def main() -> None:
         calibrated = load_program(compiled)
     else:
         t = time.perf_counter()
-        calibrated = compile_program(student, args.profile, calib_images, classes=tuple(train.classes),
-                                     calibration=calibration, allow_stale=True)
+        with Bench.open(args.profile) as bench:
+            calibrated = compile_program(student, args.profile, calib_images, classes=tuple(train.classes),
+                                         calibration=calibration, allow_stale=True, bench=bench,
+                                         refine=RefineConfig(bench_readout=args.bench_readout))
         report["compile_calibrated_s"] = time.perf_counter() - t
         save_program(calibrated, compiled)
+    correction = calibrated.source.get("calibration", {}).get("readout_correction") or {}
+    compile_frames = int(correction.get("frames", 0))
+    report["compile_bench_frames"] = compile_frames
     if "b" in args.arms:
         t = time.perf_counter()
         report["arms"]["b"] = {"accuracy": _accuracy(calibrated, args.profile, test, args.test_images, calibration,
@@ -160,7 +172,7 @@ def main() -> None:
             continue
         runs = []
         for seed in args.seeds:
-            cfg = FineTuneConfig(mode=mode, steps=10**9, batch=args.batch, frames=args.frames, seed=seed,
+            cfg = FineTuneConfig(mode=mode, steps=10**9, batch=args.batch, frames=args.frames - compile_frames, seed=seed,
                                  lr_mask=args.lr_mask, lr_backend=args.lr_backend,
                                  lr_schedule=args.lr_schedule, eval_every=args.eval_every,
                                  checkpoint_every=0, reregister_every=args.reregister_every)
