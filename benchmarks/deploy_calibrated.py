@@ -29,15 +29,18 @@ from labrig.bench import Bench
 from labrig.data import load_dataset
 from labrig.deploy import compile_program, run_program, save_program
 from labrig.deploy.refine import RefineConfig
+from labrig.deploy.track import DriftConfig
 from labrig.distill import load_model
 from labrig.paths import default_data_dir
 
 IDEAL = "sim-ideal"
 
 
-def _run(profile: str, program: Any, test: Any, images: int, calibration: Any) -> float:
+def _run(profile: str, program: Any, test: Any, images: int, calibration: Any, reregister_every: int = 0) -> float:
+    drift = DriftConfig(every=reregister_every) if reregister_every else None
     with Bench.open(profile) as bench:
-        result = run_program(bench, program, test, None, limit=images, progress=False, calibration=calibration)
+        result = run_program(bench, program, test, None, limit=images, progress=False, calibration=calibration,
+                             drift=drift)
     return float(result.accuracy)
 
 
@@ -54,6 +57,9 @@ def main() -> None:
                     help="training images the readout correction is fitted on")
     ap.add_argument("--bench-readout", action="store_true",
                     help="fit the readout correction on the bench's frames (its frames counted) instead of the twin's")
+    ap.add_argument("--reregister-every", type=int, default=500,
+                    help="the calibrated run re-registers against drift every N images (`labrig run "
+                         "--reregister-every`; 0: never)")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--allow-stale", action="store_true")
     ap.add_argument("--skip-ideal", action="store_true", help="do not run the ideal program (saves two runs)")
@@ -71,7 +77,8 @@ def main() -> None:
         calibration = a.calibration
     out: dict[str, Any] = {"profile": a.profile, "calibration": a.calibration, "images": a.images,
                            "steps": a.steps, "readout_kernel": a.readout_kernel,
-                           "bench_readout": a.bench_readout, "readout_probes": a.readout_probes, "checkpoint": str(a.checkpoint), "load_avg_start": os.getloadavg()[0]}
+                           "bench_readout": a.bench_readout, "readout_probes": a.readout_probes,
+                           "reregister_every": a.reregister_every, "checkpoint": str(a.checkpoint), "load_avg_start": os.getloadavg()[0]}
     t = time.perf_counter()
     ideal = compile_program(student, a.profile, images, classes=tuple(train.classes))
     out["compile_ideal_s"] = time.perf_counter() - t
@@ -89,7 +96,7 @@ def main() -> None:
     if not a.skip_ideal:
         out["ideal_twin_accuracy"] = _run(IDEAL, ideal, test, a.images, None)
         out["uncalibrated_accuracy"] = _run(a.profile, ideal, test, a.images, None)
-    out["calibrated_accuracy"] = _run(a.profile, calibrated, test, a.images, calibration)
+    out["calibrated_accuracy"] = _run(a.profile, calibrated, test, a.images, calibration, a.reregister_every)
     out["load_avg_end"] = os.getloadavg()[0]
     a.out.with_suffix(".json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
