@@ -347,11 +347,15 @@ class _OnBench(NamedTuple):
 
 def _bench_tiles(on_bench: _OnBench, program: Program, images: np.ndarray) -> tuple[np.ndarray, int]:
     """(B, T, th, tw) the bench's tiles for `images` in student units (the program as compiled, no
-    correction), and the frames it took. The run's own guards apply: no frame without light is data."""
+    correction), and the frames it took. The run's own guards apply: no frame without light is data.
+    The frames are registered to the twin first (drift tracking from the first chunk), as every
+    tracked run's are: a correction fitted on unregistered frames would learn the bench's drift
+    since the calibration as blur, and a run that re-registers would then undo that shift twice."""
     from labrig.deploy.run import run_program  # the runner imports the compiler's package
+    from labrig.deploy.track import DriftConfig
 
     result = run_program(on_bench.bench, program, images, None, progress=False, resume=False, save_tiles=True,
-                         calibration=on_bench.calibration, allow_stale=on_bench.allow_stale)
+                         calibration=on_bench.calibration, allow_stale=on_bench.allow_stale, drift=DriftConfig())
     if result.tiles is None or len(result.tiles) != len(images):
         raise ProgramError(f"the bench gave tiles for {0 if result.tiles is None else len(result.tiles)} of "
                            f"{len(images)} readout probes")
