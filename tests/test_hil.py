@@ -5,6 +5,7 @@ guard (rollback, light lost, frame budget, cancel, device fault) does what it sa
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import itertools
 import threading
@@ -70,8 +71,16 @@ def _deterministic(tmp_path: Path, name: str = "det", faults: str = "") -> Path:
     return path
 
 
-def test_bench_gradient_equals_the_twins_exact_gradient_on_an_ideal_bench(tmp_path: Path) -> None:
+@pytest.mark.parametrize("corrected", [False, True], ids=["plain", "readout-corrected"])
+def test_bench_gradient_equals_the_twins_exact_gradient_on_an_ideal_bench(tmp_path: Path, corrected: bool) -> None:
     program = _program()
+    if corrected:  # a compiler's readout correction sits between the tiles and the back end, in both passes
+        g = np.random.default_rng(0)
+        weight = np.zeros((program.multiplexing.channels, 3, 3), np.float32)
+        weight[:, 1, 1] = 1
+        weight += g.normal(0, 0.1, weight.shape).astype(np.float32)
+        correction = {"weight": weight, "bias": g.normal(0, 0.05, len(weight)).astype(np.float32)}
+        program = dataclasses.replace(program, readout=dataclasses.replace(program.readout, correction=correction))
     twin = _ideal_twin(program)
     tiles_fn = TwinTiles(program, twin)
     lut = twin.imperfections.slm_lut.detach()
