@@ -29,8 +29,7 @@ def apply_correction(tiles: torch.Tensor, correction: dict[str, np.ndarray]) -> 
     weight = torch.as_tensor(correction["weight"], dtype=tiles.dtype, device=tiles.device)
     bias = torch.as_tensor(correction["bias"], dtype=tiles.dtype, device=tiles.device)
     k = weight.shape[-1]
-    out = torch.nn.functional.conv2d(tiles, weight[:, None], bias, padding=k // 2, groups=weight.shape[0])
-    return out
+    return torch.nn.functional.conv2d(tiles, weight[:, None], bias, padding=k // 2, groups=weight.shape[0])
 
 
 def _design(tiles: np.ndarray, k: int) -> np.ndarray:
@@ -45,7 +44,8 @@ def _design(tiles: np.ndarray, k: int) -> np.ndarray:
 def fit_correction(measured: np.ndarray, target: np.ndarray, kernel: int, ridge: float = 1e-3) -> dict[str, np.ndarray]:
     """Per tile, the `kernel` x `kernel` filter and offset that take `measured` (B, T, th, tw) closest
     to `target` (same shape) in least squares, the filter pulled towards the identity (no change)
-    by `ridge` times the mean diagonal of its normal equations (the offset is free). Returns {"weight": (T, k, k), "bias": (T,)}."""
+    by `ridge` times the mean diagonal of its normal equations (the offset is free).
+    Returns {"weight": (T, k, k), "bias": (T,)}."""
     if kernel < 1 or kernel % 2 == 0:
         raise ValueError(f"the readout correction's kernel must be odd and positive, not {kernel}")
     if measured.shape != target.shape:

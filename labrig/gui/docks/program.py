@@ -127,9 +127,10 @@ class ProgramDock(QDockWidget):
                                             "it: masks optimised through the calibrated twin, ROIs, dark level, "
                                             "exposure and a per-tile readout correction from it")
         self.bench_readout = QCheckBox("readout correction from bench frames")
-        self.bench_readout.setToolTip("fit the per-tile readout correction on the bench's own frames of 256 "
-                                      "training images (512+ frames; the live view pauses) instead of the "
-                                      "calibrated twin's: it then takes in what the twin does not model")
+        self.bench_readout.setToolTip("fit the per-tile readout correction on the bench's own frames of the "
+                                      "calibration images (up to 256; frames per image each; the live view "
+                                      "pauses) instead of the calibrated twin's: it then takes in what the twin "
+                                      "does not model")
         through = QHBoxLayout()
         through.addWidget(self.through_calibration)
         through.addWidget(self.bench_readout)
