@@ -45,9 +45,18 @@ TRUTH = {
 }
 
 
-def _bench(tmp_path: Path, truth: dict | bool, name: str) -> Path:
+def _bench(tmp_path: Path, truth: dict | bool, name: str, unmodelled: bool | dict = False) -> Path:
     return small_profile(tmp_path, truth, name=name, optics={"focal1_m": FOCAL1_M, "focal2_m": FOCAL1_M / 2},
-                         filter={"resolution": [N, N]}, camera={"resolution": [N, N]})
+                         filter={"resolution": [N, N]}, camera={"resolution": [N, N]}, unmodelled=unmodelled)
+
+
+def _student_and_truth(tmp_path: Path, real_profile: Path):
+    """(student trained on the ideal bench, train, test, the real bench's named truth, the ideal program)."""
+    student = _student(str(_bench(tmp_path, False, "ideal")))
+    train, test = _data()
+    with Bench.open(real_profile) as bench:
+        truth = bench.shared["sim.world"].truth.imperfections  # the known truth stands in for a calibration
+    return student, train, test, truth, compile_program(student, real_profile, train, classes=train.classes)
 
 
 def _small(data: ImageDataset) -> ImageDataset:
@@ -114,12 +123,7 @@ def test_compiling_through_the_calibration_beats_the_ideal_compile(tmp_path: Pat
 
 def test_the_readout_correction_takes_the_tiles_closer_than_the_patterns_alone(tmp_path: Path) -> None:
     real_profile = _bench(tmp_path, TRUTH, "real")
-    ideal_profile = _bench(tmp_path, False, "ideal")
-    student = _student(str(ideal_profile))
-    train, test = _data()
-    with Bench.open(real_profile) as bench:
-        truth = bench.shared["sim.world"].truth.imperfections
-    plain = compile_program(student, real_profile, train, classes=train.classes)
+    student, train, test, truth, plain = _student_and_truth(tmp_path, real_profile)
     refine = RefineConfig(steps=20, probes=32, batch=16)
     without = compile_program(student, real_profile, train, classes=train.classes, calibration=truth,
                               refine=dataclasses.replace(refine, readout_kernel=0))
@@ -139,15 +143,8 @@ def test_the_readout_correction_takes_the_tiles_closer_than_the_patterns_alone(t
 def test_a_readout_correction_measured_on_the_bench_takes_in_what_the_twin_cannot_model(tmp_path: Path) -> None:
     unmodelled = {"enabled": True, "slm_phase_error_waves_rms": 0.1, "slm_phase_error_correlation_px": 6.0,
                   "ghost_fraction": 0.02, "ghost_shift_px": [3, 2]}
-    real_profile = small_profile(tmp_path, TRUTH, name="real-unmodelled", unmodelled=unmodelled,
-                                 optics={"focal1_m": FOCAL1_M, "focal2_m": FOCAL1_M / 2},
-                                 filter={"resolution": [N, N]}, camera={"resolution": [N, N]})
-    ideal_profile = _bench(tmp_path, False, "ideal")
-    student = _student(str(ideal_profile))
-    train, test = _data()
-    with Bench.open(real_profile) as bench:
-        truth = bench.shared["sim.world"].truth.imperfections  # the named truth: all a calibration could know
-    plain = compile_program(student, real_profile, train, classes=train.classes)
+    real_profile = _bench(tmp_path, TRUTH, "real-unmodelled", unmodelled)
+    student, train, test, truth, plain = _student_and_truth(tmp_path, real_profile)  # the named truth only
     refine = RefineConfig(steps=20, probes=32, batch=16, readout_probes=128)
     with pytest.raises(Exception, match="needs an open bench"):
         compile_program(student, real_profile, train, calibration=truth,
