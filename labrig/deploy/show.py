@@ -41,6 +41,16 @@ def format_program(program: Program, path: str | Path | None = None) -> str:
         + f" per frame, gain {ro.gain:g}, laser {1e3 * ro.laser_power_w:.3g} mW",
         f"           {ro.exposure_note}",
     ]
+    fitted = (src.get("calibration") or {}).get("readout_correction")
+    if ro.correction:
+        k = int(np.asarray(ro.correction["weight"]).shape[-1])
+        how = "" if not fitted else (f" fitted on the {fitted['tiles']}'s tiles of {fitted['probes']} images"
+                                     f"{' (' + str(fitted['frames']) + ' frames)' if fitted.get('frames') else ''}; "
+                                     f"held-back tile error {fitted['error_before']:.3g} -> {fitted['error_after']:.3g}")
+        lines.append(f"           per-tile correction: {k}x{k} filter and offset{how}")
+    elif fitted:
+        lines.append(f"           no per-tile correction: it did not help the held-back probes "
+                     f"({fitted['error_before']:.3g} -> {fitted['error_after']:.3g})")
     for f, group in enumerate(mux.groups()):
         g = program.filter.gray[f]
         lines.append(f"  frame {f}: channels {group[0]}-{group[-1]}, gray levels {int(g.min())}-{int(g.max())}, "
