@@ -369,8 +369,11 @@ def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, 
     ideal tiles; then refitted on them all. The tiles it corrects are the calibrated twin's, or,
     with `bench` (an open bench and the probe images), the bench's own. The errors go into the
     calibration lineage."""
-    if program.readout.pair_subtract:
-        return program  # the targets are pair-subtracted tiles: a per-tile fit has no target (not compiled today)
+    lineage = dict(program.source[SOURCE_KEY])
+    if program.readout.pair_subtract:  # the targets are pair differences: a per-tile fit has no target
+        lineage["readout_correction"] = {"kernel": kernel, "kept": False,
+                                         "reason": "signed incoherent kernels: the back end reads tile differences"}
+        return dataclasses.replace(program, source={**program.source, SOURCE_KEY: lineage})
     frames = 0
     if bench is None:
         reader = TileReader(program)
@@ -383,7 +386,6 @@ def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, 
     with torch.no_grad():
         corrected = apply_correction(torch.from_numpy(measured[fit:]), trial).numpy()
     after = relative_error(corrected, target[fit:])
-    lineage = dict(program.source[SOURCE_KEY])
     lineage["readout_correction"] = {"kernel": kernel, "probes": len(measured), "held_back": len(measured) - fit,
                                      "tiles": "calibrated twin" if bench is None else "bench", "frames": frames,
                                      "error_before": round(before, 5), "error_after": round(after, 5),
