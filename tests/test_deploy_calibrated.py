@@ -23,6 +23,7 @@ from labrig.bench import Bench
 from labrig.data import ImageDataset
 from labrig.deploy import compile_program, run_program
 from labrig.deploy.calibrated import CalibrationMismatch, check_calibration, imperfections_hash
+from labrig.deploy.errors import ProgramError
 from labrig.deploy.images import ImageSource
 from labrig.deploy.inputs import encode_images
 from labrig.deploy.readout import TileReader
@@ -301,3 +302,17 @@ def test_cli_compile_measures_the_readout_on_the_bench_when_asked(
     report = load_program(out).source["calibration"]["readout_correction"]
     assert report["tiles"] == "bench" and report["kernel"] == 1 and report["probes"] == 32
     assert report["frames"] == 32 * load_program(out).frames
+
+
+def test_a_pair_subtracted_student_is_refused_clearly_when_compiled_through_a_calibration(tmp_path: Path) -> None:
+    real_profile = _bench(tmp_path, TRUTH, "real")
+    seed_everything(0)
+    student = StudentModel(StudentConfig(
+        frontend=SCLCConfig(channels=(2, 2), kernel_sizes=(3, 3), detection="incoherent"),
+        input_size=(IMAGE, IMAGE), optics=OpticsConfig(profile=str(_bench(tmp_path, False, "ideal"))))).eval()
+    train, _ = _data()
+    with Bench.open(real_profile) as bench:
+        truth = bench.shared["sim.world"].truth.imperfections
+    assert compile_program(student, real_profile, train).readout.pair_subtract  # the ideal compile works
+    with pytest.raises(ProgramError, match=r"coherent detection.*tile differences"):
+        compile_program(student, real_profile, train, calibration=truth, refine=RefineConfig(steps=2, probes=8))

@@ -218,6 +218,10 @@ def compile_program(
     if calibration is not None:
         if encoding != "double_phase":
             raise ProgramError("compiling through a calibration needs a phase filter SLM (double-phase masks)")
+        if program.readout.pair_subtract:
+            raise ProgramError("compiling through a calibration is built for coherent detection: a student with "
+                               "signed incoherent kernels reads tile differences, which the refinement and the "
+                               "readout correction do not match yet; compile it without --calibration")
         cal = resolve_calibration(calibration, geometry, bench_or_profile=bench if bench is not None else prof,
                                   allow_stale=allow_stale)
         config = refine or RefineConfig()
@@ -369,11 +373,6 @@ def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, 
     ideal tiles; then refitted on them all. The tiles it corrects are the calibrated twin's, or,
     with `bench` (an open bench and the probe images), the bench's own. The errors go into the
     calibration lineage."""
-    lineage = dict(program.source[SOURCE_KEY])
-    if program.readout.pair_subtract:  # the targets are pair differences: a per-tile fit has no target
-        lineage["readout_correction"] = {"kernel": kernel, "kept": False,
-                                         "reason": "signed incoherent kernels: the back end reads tile differences"}
-        return dataclasses.replace(program, source={**program.source, SOURCE_KEY: lineage})
     frames = 0
     if bench is None:
         reader = TileReader(program)
@@ -386,6 +385,7 @@ def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, 
     with torch.no_grad():
         corrected = apply_correction(torch.from_numpy(measured[fit:]), trial).numpy()
     after = relative_error(corrected, target[fit:])
+    lineage = dict(program.source[SOURCE_KEY])
     lineage["readout_correction"] = {"kernel": kernel, "probes": len(measured), "held_back": len(measured) - fit,
                                      "tiles": "calibrated twin" if bench is None else "bench", "frames": frames,
                                      "error_before": round(before, 5), "error_after": round(after, 5),

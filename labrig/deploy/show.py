@@ -48,8 +48,6 @@ def format_program(program: Program, path: str | Path | None = None) -> str:
                                      f"{' (' + str(fitted['frames']) + ' frames)' if fitted.get('frames') else ''}; "
                                      f"held-back tile error {fitted['error_before']:.3g} -> {fitted['error_after']:.3g}")
         lines.append(f"           per-tile correction: {k}x{k} filter and offset{how}")
-    elif fitted and "reason" in fitted:
-        lines.append(f"           no per-tile correction: {fitted['reason']}")
     elif fitted:
         lines.append(f"           no per-tile correction: it did not help the held-back probes "
                      f"({fitted['error_before']:.3g} -> {fitted['error_after']:.3g})")
