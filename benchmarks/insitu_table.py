@@ -35,6 +35,7 @@ and are the only bench frames (e) then depends on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -152,7 +153,7 @@ def main() -> None:
         calibrated = load_program(compiled)
     else:
         t = time.perf_counter()
-        with Bench.open(args.profile) as bench:
+        with Bench.open(args.profile) if args.bench_readout else contextlib.nullcontext() as bench:
             calibrated = compile_program(student, args.profile, calib_images, classes=tuple(train.classes),
                                          calibration=calibration, allow_stale=True, bench=bench,
                                          refine=RefineConfig(bench_readout=args.bench_readout))

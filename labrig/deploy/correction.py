@@ -22,7 +22,7 @@ import torch
 __all__ = ["apply_correction", "fit_correction", "relative_error"]
 
 
-def apply_correction(tiles: torch.Tensor, correction: dict[str, np.ndarray]) -> torch.Tensor:
+def apply_correction(tiles: torch.Tensor, correction: dict[str, np.ndarray | torch.Tensor]) -> torch.Tensor:
     """(B, T, th, tw) tiles -> the same corrected (`{}`: unchanged). Differentiable in `tiles`."""
     if not correction:
         return tiles

@@ -49,6 +49,8 @@ class TwinTiles:
         self._exposure = torch.as_tensor(readout.exposure_s, **kw).reshape(-1, 1, 1)
         self._dark = torch.as_tensor(np.asarray(readout.dark_dn)[frame_of], **kw).reshape(1, -1, 1, 1)
         self._scale = torch.as_tensor(np.asarray(readout.scale)[frame_of], **kw).reshape(1, -1, 1, 1)
+        # on the twin's device once, not copied there at every step
+        self._correction = {k: torch.as_tensor(v, **kw) for k, v in readout.correction.items()}
 
     def cut(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, F, H, W) -> (B, T, th, tw) tiles, un-inverted, as `TileReader.cut`."""
@@ -57,7 +59,7 @@ class TwinTiles:
 
     def signal(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw tile DN -> student units (dark subtracted, scaled, the readout's correction, pairs subtracted)."""
-        out = apply_correction((raw - self._dark) * self._scale, self.readout.correction)
+        out = apply_correction((raw - self._dark) * self._scale, self._correction)
         if self.pair_subtract:
             k = out.shape[1] // 2
             out = out[:, :k] - out[:, k:]
