@@ -87,9 +87,9 @@ def _check(run_file: Path, reference: np.ndarray) -> dict:
     faults: dict[str, int] = {}
     retried = reconnects = 0
     for s in sessions:
-        for name, count in json.loads(s.get("faults", "{}")).items():
+        for name, count in s.get("faults", {}).items():
             faults[name] = faults.get(name, 0) + count
-        timing = json.loads(s.get("timing", "{}"))
+        timing = s.get("timing", {})
         retried += int(timing.get("retried_frames", 0))
         reconnects += int(timing.get("reconnects", 0))
     starts = [int(s["start"]) for s in sessions]

@@ -73,7 +73,7 @@ def test_report_keys_and_run_file_contents(tmp_path: Path) -> None:
     assert report["images"] == 40 and report["frames"] == 40 and report["program_hash"] == program().digest()
     run = read_run(tmp_path / "r.h5")
     assert run["status"] == "complete" and run["done"] == 40 and run["program_hash"] == program().digest()
-    assert len(run["sessions"]) == 1 and json.loads(run["sessions"][0]["devices"])["camera"]["settings"]
+    assert len(run["sessions"]) == 1 and run["sessions"][0]["devices"]["camera"]["settings"]
     import h5py
 
     with h5py.File(tmp_path / "r.h5") as h5:
@@ -167,3 +167,16 @@ def test_resume_refuses_another_program(tmp_path: Path) -> None:
             run_program(bench, other, held_out(), out, progress=False, limit=32)
         fresh = run_program(bench, other, held_out(), out, progress=False, limit=32, resume=False)
     assert fresh.images == 32 and read_run(out)["program_hash"] == other.digest()
+
+
+def test_a_full_journal_trims_the_oldest_sessions_bulk_and_keeps_their_counts() -> None:
+    """The journal has a fixed size (it is rewritten in place); many resumed sessions with big
+    device records drop the bulk of the oldest ones first, never their start and status."""
+    from labrig.deploy.runfile import JOURNAL_BYTES, _encode_journal
+
+    sessions = [{"start": i, "status": "fault", "profile_toml": "x" * (JOURNAL_BYTES // 8)} for i in range(12)]
+    journal = json.loads(_encode_journal({"status": "running", "error": "", "sessions": sessions}))
+    kept = journal["sessions"]
+    assert [s["start"] for s in kept] == list(range(12)) and all(s["status"] == "fault" for s in kept)
+    assert kept[0].get("trimmed") and "profile_toml" not in kept[0]
+    assert "profile_toml" in kept[-1] and not kept[-1].get("trimmed")

@@ -263,6 +263,41 @@ wait $p; echo "rc=$?"
     assert "No space left on device" in filled.stderr and "r.json" in filled.stderr  # only the report did not fit
 
 
+_FILLED_BEFORE_THE_SESSION = """
+import json, subprocess, sys
+import numpy as np
+from labrig.deploy.runfile import Chunk, RunFile, RunLayout, read_run
+mnt = sys.argv[1]
+layout = RunLayout(total=96, classes=10, tiles=(4, 8, 8), frames=(1, 32, 32), frame_dtype="uint16",
+                   save_frames=False, twin=False)
+run = RunFile.open(f"{mnt}/r.h5", layout, np.arange(96) % 10, {"program_hash": "p", "data_digest": "d"})
+subprocess.run(["dd", "if=/dev/zero", f"of={mnt}/filler", "bs=4k"], capture_output=True)  # the disk is full
+run.begin_session({"profile": "sim", "devices": {"camera": {"exposure_us": 1000}}, "notes": "x" * 20000})
+for s in range(0, 96, 32):
+    run.append(Chunk(s, np.full(32, 3), np.zeros((32, 10), np.float32), np.ones((32, 4, 8, 8), np.uint16)))
+run.finish("complete", None, {"timing": {"wall_s": 1.5}})
+r = read_run(f"{mnt}/r.h5")
+print("read", r["done"], r["status"], json.dumps(r["sessions"][0]["devices"]), r["sessions"][0]["timing"]["wall_s"])
+"""
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root (or a user namespace) to mount a small tmpfs")
+def test_a_disk_filled_before_the_session_starts_still_records_every_image_and_the_session(tmp_path: Path) -> None:
+    """The race the CLI test above leaves to chance, made certain: no write after the run file's
+    creation may need new space, not even the session's record (HDF5 does not survive a failed
+    metadata write, so a group or attribute written then would corrupt the file)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(_FILLED_BEFORE_THE_SESSION)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=4m tmpfs {mnt} && "
+                          f"{sys.executable} {script} {mnt} && df -k {mnt}"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert 'read 96 complete {"camera": {"exposure_us": 1000}} 1.5' in out.stdout, out.stdout + out.stderr
+    assert " 0 100% " in out.stdout, out.stdout  # the disk really was full throughout
+
+
 # -- finding 5: one writer per run file ---------------------------------------------------------------
 
 def test_a_second_run_into_the_same_file_is_refused_naming_the_holder(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ Layout (all per-image datasets grow along axis 0, in image order)::
     frames (n, F, H, W)         only with save_frames
     twin/{predictions, tiles, err2, ref2}   only when compared with the twin
     done (1,)                   images whose data is complete: written after the data
-    sessions/NNNN               one group per run session: profile, every device's
-                                settings, start and end, status, timing
+    journal (JOURNAL_BYTES,)    uint8, zero-padded UTF-8 JSON rewritten in place: the run's status
+                                and error, and one entry per run session (profile, every
+                                device's settings, start and end, status, timing)
 
 After each chunk the file is flushed, so a run stopped by Ctrl-C, a device
 fault or a crash leaves a readable file whose first `done` images are valid;
@@ -24,10 +25,14 @@ A full disk must not cost the images measured so far. HDF5 cannot survive a
 failed write of its own metadata (the file no longer opens), so a new run file
 reserves the space of every image at creation: the per-image datasets have
 their full length from the start, filled with zeros (``done`` says how many are
-valid), and a run that does not fit is refused before any light goes on.
-Appending a chunk then only overwrites space the file already owns. Any
-`OSError` while writing still stops the run cleanly: a `RunFileError` after
-which nothing more is written, the file valid up to the last whole chunk.
+valid), and a run that does not fit is refused before any light goes on. What
+changes later (status, sessions) lives in the fixed-size ``journal`` dataset,
+not in attributes or groups, so that no write after creation asks HDF5 for new
+space: appending a chunk or recording a session only overwrites bytes the file
+already owns, and a disk that another program fills mid-run cannot stop the
+run. Any `OSError` while writing still stops the run cleanly: a `RunFileError`
+after which nothing more is written, the file valid up to the last whole chunk.
+(Schema 1 files, which kept sessions as groups, are read but not resumed.)
 """
 
 from __future__ import annotations
@@ -51,11 +56,15 @@ from labrig.io import atomic_write, check_writable_target, json_default
 __all__ = ["RUN_FORMAT", "RUN_SCHEMA", "Chunk", "MemorySink", "RunFile", "read_run"]
 
 RUN_FORMAT = "labrig-run"
-RUN_SCHEMA = 1
+RUN_SCHEMA = 2
 log = logging.getLogger(__name__)
 
-#: free space kept beyond a chunk's bytes before it is written (HDF5 metadata, the session's attributes)
+#: free space asked for beyond the file's reserved bytes when it is created (HDF5's own metadata)
 SPACE_MARGIN = 1 << 20
+#: the journal's fixed size; older sessions' bulky entries are dropped if it would overflow
+JOURNAL_BYTES = 1 << 20
+#: session entries that may be dropped from older sessions when the journal is full
+BULKY = ("profile_toml", "devices", "devices_end", "drift", "faults")
 PER_IMAGE = ("predictions", "logits", "tiles", "frames", "twin/predictions", "twin/tiles", "twin/err2", "twin/ref2")
 
 
@@ -132,7 +141,8 @@ class RunFile:
     def __init__(self, path: Path, h5: Any, layout: RunLayout, labels: np.ndarray, lock: FileLock | None = None) -> None:
         self.path, self._h5, self.layout, self.labels = path, h5, layout, labels
         self.done = int(h5["done"][0])
-        self._session: Any = None
+        self._journal: dict[str, Any] = _read_journal(h5)
+        self._session: dict[str, Any] | None = None
         self._lock = lock
         self.write_error: str | None = None
 
@@ -180,16 +190,23 @@ class RunFile:
 
     # -- writing --------------------------------------------------------------------------------
     def begin_session(self, info: dict[str, Any]) -> None:
-        sessions = self._h5.require_group("sessions")
-        group = sessions.create_group(f"{len(sessions):04d}")
-        group.attrs["start"] = self.done
-        group.attrs["started"] = _now()
-        group.attrs["labrig_version"] = labrig.__version__
-        for key, value in info.items():
-            group.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value, default=json_default)
-        self._session = group
-        self._h5.attrs["status"] = "running"
-        self._h5.flush()
+        session = {"start": self.done, "started": _now(), "labrig_version": labrig.__version__,
+                   **json.loads(json.dumps(info, default=json_default))}
+        self._journal["sessions"].append(session)
+        self._session = session
+        self._journal["status"] = "running"
+        try:
+            self._write_journal()
+            self._h5.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _write_journal(self) -> None:
+        """Rewrite the journal in place (no new space); older sessions are trimmed if it would overflow."""
+        data = _encode_journal(self._journal)
+        buf = np.zeros(self._h5["journal"].shape[0], np.uint8)
+        buf[: len(data)] = np.frombuffer(data, np.uint8)
+        self._h5["journal"][:] = buf
 
     def append(self, chunk: Chunk) -> None:
         """Write one chunk, `done` last; a failed write raises `RunFileError` and ends all writing."""
@@ -221,28 +238,20 @@ class RunFile:
         return self._h5[name][: self.done] if name in self._h5 else None
 
     def finish(self, status: str, error: str | None, stats: dict[str, Any]) -> None:
-        """Record how the session ended and close the file. After a failed write only what
-        still fits is recorded; the images stay valid to `done` either way."""
+        """Record how the session ended and close the file. The journal is rewritten in place,
+        so this is tried even after a failed write; the images stay valid to `done` either way."""
         try:
-            if shutil.disk_usage(self.path.parent).free < SPACE_MARGIN:
-                # new attributes need new space, and HDF5 does not survive a failed metadata write
-                log.error("run file %s: the disk is full; the session's end is not recorded (its %d images are)",
-                          self.path, self.done)
-                return
             if self._session is not None:
-                self._session.attrs["ended"] = _now()
-                self._session.attrs["status"] = status
-                self._session.attrs["error"] = error or ""
-                self._session.attrs["done"] = self.done
-                for key, value in stats.items():
-                    self._session.attrs[key] = json.dumps(value, default=json_default) if isinstance(
-                        value, dict | list | tuple) else value
-            self._h5.attrs["status"] = "complete" if self.done >= self.layout.total else status
-            self._h5.attrs["error"] = error or ""
+                self._session.update(ended=_now(), status=status, error=error or "", done=self.done,
+                                     **json.loads(json.dumps(stats, default=json_default)))
+            self._journal["status"] = "complete" if self.done >= self.layout.total else status
+            self._journal["error"] = error or ""
+            self._write_journal()
             self._h5.flush()
-        except OSError:
-            if self.write_error is None:
-                raise
+        except OSError as exc:
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            log.error("run file %s: recording the session's end failed (%s); its %d images are kept",
+                      self.path, exc, self.done)
         finally:
             self.close()
 
@@ -292,7 +301,7 @@ def run_file_bytes(layout: RunLayout) -> int:
 
 def check_space(path: Path, layout: RunLayout) -> None:
     """Refuse a run whose file would not fit on its disk, before any light goes on."""
-    need = run_file_bytes(layout) + SPACE_MARGIN
+    need = run_file_bytes(layout) + JOURNAL_BYTES + SPACE_MARGIN
     free = shutil.disk_usage(path.parent).free
     if free < need:
         raise RunFileError(f"run file {path}: {layout.total} images need {need / 1e6:.1f} MB and the disk has "
@@ -309,13 +318,16 @@ def _create(tmp: Path, layout: RunLayout, labels: np.ndarray, identity: dict[str
         h5.attrs["schema_version"] = RUN_SCHEMA
         h5.attrs["created"] = _now()
         h5.attrs["labrig_version"] = labrig.__version__
-        h5.attrs["status"] = "created"
         h5.attrs["layout"] = json.dumps({k: v for k, v in layout.__dict__.items() if k != "total"})
         h5.attrs["total"] = n
         for key, value in identity.items():
             h5.attrs[key] = value
         h5.create_dataset("labels", data=labels.astype(np.int64))
         h5.create_dataset("done", data=np.zeros(1, np.int64))
+        journal = np.zeros(JOURNAL_BYTES, np.uint8)
+        data = _encode_journal({"status": "created", "error": "", "sessions": []})
+        journal[: len(data)] = np.frombuffer(data, np.uint8)
+        h5.create_dataset("journal", data=journal)  # contiguous, allocated now: rewritten in place
         for name, (shape, dtype, chunk) in _per_image(layout).items():
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # the space is the file's from the start:
@@ -353,15 +365,58 @@ def read_run(path: str | Path) -> dict[str, Any]:
             if h5.attrs.get("format") != RUN_FORMAT:
                 raise RunFileError(f"{path} is not a labrig run file")
             done = int(h5["done"][0])
+            journal = _read_journal(h5)
             out: dict[str, Any] = {
-                "path": str(path), "error": str(h5.attrs.get("error", "")), "done": done,
-                "status": "complete" if done >= int(h5.attrs["total"]) else str(h5.attrs.get("status", "")),
+                "path": str(path), "error": journal["error"], "done": done,
+                "status": "complete" if done >= int(h5.attrs["total"]) else journal["status"],
                 "total": int(h5.attrs["total"]),
                 "program_hash": str(h5.attrs.get("program_hash", "")),
                 "labels": h5["labels"][:done], "predictions": h5["predictions"][:done],
                 "twin_predictions": h5["twin/predictions"][:done] if "twin/predictions" in h5 else None,
-                "sessions": [dict(g.attrs) for _, g in sorted(h5.get("sessions", {}).items())],
+                "sessions": journal["sessions"],
             }
     except OSError as exc:
         raise RunFileError(f"run file {path} cannot be read (corrupt or truncated?): {exc}") from exc
     return out
+
+
+def _encode_journal(journal: dict[str, Any]) -> bytes:
+    """The journal as bytes that fit `JOURNAL_BYTES`: older sessions lose their bulky entries
+    (marked ``trimmed``) until it fits, the current one last."""
+    data = json.dumps(journal, default=json_default).encode()
+    for session in journal["sessions"]:
+        if len(data) < JOURNAL_BYTES:
+            break
+        for key in BULKY:
+            if session.pop(key, None) is not None:
+                session["trimmed"] = True
+        data = json.dumps(journal, default=json_default).encode()
+    if len(data) >= JOURNAL_BYTES:
+        raise RunFileError(f"a run file's journal cannot hold {len(journal['sessions'])} sessions in "
+                           f"{JOURNAL_BYTES} bytes: start the run in a new file")
+    return data
+
+
+def _read_journal(h5: Any) -> dict[str, Any]:
+    """The run's status, error and sessions: from the journal, or (schema 1) attributes and groups."""
+    if "journal" not in h5:
+        sessions = [{k: _maybe_json(v) for k, v in g.attrs.items()} for _, g in sorted(h5.get("sessions", {}).items())]
+        return {"status": str(h5.attrs.get("status", "")), "error": str(h5.attrs.get("error", "")),
+                "sessions": sessions}
+    raw = h5["journal"][()].tobytes().rstrip(b"\0")
+    try:
+        journal = json.loads(raw.decode())
+        return {"status": str(journal["status"]), "error": str(journal.get("error", "")),
+                "sessions": list(journal.get("sessions", []))}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunFileError(f"run file {h5.filename}: its journal is corrupt ({exc})") from exc
+
+
+def _maybe_json(value: Any) -> Any:
+    """A schema-1 session attribute: dicts and lists were stored as JSON strings."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value.item() if isinstance(value, np.generic) else value
