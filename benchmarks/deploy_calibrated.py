@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=RefineConfig.steps, help="refinement steps")
     ap.add_argument("--readout-kernel", type=int, default=RefineConfig.readout_kernel,
                     help="per-tile readout correction size (1: gain and offset, 0: none)")
+    ap.add_argument("--no-readout-mix", dest="readout_mix", action="store_false",
+                    help="per-tile correction only (no mixing of the tiles)")
     ap.add_argument("--readout-probes", type=int, default=RefineConfig.readout_probes,
                     help="training images the readout correction is fitted on")
     ap.add_argument("--bench-readout", action="store_true",
@@ -79,13 +81,14 @@ def main() -> None:
     out: dict[str, Any] = {"profile": a.profile, "calibration": a.calibration, "images": a.images,
                            "steps": a.steps, "readout_kernel": a.readout_kernel,
                            "bench_readout": a.bench_readout, "readout_probes": a.readout_probes,
+                           "readout_mix": a.readout_mix,
                            "reregister_every": a.reregister_every, "checkpoint": str(a.checkpoint), "load_avg_start": os.getloadavg()[0]}
     t = time.perf_counter()
     ideal = compile_program(student, a.profile, images, classes=tuple(train.classes))
     out["compile_ideal_s"] = time.perf_counter() - t
     t = time.perf_counter()
     refine = RefineConfig(steps=a.steps, readout_kernel=a.readout_kernel, bench_readout=a.bench_readout,
-                          readout_probes=a.readout_probes)
+                          readout_probes=a.readout_probes, readout_mix=a.readout_mix)
     with Bench.open(a.profile) if a.bench_readout else contextlib.nullcontext() as bench:  # a bench only to measure
         calibrated = compile_program(student, a.profile, images, classes=tuple(train.classes), calibration=calibration,
                                      refine=refine, allow_stale=a.allow_stale, bench=bench)

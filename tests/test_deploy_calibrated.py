@@ -134,11 +134,14 @@ def test_the_readout_correction_takes_the_tiles_closer_than_the_patterns_alone(t
     report = corrected.source["calibration"]["readout_correction"]
     assert report["kept"] and report["error_after"] < report["error_before"], report
     assert report["probes"] == refine.readout_probes and report["held_back"] == refine.readout_probes // 4
-    assert corrected.readout.correction["weight"].shape == (corrected.multiplexing.channels, 3, 3)
+    channels = corrected.multiplexing.channels
+    assert corrected.readout.correction["weight"].shape == (channels, channels, 3, 3)  # mixing, the default
+    assert report["mix"] is True
     np.testing.assert_array_equal(corrected.filter.gray, without.filter.gray)  # the patterns are the same
     from labrig.deploy.show import format_program
 
-    assert "per-tile correction: 3x3 filter and offset fitted on the calibrated twin's tiles" in format_program(corrected)
+    assert ("per-tile correction: 3x3 filter of every tile and offset fitted on the calibrated twin's tiles"
+            in format_program(corrected))
     err_without, _ = _tile_error(real_profile, without, plain, test, truth)
     err_corrected, _ = _tile_error(real_profile, corrected, plain, test, truth)
     assert err_corrected < 0.9 * err_without, (err_corrected, err_without)

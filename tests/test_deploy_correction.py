@@ -51,6 +51,40 @@ def test_tiles_that_already_match_get_the_identity_and_a_strong_pull_keeps_it() 
     assert abs(float(pulled["weight"][0, 1, 1]) - 1) < 0.01
 
 
+def test_mixing_recovers_a_known_tile_to_tile_filter_and_starts_from_the_identity() -> None:
+    g = np.random.default_rng(3)
+    measured = g.gamma(2.0, 1.0, (24, 3, 10, 12))
+    weight = g.normal(0, 0.2, (3, 3, 3, 3))
+    weight[:, :, 0, -1] += 0.3  # asymmetric: a flipped or transposed fit would show
+    truth = {"weight": weight.astype(np.float32), "bias": g.normal(0, 0.3, 3).astype(np.float32)}
+    with torch.no_grad():
+        target = apply_correction(torch.from_numpy(measured), truth).numpy()
+    fitted = fit_correction(measured, target, 3, ridge=1e-10, mix=True)
+    assert fitted["weight"].shape == (3, 3, 3, 3)
+    np.testing.assert_allclose(fitted["weight"], truth["weight"], atol=1e-4)
+    np.testing.assert_allclose(fitted["bias"], truth["bias"], atol=1e-4)
+    same = fit_correction(measured, measured, 3, mix=True)
+    identity = np.zeros((3, 3, 3, 3), np.float32)
+    identity[range(3), range(3), 1, 1] = 1
+    np.testing.assert_allclose(same["weight"], identity, atol=1e-5)
+
+
+def test_mixing_gives_back_what_one_channel_lost_and_the_per_tile_filter_cannot() -> None:
+    """Tile 0 measured blurred beyond a 1 x 1 fix (its design lost), tile 1 still carries it: only
+    the mixing correction brings tile 0 back."""
+    g = np.random.default_rng(4)
+    scene = np.pad(g.gamma(2.0, 1.0, (32, 10, 10)), ((0, 0), (2, 2), (2, 2)))  # dark borders: shifts stay inside
+    wanted = np.stack([scene, np.roll(scene, 1, axis=-1)], axis=1)
+    measured = np.stack([0.5 * (scene + np.roll(scene, 2, axis=-1)), np.roll(scene, 1, axis=-1)], axis=1)
+    errors = {}
+    for mix in (False, True):
+        c = fit_correction(measured[:24], wanted[:24], 3, mix=mix)
+        with torch.no_grad():
+            got = apply_correction(torch.from_numpy(measured[24:]), c).numpy()
+        errors[mix] = float(np.linalg.norm(got[:, 0] - wanted[24:, 0]) / np.linalg.norm(wanted[24:, 0]))
+    assert errors[True] < 0.05 < 0.3 < errors[False], errors
+
+
 @pytest.mark.parametrize("kernel", [0, 2, -1])
 def test_an_even_or_empty_kernel_is_refused(kernel: int) -> None:
     x = np.ones((2, 1, 4, 4))

@@ -43,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="fit the readout correction on the bench's own frames of the probe images (opens the "
                            "bench of --profile; takes readout-probes x frames-per-image frames) instead of the "
                            "calibrated twin's: it then takes in what the twin does not model")
+    comp.add_argument("--no-readout-mix", dest="readout_mix", action="store_false", default=None,
+                      help="correct each tile from itself only (default: each corrected tile reads every tile of "
+                           "the image, which recovers what the SLM's fringing took from one channel)")
     comp.add_argument("--readout-probes", type=_positive_int, default=None, metavar="N",
                       help="training images the readout correction is fitted on (default: 256)")
     _stale_option(comp)
@@ -127,7 +130,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from labrig.deploy.show import format_program
 
     given = {"steps": args.refine_steps, "readout_kernel": args.readout_kernel,
-             "readout_probes": args.readout_probes, "bench_readout": args.bench_readout or None}
+             "readout_probes": args.readout_probes, "bench_readout": args.bench_readout or None,
+             "readout_mix": args.readout_mix}
     refine = RefineConfig(**{k: v for k, v in given.items() if v is not None})
     if args.bench_readout and args.calibration is None:
         raise SystemExit("labrig compile: --bench-readout corrects a program compiled through a calibration: "

@@ -338,7 +338,7 @@ def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout
         return calibrated
     n = config.readout_probes
     return _with_correction(calibrated, gray_all[:n], target_all[:n], config.readout_kernel,
-                            None if on_bench is None else (on_bench, probes.batch(0, n)))
+                            None if on_bench is None else (on_bench, probes.batch(0, n)), mix=config.readout_mix)
 
 
 class _OnBench(NamedTuple):
@@ -367,7 +367,7 @@ def _bench_tiles(on_bench: _OnBench, program: Program, images: np.ndarray) -> tu
 
 
 def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, kernel: int,
-                     bench: tuple[_OnBench, np.ndarray] | None = None) -> Program:
+                     bench: tuple[_OnBench, np.ndarray] | None = None, mix: bool = False) -> Program:
     """`program` with the per-tile readout correction (`labrig.deploy.correction`) fitted on the first
     three quarters of the probes and kept only if it brings the held-back quarter closer to the
     ideal tiles; then refitted on them all. The tiles it corrects are the calibrated twin's, or,
@@ -381,19 +381,20 @@ def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, 
         measured, frames = _bench_tiles(bench[0], program, bench[1])
     fit = max(1, (3 * len(measured)) // 4)
     before = relative_error(measured[fit:], target[fit:])
-    trial = fit_correction(measured[:fit], target[:fit], kernel)
+    trial = fit_correction(measured[:fit], target[:fit], kernel, mix=mix)
     with torch.no_grad():
         corrected = apply_correction(torch.from_numpy(measured[fit:]), trial).numpy()
     after = relative_error(corrected, target[fit:])
     lineage = dict(program.source[SOURCE_KEY])
-    lineage["readout_correction"] = {"kernel": kernel, "probes": len(measured), "held_back": len(measured) - fit,
+    lineage["readout_correction"] = {"kernel": kernel, "mix": mix, "probes": len(measured),
+                                     "held_back": len(measured) - fit,
                                      "tiles": "calibrated twin" if bench is None else "bench", "frames": frames,
                                      "error_before": round(before, 5), "error_after": round(after, 5),
                                      "kept": bool(after < before)}
     source = {**program.source, SOURCE_KEY: lineage}
     if not after < before:
         return dataclasses.replace(program, source=source)
-    correction = fit_correction(measured, target, kernel)
+    correction = fit_correction(measured, target, kernel, mix=mix)
     return dataclasses.replace(program, source=source,
                                readout=dataclasses.replace(program.readout, correction=correction))
 

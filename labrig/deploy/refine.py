@@ -67,6 +67,9 @@ class RefineConfig:
     readout_kernel: int = 3
     """Size of the per-tile readout correction fitted after the masks (`labrig.deploy.correction`;
     1: a gain and an offset per tile, 0: none)."""
+    readout_mix: bool = True
+    """Let each tile's correction read every tile of the image (a T -> T convolution,
+    `fit_correction(mix=True)`): the other channels carry what fringing took from one."""
     readout_probes: int = 256
     """Training images the readout correction is fitted on (a quarter held back to check it)."""
     bench_readout: bool = False

@@ -43,11 +43,13 @@ def format_program(program: Program, path: str | Path | None = None) -> str:
     ]
     fitted = (src.get("calibration") or {}).get("readout_correction")
     if ro.correction:
-        k = int(np.asarray(ro.correction["weight"]).shape[-1])
+        weight = np.asarray(ro.correction["weight"])
+        k = int(weight.shape[-1])
+        reads = "every tile" if weight.ndim == 4 else "its own tile"
         how = "" if not fitted else (f" fitted on the {fitted['tiles']}'s tiles of {fitted['probes']} images"
                                      f"{' (' + str(fitted['frames']) + ' frames)' if fitted.get('frames') else ''}; "
                                      f"held-back tile error {fitted['error_before']:.3g} -> {fitted['error_after']:.3g}")
-        lines.append(f"           per-tile correction: {k}x{k} filter and offset{how}")
+        lines.append(f"           per-tile correction: {k}x{k} filter of {reads} and offset{how}")
     elif fitted:
         lines.append(f"           no per-tile correction: it did not help the held-back probes "
                      f"({fitted['error_before']:.3g} -> {fitted['error_after']:.3g})")
