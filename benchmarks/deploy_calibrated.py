@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--readout-kernel", type=int, default=RefineConfig.readout_kernel,
                     help="per-tile readout correction size (1: gain and offset, 0: none)")
     ap.add_argument("--no-readout-mix", dest="readout_mix", action="store_false",
-                    help="per-tile correction only (no mixing of the tiles)")
+                    help="per-tile correction only (RefineConfig.readout_mix off)")
     ap.add_argument("--readout-probes", type=int, default=RefineConfig.readout_probes,
                     help="training images the readout correction is fitted on")
     ap.add_argument("--bench-readout", action="store_true",

@@ -145,6 +145,13 @@ def test_the_readout_correction_takes_the_tiles_closer_than_the_patterns_alone(t
     err_without, _ = _tile_error(real_profile, without, plain, test, truth)
     err_corrected, _ = _tile_error(real_profile, corrected, plain, test, truth)
     assert err_corrected < 0.9 * err_without, (err_corrected, err_without)
+    # mixing the tiles contains the per-tile filter: on the held-back probes it is at least as close
+    alone = compile_program(student, real_profile, train, classes=train.classes, calibration=truth,
+                            refine=dataclasses.replace(refine, readout_mix=False))
+    assert alone.readout.correction["weight"].shape == (channels, 3, 3)
+    alone_report = alone.source["calibration"]["readout_correction"]
+    assert alone_report["mix"] is False and report["error_after"] <= 1.05 * alone_report["error_after"], alone_report
+    assert "3x3 filter of its own tile and offset" in format_program(alone)
 
 
 def test_a_readout_correction_measured_on_the_bench_takes_in_what_the_twin_cannot_model(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            "calibrated twin's: it then takes in what the twin does not model")
     comp.add_argument("--no-readout-mix", dest="readout_mix", action="store_false", default=None,
                       help="correct each tile from itself only (default: each corrected tile reads every tile of "
-                           "the image, which recovers what the SLM's fringing took from one channel)")
+                           "the image, which recovers some of what the SLM's fringing took from one channel, for "
+                           "T times the host work)")
     comp.add_argument("--readout-probes", type=_positive_int, default=None, metavar="N",
                       help="training images the readout correction is fitted on (default: 256)")
     _stale_option(comp)

@@ -69,7 +69,9 @@ class RefineConfig:
     1: a gain and an offset per tile, 0: none)."""
     readout_mix: bool = True
     """Let each tile's correction read every tile of the image (a T -> T convolution,
-    `fit_correction(mix=True)`): the other channels carry what fringing took from one."""
+    `fit_correction(mix=True)`): the other channels carry what fringing took from one (the
+    more fringing, the more it gains; see docs/calibration.md). It costs the host T x K²
+    multiply-adds per tile pixel instead of K² (`labrig program show` states it)."""
     readout_probes: int = 256
     """Training images the readout correction is fitted on (a quarter held back to check it)."""
     bench_readout: bool = False

@@ -46,10 +46,12 @@ def format_program(program: Program, path: str | Path | None = None) -> str:
         weight = np.asarray(ro.correction["weight"])
         k = int(weight.shape[-1])
         reads = "every tile" if weight.ndim == 4 else "its own tile"
+        macs = int(np.prod(weight.shape)) * int(np.prod(ro.tile_shape))  # every weight once per tile pixel
         how = "" if not fitted else (f" fitted on the {fitted['tiles']}'s tiles of {fitted['probes']} images"
                                      f"{' (' + str(fitted['frames']) + ' frames)' if fitted.get('frames') else ''}; "
                                      f"held-back tile error {fitted['error_before']:.3g} -> {fitted['error_after']:.3g}")
-        lines.append(f"           per-tile correction: {k}x{k} filter of {reads} and offset{how}")
+        lines.append(f"           per-tile correction: {k}x{k} filter of {reads} and offset{how}; "
+                     f"{macs / 1e6:.2f} M multiply-adds per image on the host")
     elif fitted:
         lines.append(f"           no per-tile correction: it did not help the held-back probes "
                      f"({fitted['error_before']:.3g} -> {fitted['error_after']:.3g})")
