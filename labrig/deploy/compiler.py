@@ -325,49 +325,20 @@ def _through_calibration(program: Program, path: OpticalPath, layout: TileLayout
     lut = cal.imperfections.slm_lut.detach().to(torch.float64)
     lineage = {**cal.lineage, "refine": report.as_dict(),
                "tile_centres_px": [[round(v, 4) for v in c] for c in centres.tolist()]}
-
-    def with_pattern(pattern: torch.Tensor, steps: int) -> Program:
-        """The calibrated program showing `pattern` (the best after `steps` refinement steps)."""
-        made = dataclasses.replace(
-            program,
-            source={**program.source, SOURCE_KEY: json.loads(json.dumps({**lineage, "refine": {
-                **lineage["refine"], "steps_shown": steps}}, default=json_default))},
-            filter=dataclasses.replace(program.filter, encoding=f"double_phase ({report.encoding} pairs) optimised "
-                                       "through the calibrated twin",
-                                       gray=pattern.numpy().astype(program.filter.gray.dtype), lut=lut.numpy()),
-            readout=dataclasses.replace(program.readout, rois=tuple(tuple(r) for r in rois)),
-        )
-        return _calibrated_readout(made, twin, calibration, bounds, gray_in, target)
-
-    calibrated = with_pattern(gray, config.steps)
+    calibrated = dataclasses.replace(
+        program,
+        source={**program.source, SOURCE_KEY: json.loads(json.dumps(lineage, default=json_default))},
+        filter=dataclasses.replace(program.filter, encoding=f"double_phase ({report.encoding} pairs) optimised "
+                                   "through the calibrated twin",
+                                   gray=gray.numpy().astype(program.filter.gray.dtype), lut=lut.numpy()),
+        readout=dataclasses.replace(program.readout, rois=tuple(tuple(r) for r in rois)),
+    )
+    calibrated = _calibrated_readout(calibrated, twin, calibration, bounds, gray_in, target)
     if not config.readout_kernel:
         return calibrated
     n = config.readout_probes
-    if on_bench is None:
-        return _with_correction(calibrated, gray_all[:n], target_all[:n], config.readout_kernel, mix=config.readout_mix)
-    bench = (on_bench, probes.batch(0, n))
-    candidates = [_with_correction(with_pattern(g, s), gray_all[:n], target_all[:n], config.readout_kernel, bench,
-                                   mix=config.readout_mix) for s, g in sorted(report.snapshots.items())]
-    candidates.append(_with_correction(calibrated, gray_all[:n], target_all[:n], config.readout_kernel, bench,
-                                       mix=config.readout_mix))
-    return _bench_choice(candidates)
-
-
-def _bench_choice(candidates: list[Program]) -> Program:
-    """Of programs that differ in their patterns, the one whose bench tiles of the held-back probes
-    came closest to the ideal tiles (after its own correction); every candidate's figures go into
-    its lineage (`bench_choice`), with the frames they all took."""
-    def figures(p: Program) -> dict[str, Any]:
-        c = p.source[SOURCE_KEY]["readout_correction"]
-        return {"steps": p.source[SOURCE_KEY]["refine"]["steps_shown"], "frames": c["frames"],
-                "error": c["error_after"] if c["kept"] else c["error_before"]}
-
-    table = [figures(p) for p in candidates]
-    best = min(range(len(candidates)), key=lambda i: table[i]["error"])
-    chosen = candidates[best]
-    lineage = {**chosen.source[SOURCE_KEY], "bench_choice": {"candidates": table, "chosen_steps": table[best]["steps"],
-                                                             "frames": sum(t["frames"] for t in table)}}
-    return dataclasses.replace(chosen, source={**chosen.source, SOURCE_KEY: lineage})
+    return _with_correction(calibrated, gray_all[:n], target_all[:n], config.readout_kernel,
+                            None if on_bench is None else (on_bench, probes.batch(0, n)), mix=config.readout_mix)
 
 
 class _OnBench(NamedTuple):

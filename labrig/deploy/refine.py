@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -74,11 +74,6 @@ class RefineConfig:
     multiply-adds per tile pixel instead of K² (`labrig program show` states it)."""
     readout_probes: int = 256
     """Training images the readout correction is fitted on (a quarter held back to check it)."""
-    bench_choice: tuple[int, ...] = (60,)
-    """With `bench_readout`: the best patterns of these earlier steps compete with the final one
-    on the bench (each measured on the probes and corrected; the closest to the ideal tiles on
-    the held-back probes wins). The calibrated twin is not the bench, and descending further on
-    it can fit its errors; the bench's own frames decide (readout_probes x frames each)."""
     bench_readout: bool = False
     """Fit the readout correction on the bench's frames of the probes (`compile_program(bench=...)`;
     what the calibrated twin cannot model is then in it) instead of the calibrated twin's."""
@@ -97,8 +92,6 @@ class RefineReport:
     """After gradient descent (the program's)."""
     steps: int
     seconds: float
-    snapshots: dict[int, torch.Tensor] = field(default_factory=dict, compare=False)
-    """Gray levels of the best pattern after each of `RefineConfig.bench_choice`'s steps."""
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {"encoding": self.encoding, "error_plain": self.error_plain, "error_analytic": self.error_analytic,
@@ -325,7 +318,6 @@ def optimise_filter(
         n = amplitude.shape[0]
         gen = torch.Generator().manual_seed(0)
         best_theta, best_err = theta.detach().clone(), analytic
-        snapshots: dict[int, torch.Tensor] = {}
         for step in range(config.steps):
             idx = torch.randperm(n, generator=gen)[: config.batch]
             opt.zero_grad()
@@ -336,12 +328,9 @@ def optimise_filter(
                 e = error(quantize_to_lut(theta.detach(), lut)[1])
                 if e < best_err:
                     best_theta, best_err = theta.detach().clone(), e
-            if step + 1 in config.bench_choice and step + 1 < config.steps:
-                snapshots[step + 1] = nearest_gray_level(best_theta, lut)
         theta = best_theta
     gray = nearest_gray_level(theta.detach(), lut)
     final = error(lut[gray].to(twin.dtype))
     report = RefineReport(encoding=encoding, error_plain=plain, error_analytic=analytic, error_final=final,
-                          steps=config.steps, seconds=time.perf_counter() - started,
-                          snapshots={s: g for s, g in snapshots.items() if not torch.equal(g, gray)})
+                          steps=config.steps, seconds=time.perf_counter() - started)
     return gray, report

@@ -55,11 +55,6 @@ def format_program(program: Program, path: str | Path | None = None) -> str:
     elif fitted:
         lines.append(f"           no per-tile correction: it did not help the held-back probes "
                      f"({fitted['error_before']:.3g} -> {fitted['error_after']:.3g})")
-    choice = (src.get("calibration") or {}).get("bench_choice")
-    if choice:
-        tried = ", ".join(f"{c['steps']} steps {c['error']:.3g}" for c in choice["candidates"])
-        lines.append(f"           patterns chosen on the bench ({choice['frames']} frames): held-back tile error "
-                     f"{tried}; shows the one after {choice['chosen_steps']} steps")
     for f, group in enumerate(mux.groups()):
         g = program.filter.gray[f]
         lines.append(f"  frame {f}: channels {group[0]}-{group[-1]}, gray levels {int(g.min())}-{int(g.max())}, "
