@@ -64,14 +64,18 @@ class Interrupted(Routine):
     name, estimates = "interrupted", ()
 
     def run(self, bench, twin, *, progress=None, cancel=None):
-        import os
         import signal
+        import threading
         import time
 
         with Probe(bench, self.name, progress=progress, cancel=cancel) as probe:
             probe.grab_frames(1, check=False)
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)  # the signal arrives here
+            # at the main thread, as a terminal's Ctrl-C is handled: a signal sent to the process
+            # may land on another thread (tqdm's monitor, torch's workers) under load, and the main
+            # thread then sees it only when it next runs Python code
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            for _ in range(50):
+                time.sleep(0.1)  # the signal arrives here
             raise AssertionError("SIGINT did not interrupt the routine")
 
 
