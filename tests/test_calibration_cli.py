@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,17 @@ def test_calibrate_then_show(fakes: None, tmp_path: Path, capsys: pytest.Capture
     assert again.routines["spot"].time == cal.routines["spot"].time
 
 
-def test_ctrl_c_and_failures_leave_the_file(fakes: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raising KeyboardInterrupt, as in a terminal: a shell starts background jobs with SIGINT
+    ignored, and Python keeps an ignored SIGINT ignored (the Ctrl-C below would then do nothing)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_and_failures_leave_the_file(fakes: None, ctrl_c_raises: None, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     profile = small_profile(tmp_path, small_truth(6))
     out = tmp_path / "cal.h5"
     assert main(["calibrate", "offset", "--profile", str(profile), "--out", str(out), "--no-progress"]) == 0
