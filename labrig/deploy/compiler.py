@@ -367,7 +367,7 @@ def _bench_tiles(on_bench: _OnBench, program: Program, images: np.ndarray) -> tu
 
 
 def _with_correction(program: Program, gray_in: np.ndarray, target: np.ndarray, kernel: int,
-                     bench: tuple[_OnBench, np.ndarray] | None = None, mix: bool = False) -> Program:
+                     bench: tuple[_OnBench, np.ndarray] | None = None, *, mix: bool) -> Program:
     """`program` with the per-tile readout correction (`labrig.deploy.correction`) fitted on the first
     three quarters of the probes and kept only if it brings the held-back quarter closer to the
     ideal tiles; then refitted on them all. The tiles it corrects are the calibrated twin's, or,
